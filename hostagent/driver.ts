@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import { VmState } from './vmStates.js';
+
+/**
+ * The hypervisor driver contract. The agent (protocol, SSH, idempotency) sits on top and is the same
+ * for every driver; a driver only knows how to make VMs on its hypervisor. `sim` and `qemu` implement it.
+ */
+
+export const VmName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'a VM name is 1-63 letters, digits, _ . -');
+
+/** How a VM boots: from a disk image (a qcow2 overlay is made on it), or from a kernel and initramfs (tests). */
+export const BootSource = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('image'), imagePath: z.string().min(1) }),
+  z.object({
+    kind: z.literal('kernel'),
+    kernelPath: z.string().min(1),
+    initrdPath: z.string().min(1),
+    cmdline: z.string().max(4096).default('console=ttyS0'),
+  }),
+]);
+export type BootSource = z.infer<typeof BootSource>;
+
+export const VmSpec = z.object({
+  name: VmName,
+  vcpus: z.number().int().min(1).max(512),
+  memoryMb: z.number().int().min(16).max(4 * 1024 * 1024),
+  diskGb: z.number().int().min(0).max(65536),
+  /** Optional for `sim`; `qemu` needs it. */
+  boot: BootSource.optional(),
+  /** Opaque labels the controller keeps with the VM (instance id, project id). */
+  labels: z.record(z.string(), z.string().max(256)).default({}),
+});
+export type VmSpec = z.infer<typeof VmSpec>;
+export type VmSpecInput = z.input<typeof VmSpec>;
+
+export const VolumeInfo = z.object({ volumeId: z.string(), device: z.string(), path: z.string().optional() });
+
+export const VmInfo = z.object({
+  name: VmName,
+  state: VmState,
+  vcpus: z.number().int(),
+  memoryMb: z.number().int(),
+  diskGb: z.number().int(),
+  labels: z.record(z.string(), z.string()),
+  volumes: z.array(VolumeInfo).default([]),
+  /** OS process id where the hypervisor has one (qemu). */
+  pid: z.number().int().optional(),
+  createdAt: z.string(),
+});
+export type VmInfo = z.infer<typeof VmInfo>;
+
+export const Resources = z.object({ vcpus: z.number().int(), memoryMb: z.number().int(), diskGb: z.number().int() });
+export type Resources = z.infer<typeof Resources>;
+
+export const HostCapacity = z.object({
+  capacity: Resources,
+  allocated: Resources,
+  hypervisor: z.enum(['sim', 'qemu']),
+  /** qemu: the accelerator chosen by the start-up probe. */
+  accel: z.enum(['kvm', 'tcg', 'none']).default('none'),
+});
+export type HostCapacity = z.infer<typeof HostCapacity>;
+
+/** What a long call reports while it runs; the agent streams it as `progress` messages. */
+export const Progress = z.object({ percent: z.number().min(0).max(100).optional(), message: z.string() });
+export type Progress = z.infer<typeof Progress>;
+
+export interface CallContext {
+  signal: AbortSignal;
+  progress(p: Progress): void;
+}
+
+/** Error codes a driver or the agent returns; `retryable` tells the controller whether trying again can help. */
+export const AgentErrorCode = z.enum([
+  'BAD_REQUEST', // malformed message, unknown method, bad params, oversized
+  'NOT_FOUND', // no such VM / volume
+  'ALREADY_EXISTS',
+  'INVALID_STATE', // the VM's state does not allow the action
+  'INSUFFICIENT_CAPACITY',
+  'HYPERVISOR_ERROR', // the hypervisor refused or failed
+  'UNAVAILABLE', // transient: connection lost, agent restarting, timed out
+  'CANCELLED',
+  'INTERNAL',
+]);
+export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
+
+const RETRYABLE: ReadonlySet<AgentErrorCode> = new Set(['UNAVAILABLE', 'INTERNAL']);
+
+export class AgentError extends Error {
+  readonly retryable: boolean;
+  constructor(
+    readonly code: AgentErrorCode,
+    message: string,
+    retryable?: boolean,
+  ) {
+    super(message);
+    this.name = 'AgentError';
+    this.retryable = retryable ?? RETRYABLE.has(code);
+  }
+}
+
+export interface SnapshotResult { imagePath: string; sizeBytes: number }
+export interface MigrationTarget { host: string; port: number }
+export interface MigrationResult { downtimeMs: number; totalMs: number; transferredBytes: number }
+
+export interface HypervisorDriver {
+  readonly kind: 'sim' | 'qemu';
+  /** Called once at agent start: load state, re-attach to running VMs, probe the accelerator. */
+  init(): Promise<void>;
+  hostInfo(): Promise<HostCapacity>;
+  listVms(): Promise<VmInfo[]>;
+  getVm(name: string): Promise<VmInfo>;
+  createVm(spec: VmSpec, ctx: CallContext): Promise<VmInfo>;
+  startVm(name: string, ctx: CallContext): Promise<VmInfo>;
+  stopVm(name: string, opts: { force: boolean }, ctx: CallContext): Promise<VmInfo>;
+  rebootVm(name: string, opts: { hard: boolean }, ctx: CallContext): Promise<VmInfo>;
+  pauseVm(name: string, ctx: CallContext): Promise<VmInfo>;
+  unpauseVm(name: string, ctx: CallContext): Promise<VmInfo>;
+  suspendVm(name: string, ctx: CallContext): Promise<VmInfo>;
+  resumeVm(name: string, ctx: CallContext): Promise<VmInfo>;
+  /** Removes the VM, its process and its disk. Destroying a VM that is not there is not an error. */
+  destroyVm(name: string, ctx: CallContext): Promise<{ destroyed: boolean }>;
+  snapshotVm(name: string, opts: { imageName: string }, ctx: CallContext): Promise<SnapshotResult>;
+  attachVolume(name: string, opts: { volumeId: string; sizeGb: number }, ctx: CallContext): Promise<VmInfo>;
+  detachVolume(name: string, opts: { volumeId: string }, ctx: CallContext): Promise<VmInfo>;
+  /** Destination side: start a paused VM waiting for an incoming migration; returns where to send it. */
+  migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget>;
+  /** Source side: send the VM; on success the source is cleaned up, on failure it keeps running here. */
+  migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult>;
+  consoleLog(name: string, opts: { lines: number }): Promise<{ text: string }>;
+  /** Agent shutdown: release handles; running VMs keep running where the hypervisor allows it. */
+  close(): Promise<void>;
+}
