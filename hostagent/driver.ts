@@ -68,6 +68,11 @@ export type Progress = z.infer<typeof Progress>;
 export interface CallContext {
   signal: AbortSignal;
   progress(p: Progress): void;
+  /**
+   * The caller's idempotency key for a mutating call, when there is one. The agent already dedupes by it;
+   * a driver may also store it with its own state change so that change and outcome commit together.
+   */
+  idempotencyKey?: string;
 }
 
 /** Error codes a driver or the agent returns; `retryable` tells the controller whether trying again can help. */
@@ -81,6 +86,8 @@ export const AgentErrorCode = z.enum([
   'UNAVAILABLE', // transient: connection lost, agent restarting, timed out
   'CANCELLED',
   'INTERNAL',
+  'HOST_KEY_MISMATCH', // client side: the host's key is not the one registered for it
+  'UNAUTHORIZED', // the agent refused the controller's key
 ]);
 export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
@@ -99,9 +106,16 @@ export class AgentError extends Error {
   }
 }
 
-export interface SnapshotResult { imagePath: string; sizeBytes: number }
-export interface MigrationTarget { host: string; port: number }
-export interface MigrationResult { downtimeMs: number; totalMs: number; transferredBytes: number }
+export const SnapshotResult = z.object({ imagePath: z.string(), sizeBytes: z.number().int().min(0) });
+export type SnapshotResult = z.infer<typeof SnapshotResult>;
+export const MigrationTarget = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
+export type MigrationTarget = z.infer<typeof MigrationTarget>;
+export const MigrationResult = z.object({
+  downtimeMs: z.number().min(0),
+  totalMs: z.number().min(0),
+  transferredBytes: z.number().min(0),
+});
+export type MigrationResult = z.infer<typeof MigrationResult>;
 
 export interface HypervisorDriver {
   readonly kind: 'sim' | 'qemu';
