@@ -1,0 +1,33 @@
+import type { CallContext, HypervisorDriver } from './driver.js';
+import type { MethodName, ResultOf } from './protocol.js';
+import { z } from 'zod';
+import { methods, PROTOCOL_VERSION } from './protocol.js';
+
+/** The agent's version as the controller sees it in hostInfo. */
+export const AGENT_VERSION = '0.1.0';
+
+type Parsed<M extends MethodName> = z.output<(typeof methods)[M]['params']>;
+type DriverCall<M extends MethodName> = (d: HypervisorDriver, p: Parsed<M>, ctx: CallContext) => Promise<ResultOf<M>>;
+
+/** How each protocol method maps onto the driver contract (`cancel` is handled by the session itself). */
+export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> } = {
+  ping: async () => ({ pong: true }),
+  hostInfo: async (d) => ({ ...(await d.hostInfo()), agentVersion: AGENT_VERSION, protocolVersion: PROTOCOL_VERSION }),
+  listVms: async (d) => ({ vms: await d.listVms() }),
+  getVm: (d, p) => d.getVm(p.name),
+  consoleLog: (d, p) => d.consoleLog(p.name, { lines: p.lines }),
+  createVm: (d, p, ctx) => d.createVm(p.spec, ctx),
+  startVm: (d, p, ctx) => d.startVm(p.name, ctx),
+  stopVm: (d, p, ctx) => d.stopVm(p.name, { force: p.force }, ctx),
+  rebootVm: (d, p, ctx) => d.rebootVm(p.name, { hard: p.hard }, ctx),
+  pauseVm: (d, p, ctx) => d.pauseVm(p.name, ctx),
+  unpauseVm: (d, p, ctx) => d.unpauseVm(p.name, ctx),
+  suspendVm: (d, p, ctx) => d.suspendVm(p.name, ctx),
+  resumeVm: (d, p, ctx) => d.resumeVm(p.name, ctx),
+  destroyVm: (d, p, ctx) => d.destroyVm(p.name, ctx),
+  snapshotVm: (d, p, ctx) => d.snapshotVm(p.name, { imageName: p.imageName }, ctx),
+  attachVolume: (d, p, ctx) => d.attachVolume(p.name, { volumeId: p.volumeId, sizeGb: p.sizeGb }, ctx),
+  detachVolume: (d, p, ctx) => d.detachVolume(p.name, { volumeId: p.volumeId }, ctx),
+  migrateReceive: (d, p, ctx) => d.migrateReceive(p.spec, ctx),
+  migrateSend: (d, p, ctx) => d.migrateSend(p.name, p.target, ctx),
+};

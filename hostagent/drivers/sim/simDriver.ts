@@ -1,0 +1,260 @@
+import type { Server } from 'node:net';
+import { join } from 'node:path';
+import { z } from 'zod';
+import {
+  AgentError,
+  type CallContext,
+  type HostCapacity,
+  type HypervisorDriver,
+  type MigrationResult,
+  type MigrationTarget,
+  type Resources,
+  type SnapshotResult,
+  type VmInfo,
+  type VmSpec,
+} from '../../driver.js';
+import { nextVmState, type VmAction } from '../../vmStates.js';
+import { SimFaultInjector } from './simFaults.js';
+import { listenForMigration, sendMigration } from './simMigration.js';
+import { SimStore, type SimVm } from './simStore.js';
+
+/** A huge host by default, like Nova's fake driver, so scale tests are limited by the controller only. */
+export const SimCapacity = z.object({
+  vcpus: z.coerce.number().int().min(0).default(1000),
+  memoryMb: z.coerce.number().int().min(0).default(1024 * 1024),
+  diskGb: z.coerce.number().int().min(0).default(100 * 1024),
+});
+
+const CONSOLE_LINES = 200;
+
+/**
+ * The `sim` hypervisor: VMs are records that follow vmStates' table, on a host with finite capacity,
+ * with injectable latency and failures. Each mutating call checks, waits out its latency (if any),
+ * checks again and commits its change with one atomic state write, so it happens once or not at all.
+ */
+export class SimDriver implements HypervisorDriver {
+  readonly kind = 'sim' as const;
+  private store!: SimStore;
+  private readonly capacity: Resources;
+  private readonly faults: SimFaultInjector;
+  private readonly incoming = new Map<string, Server>();
+
+  constructor(
+    private readonly stateDir: string,
+    options: Record<string, string>,
+  ) {
+    this.capacity = SimCapacity.parse(options);
+    this.faults = new SimFaultInjector(stateDir, options);
+  }
+
+  async init() {
+    this.store = await SimStore.load(this.stateDir);
+  }
+
+  async hostInfo(): Promise<HostCapacity> {
+    return { capacity: this.capacity, allocated: this.allocated(), hypervisor: 'sim', accel: 'none' };
+  }
+
+  async listVms() {
+    return Object.values(this.store.state.vms).map((v) => structuredClone(v.info));
+  }
+
+  async getVm(name: string) {
+    return structuredClone(this.vm(name).info);
+  }
+
+  async createVm(spec: VmSpec, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      this.checkCreate(spec);
+      await this.faults.apply('createVm', spec.name, ctx);
+      this.checkCreate(spec);
+      return this.add(spec, 'stopped', 'created').info;
+    });
+  }
+
+  startVm = (name: string, ctx: CallContext) => this.transition('start', 'startVm', name, ctx);
+  stopVm = (name: string, opts: { force: boolean }, ctx: CallContext) =>
+    this.transition('stop', 'stopVm', name, ctx, opts.force ? 'powered off' : 'shut down');
+  rebootVm = (name: string, opts: { hard: boolean }, ctx: CallContext) =>
+    this.transition('reboot', 'rebootVm', name, ctx, opts.hard ? 'reset' : 'rebooted');
+  pauseVm = (name: string, ctx: CallContext) => this.transition('pause', 'pauseVm', name, ctx);
+  unpauseVm = (name: string, ctx: CallContext) => this.transition('unpause', 'unpauseVm', name, ctx);
+  suspendVm = (name: string, ctx: CallContext) => this.transition('suspend', 'suspendVm', name, ctx);
+  resumeVm = (name: string, ctx: CallContext) => this.transition('resume', 'resumeVm', name, ctx);
+
+  async destroyVm(name: string, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      if (!this.store.state.vms[name]) return { destroyed: false };
+      await this.faults.apply('destroyVm', name, ctx);
+      const existed = this.store.state.vms[name] !== undefined;
+      delete this.store.state.vms[name];
+      this.incoming.get(name)?.close();
+      this.incoming.delete(name);
+      return { destroyed: existed };
+    });
+  }
+
+  async snapshotVm(name: string, opts: { imageName: string }, ctx: CallContext): Promise<SnapshotResult> {
+    return this.once(ctx, async () => {
+      const vm = this.allowed(name, 'snapshot');
+      await this.faults.apply('snapshotVm', name, ctx);
+      this.allowed(name, 'snapshot');
+      say(vm, `snapshot ${opts.imageName} taken`);
+      // The sim keeps no image bytes; the size is what a thin qcow2 of a fresh disk would be.
+      return { imagePath: join(this.stateDir, 'sim', 'images', `${opts.imageName}.qcow2`), sizeBytes: vm.info.diskGb * 1024 * 1024 };
+    });
+  }
+
+  async attachVolume(name: string, opts: { volumeId: string; sizeGb: number }, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      this.allowed(name, 'attachVolume');
+      await this.faults.apply('attachVolume', name, ctx);
+      const vm = this.allowed(name, 'attachVolume');
+      if (vm.info.volumes.some((v) => v.volumeId === opts.volumeId)) {
+        throw new AgentError('ALREADY_EXISTS', `volume ${opts.volumeId} is already attached to ${name}`);
+      }
+      const used = new Set(vm.info.volumes.map((v) => v.device));
+      const device = [...'bcdefghijklmnopqrstuvwxyz'].map((c) => `vd${c}`).find((d) => !used.has(d));
+      if (!device) throw new AgentError('INSUFFICIENT_CAPACITY', `${name} has no free disk slot`);
+      vm.info.volumes.push({ volumeId: opts.volumeId, device });
+      say(vm, `volume ${opts.volumeId} attached as ${device}`);
+      return vm.info;
+    });
+  }
+
+  async detachVolume(name: string, opts: { volumeId: string }, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      this.allowed(name, 'detachVolume');
+      await this.faults.apply('detachVolume', name, ctx);
+      const vm = this.allowed(name, 'detachVolume');
+      const before = vm.info.volumes.length;
+      vm.info.volumes = vm.info.volumes.filter((v) => v.volumeId !== opts.volumeId);
+      if (vm.info.volumes.length === before) throw new AgentError('NOT_FOUND', `volume ${opts.volumeId} is not attached to ${name}`);
+      say(vm, `volume ${opts.volumeId} detached`);
+      return vm.info;
+    });
+  }
+
+  async migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {
+    return this.once(ctx, async () => {
+      this.checkCreate(spec);
+      await this.faults.apply('migrateReceive', spec.name, ctx);
+      this.checkCreate(spec);
+      // Waits paused, as qemu -incoming does, until the source's record arrives.
+      const vm = this.add(spec, 'paused', 'waiting for incoming migration');
+      const host = '127.0.0.1';
+      const { server, port } = await listenForMigration(host, async (sent) => {
+        const here = this.store.state.vms[spec.name];
+        if (!here) throw new Error(`${spec.name} is no longer waiting here`);
+        here.info = { ...sent, state: 'running', createdAt: vm.info.createdAt };
+        say(here, 'migration received; running');
+        this.incoming.delete(spec.name);
+        await this.store.save();
+      });
+      this.incoming.set(spec.name, server);
+      return { host, port };
+    });
+  }
+
+  async migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult> {
+    return this.once(ctx, async () => {
+      const started = Date.now();
+      this.allowed(name, 'migrate');
+      await this.faults.apply('migrateSend', name, ctx);
+      const vm = this.allowed(name, 'migrate');
+      ctx.progress({ percent: 90, message: 'switching over' });
+      const pausedAt = Date.now();
+      let transferredBytes: number;
+      try {
+        transferredBytes = await sendMigration(target, vm.info);
+      } catch (e) {
+        throw new AgentError('HYPERVISOR_ERROR', `migration of ${name} to ${target.host}:${target.port} failed: ${(e as Error).message}; it keeps running here`);
+      }
+      delete this.store.state.vms[name];
+      return { downtimeMs: Date.now() - pausedAt, totalMs: Date.now() - started, transferredBytes };
+    });
+  }
+
+  async consoleLog(name: string, opts: { lines: number }) {
+    return { text: this.vm(name).console.slice(-opts.lines).join('\n') };
+  }
+
+  async close() {
+    for (const s of this.incoming.values()) s.close();
+    this.incoming.clear();
+    await this.store?.save();
+  }
+
+  /** Runs a mutating call at most once per idempotency key: a key already in the state file replays its result. */
+  private async once<T>(ctx: CallContext, run: () => Promise<T>): Promise<T> {
+    const replay = this.store.appliedResult(ctx.idempotencyKey);
+    if (replay) return replay.result as T;
+    const result = await run();
+    return this.store.commit(ctx.idempotencyKey, structuredClone(result));
+  }
+
+  private transition(action: VmAction, method: string, name: string, ctx: CallContext, note?: string) {
+    return this.once(ctx, async () => {
+      this.allowed(name, action);
+      await this.faults.apply(method, name, ctx);
+      // Checked again: another call may have moved the VM while this one waited out its latency.
+      const vm = this.allowed(name, action);
+      vm.info.state = nextVmState(vm.info.state, action)!;
+      say(vm, `${note ?? action}; now ${vm.info.state}`);
+      return vm.info;
+    });
+  }
+
+  private vm(name: string): SimVm {
+    const vm = this.store.state.vms[name];
+    if (!vm) throw new AgentError('NOT_FOUND', `no VM named ${name}`);
+    return vm;
+  }
+
+  private allowed(name: string, action: VmAction): SimVm {
+    const vm = this.vm(name);
+    if (!nextVmState(vm.info.state, action)) {
+      throw new AgentError('INVALID_STATE', `cannot ${action} ${name}: it is ${vm.info.state}`);
+    }
+    return vm;
+  }
+
+  private checkCreate(spec: VmSpec) {
+    if (this.store.state.vms[spec.name]) throw new AgentError('ALREADY_EXISTS', `a VM named ${spec.name} exists`);
+    const a = this.allocated();
+    const short = (['vcpus', 'memoryMb', 'diskGb'] as const).filter((r) => a[r] + spec[r] > this.capacity[r]);
+    if (short.length > 0) {
+      throw new AgentError(
+        'INSUFFICIENT_CAPACITY',
+        `not enough ${short.map((r) => `${r} (${this.capacity[r] - a[r]} free, ${spec[r]} asked)`).join(', ')}`,
+      );
+    }
+  }
+
+  private add(spec: VmSpec, state: 'stopped' | 'paused', note: string): SimVm {
+    const { name, vcpus, memoryMb, diskGb, labels } = spec;
+    const vm: SimVm = {
+      info: { name, state, vcpus, memoryMb, diskGb, labels, volumes: [], createdAt: new Date().toISOString() },
+      console: [],
+    };
+    say(vm, note);
+    this.store.state.vms[name] = vm;
+    return vm;
+  }
+
+  /** Every VM on the host holds its resources, running or not, as Nova's resource tracker counts them. */
+  private allocated(): Resources {
+    const sum = { vcpus: 0, memoryMb: 0, diskGb: 0 };
+    for (const { info } of Object.values(this.store.state.vms)) {
+      sum.vcpus += info.vcpus;
+      sum.memoryMb += info.memoryMb;
+      sum.diskGb += info.diskGb;
+    }
+    return sum;
+  }
+}
+
+function say(vm: SimVm, line: string) {
+  vm.console.push(`[${new Date().toISOString()}] ${vm.info.name}: ${line}`);
+  if (vm.console.length > CONSOLE_LINES) vm.console.splice(0, vm.console.length - CONSOLE_LINES);
+}

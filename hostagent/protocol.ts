@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import {
+  AgentErrorCode,
+  HostCapacity,
+  MigrationResult,
+  MigrationTarget,
+  Progress,
+  SnapshotResult,
+  VmInfo,
+  VmName,
+  VmSpec,
+} from './driver.js';
+
+/**
+ * Host-agent protocol v1: newline-delimited JSON over the SSH subsystem `stratus-agent-v1`.
+ *
+ *   request   {id, method, params, idempotencyKey?, traceparent?}
+ *   progress  {id, progress: {percent?, message}}      (zero or more, long calls only)
+ *   response  {id, result} | {id, error: {code, message, retryable}}
+ *
+ * Requests on one channel run concurrently; responses are matched by id, not by order.
+ * Every mutating method needs an idempotencyKey; a repeat returns the first outcome.
+ */
+export const PROTOCOL_VERSION = 1;
+export const SUBSYSTEM = 'stratus-agent-v1';
+/** A longer line is refused without being buffered whole. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+export const RequestId = z.union([z.string().min(1).max(128), z.number().int()]);
+export type RequestId = z.infer<typeof RequestId>;
+
+export const IdempotencyKey = z.string().min(1).max(200);
+/** W3C trace context header value, carried into the agent's logs. */
+export const Traceparent = z.string().regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
+
+export const Request = z.object({
+  id: RequestId,
+  method: z.string().min(1).max(64),
+  params: z.unknown().optional(),
+  idempotencyKey: IdempotencyKey.optional(),
+  traceparent: Traceparent.optional(),
+});
+export type Request = z.infer<typeof Request>;
+
+export const WireError = z.object({ code: AgentErrorCode, message: z.string(), retryable: z.boolean() });
+export type WireError = z.infer<typeof WireError>;
+
+export const Response = z.union([
+  z.object({ id: RequestId, progress: Progress }),
+  z.object({ id: RequestId, result: z.unknown() }),
+  z.object({ id: RequestId.nullable(), error: WireError }),
+]);
+export type Response = z.infer<typeof Response>;
+
+const byName = z.object({ name: VmName });
+const vmResult = VmInfo;
+
+export const HostInfo = HostCapacity.extend({ agentVersion: z.string(), protocolVersion: z.number().int() });
+export type HostInfo = z.infer<typeof HostInfo>;
+
+const method = <P extends z.ZodType, R extends z.ZodType>(params: P, result: R, mutating: boolean) => ({
+  params,
+  result,
+  mutating,
+});
+
+/** Every v1 method: its params, its result, and whether it changes anything (then it needs a key). */
+export const methods = {
+  /** Stops waiting for request `id` on this channel and aborts its driver call (the client's AbortSignal). */
+  cancel: method(z.object({ id: RequestId }), z.object({ cancelled: z.boolean() }), false),
+  ping: method(z.object({}).default({}), z.object({ pong: z.literal(true) }), false),
+  hostInfo: method(z.object({}).default({}), HostInfo, false),
+  listVms: method(z.object({}).default({}), z.object({ vms: z.array(VmInfo) }), false),
+  getVm: method(byName, vmResult, false),
+  consoleLog: method(
+    byName.extend({ lines: z.number().int().min(1).max(10_000).default(100) }),
+    z.object({ text: z.string() }),
+    false,
+  ),
+  createVm: method(z.object({ spec: VmSpec }), vmResult, true),
+  startVm: method(byName, vmResult, true),
+  stopVm: method(byName.extend({ force: z.boolean().default(false) }), vmResult, true),
+  rebootVm: method(byName.extend({ hard: z.boolean().default(false) }), vmResult, true),
+  pauseVm: method(byName, vmResult, true),
+  unpauseVm: method(byName, vmResult, true),
+  suspendVm: method(byName, vmResult, true),
+  resumeVm: method(byName, vmResult, true),
+  destroyVm: method(byName, z.object({ destroyed: z.boolean() }), true),
+  snapshotVm: method(byName.extend({ imageName: VmName }), SnapshotResult, true),
+  attachVolume: method(
+    byName.extend({ volumeId: z.string().min(1).max(128), sizeGb: z.number().int().min(1).max(65536) }),
+    vmResult,
+    true,
+  ),
+  detachVolume: method(byName.extend({ volumeId: z.string().min(1).max(128) }), vmResult, true),
+  migrateReceive: method(z.object({ spec: VmSpec }), MigrationTarget, true),
+  migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
+} as const;
+
+export type MethodName = keyof typeof methods;
+export type ParamsOf<M extends MethodName> = z.input<(typeof methods)[M]['params']>;
+export type ResultOf<M extends MethodName> = z.output<(typeof methods)[M]['result']>;
+
+export const isMethodName = (m: string): m is MethodName => Object.hasOwn(methods, m);
