@@ -10,6 +10,7 @@ const program = new Command('stratus')
 // Each role registers its own subcommand module here as it lands.
 const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./temporalCommand.js'),
+  () => import('./hostagentCommand.js'),
 ];
 for (const load of roles) (await load()).register(program);
 
