@@ -68,7 +68,8 @@ export async function findTemporalCli(say: Log = () => {}): Promise<TemporalCliF
     say(`building the Temporal CLI ${TEMPORAL_CLI_VERSION} with go install (a few minutes, once) into ${cacheDir()}`);
     mkdirSync(cacheDir(), { recursive: true });
     try {
-      await run(go, ['install', GO_MODULE], {
+      // A source build reports 0.0.0-DEV unless the version is stamped in, as the release build does.
+      await run(go, ['install', `-ldflags=-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`, GO_MODULE], {
         env: { ...process.env, GOBIN: cacheDir(), CGO_ENABLED: process.env.CGO_ENABLED ?? '0' },
         timeout: 30 * 60_000,
         maxBuffer: 64 * 1024 * 1024,
