@@ -1,0 +1,17 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The bootstrap admin token: STRATUS_ADMIN_TOKEN when set, else the one kept in `<data>/admin.token`
+ * (mode 0600), generated on first start. `generated` tells the caller to print it.
+ */
+export function loadOrCreateAdminToken(dataDir: string, fromEnv?: string): { token: string; generated: boolean } {
+  if (fromEnv) return { token: fromEnv, generated: false };
+  const path = join(dataDir, 'admin.token');
+  if (existsSync(path)) return { token: readFileSync(path, 'utf8').trim(), generated: false };
+  mkdirSync(dataDir, { recursive: true });
+  const token = `stratus_admin_${randomBytes(24).toString('base64url')}`;
+  writeFileSync(path, token + '\n', { mode: 0o600 });
+  return { token, generated: true };
+}

@@ -1,0 +1,70 @@
+import { resolve, join } from 'node:path';
+import { z } from 'zod';
+
+/** host:port, as Temporal's clients take it. */
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
+const port = z.coerce.number().int().min(0).max(65535);
+const nonEmpty = z.string().trim().min(1);
+
+/** The environment a role reads; names as in plan/CONTRACT ("The embedded default's knobs"). */
+const Env = z.object({
+  DATABASE_URL: z.string().url().optional(),
+  TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: nonEmpty.default('default'),
+  STRATUS_TASK_QUEUE: nonEmpty.default('stratus'),
+  STRATUS_PORT: port.default(4000),
+  STRATUS_HOST: nonEmpty.default('127.0.0.1'),
+  STRATUS_DATA_DIR: nonEmpty.default('./data'),
+  STRATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  STRATUS_SSH_KEY: nonEmpty.optional(),
+});
+
+export const RuntimeConfig = z.object({
+  /** PostgreSQL URL; when absent the embedded PGlite at `pgliteDir` is used. */
+  databaseUrl: z.string().optional(),
+  pgliteDir: z.string().optional(),
+  temporalAddress: z.string(),
+  temporalNamespace: z.string(),
+  taskQueue: z.string(),
+  port: z.number().int(),
+  host: z.string(),
+  dataDir: z.string(),
+  /** The bootstrap admin token; undefined until dev/roles resolve it (see adminToken.ts). */
+  adminToken: z.string().optional(),
+  /** The controller's SSH private key (OpenSSH); host agents authorize its public half. */
+  sshKeyPath: z.string(),
+});
+export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads the role's configuration from the environment. A bad variable fails here, at start, with
+ * its name and what was wrong, instead of surfacing later as a confusing connection error.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0] ?? '?');
+      const value = env[name];
+      return `  ${name}${value === undefined ? '' : `=${JSON.stringify(name === 'STRATUS_ADMIN_TOKEN' ? '***' : value)}`}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const dataDir = resolve(e.STRATUS_DATA_DIR);
+  return {
+    ...(e.DATABASE_URL ? { databaseUrl: e.DATABASE_URL } : { pgliteDir: join(dataDir, 'pglite') }),
+    temporalAddress: e.TEMPORAL_ADDRESS,
+    temporalNamespace: e.TEMPORAL_NAMESPACE,
+    taskQueue: e.STRATUS_TASK_QUEUE,
+    port: e.STRATUS_PORT,
+    host: e.STRATUS_HOST,
+    dataDir,
+    ...(e.STRATUS_ADMIN_TOKEN ? { adminToken: e.STRATUS_ADMIN_TOKEN } : {}),
+    sshKeyPath: resolve(e.STRATUS_SSH_KEY ?? join(dataDir, 'controller_ed25519')),
+  };
+}

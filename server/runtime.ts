@@ -1,0 +1,46 @@
+import { Client, Connection } from '@temporalio/client';
+import { eventRegistry } from '../domain/events.js';
+import { openDatabase, openEventStore, type Database, type EventStore } from '../eventstore/index.js';
+import { HostAgentPool } from '../hostagent/hostAgentPool.js';
+import type { RuntimeConfig } from './config.js';
+import { loadOrCreateControllerKey } from './controllerKey.js';
+
+export type { RuntimeConfig } from './config.js';
+
+/** What every role shares: one database pool, the event store, a Temporal client, the agent pool. */
+export interface Runtime {
+  config: RuntimeConfig;
+  db: Database;
+  store: EventStore<typeof eventRegistry>;
+  temporal: Client;
+  agents: HostAgentPool;
+  close(): Promise<void>;
+}
+
+export async function createRuntime(config: RuntimeConfig): Promise<Runtime> {
+  const key = loadOrCreateControllerKey(config.sshKeyPath);
+  const db = await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { pgliteDir: config.pgliteDir });
+  try {
+    const store = await openEventStore(db, eventRegistry);
+    const connection = await Connection.connect({ address: config.temporalAddress });
+    const temporal = new Client({ connection, namespace: config.temporalNamespace });
+    const agents = new HostAgentPool({ privateKey: key.privateKey });
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      db,
+      store,
+      temporal,
+      agents,
+      close: () =>
+        (closing ??= (async () => {
+          agents.close();
+          await connection.close().catch(() => {});
+          await db.close();
+        })()),
+    };
+  } catch (e) {
+    await db.close().catch(() => {});
+    throw e;
+  }
+}
