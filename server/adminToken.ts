@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import type { Caller } from '../domain/identity.js';
 /**
  * The bootstrap admin token: STRATUS_ADMIN_TOKEN when set, else the one kept in `<data>/admin.token`
  * (mode 0600), generated on first start. `generated` tells the caller to print it.
@@ -15,3 +16,10 @@ export function loadOrCreateAdminToken(dataDir: string, fromEnv?: string): { tok
   writeFileSync(path, token + '\n', { mode: 0o600 });
   return { token, generated: true };
 }
+
+/**
+ * Who the bootstrap admin token acts as. Its project is the fixed "admin" project, so resources an
+ * operator makes with this token (a first test instance, say) belong somewhere stable across restarts.
+ */
+export const ADMIN_PROJECT_ID = '00000000-0000-4000-8000-000000000001';
+export const bootstrapAdminCaller: Caller = { tokenId: 'bootstrap-admin', projectId: ADMIN_PROJECT_ID, role: 'ADMIN' };
