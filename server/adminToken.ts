@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
 import type { Caller } from '../domain/identity.js';
+
 /**
  * The bootstrap admin token: STRATUS_ADMIN_TOKEN when set, else the one kept in `<data>/admin.token`
  * (mode 0600), generated on first start. `generated` tells the caller to print it.
