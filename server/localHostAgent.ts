@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killWithParent } from './childProcesses.js';
 import { componentLog } from './log.js';
 import { portIsFree } from './temporalDevServer.js';
 
@@ -51,7 +52,10 @@ export async function startLocalHostAgent(opts: LocalHostAgentOptions): Promise<
     cwd: repoRoot,
     env: { ...process.env, STRATUS_LOG_LEVEL: process.env.STRATUS_LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group: a terminal's Ctrl-C reaches the dev stack, which stops the agent last-but-one.
+    detached: true,
   });
+  killWithParent(child);
   let output = '';
   child.stderr.on('data', (d: Buffer) => {
     output = (output + d.toString()).slice(-8000);

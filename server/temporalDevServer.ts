@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
+import { killWithParent } from './childProcesses.js';
 import { componentLog } from './log.js';
 import { findTemporalCli } from './temporalCli.js';
 
@@ -44,7 +45,9 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   const withUi = uiPort <= 65535 && (await portIsFree(uiPort));
   const args = ['server', 'start-dev', '--db-filename', join(opts.dataDir, 'temporal.db'), '--ip', '127.0.0.1', '--port', String(port)];
   args.push(...(withUi ? ['--ui-port', String(uiPort)] : ['--headless']), '--log-level', 'warn', '--color', 'never');
-  const child = spawn(cli.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a terminal's Ctrl-C must not stop Temporal before the worker has drained.
+  const child = spawn(cli.path, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  killWithParent(child);
   let output = '';
   const keep = (d: Buffer) => {
     output = (output + d.toString()).slice(-8000);
