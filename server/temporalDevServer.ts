@@ -20,7 +20,7 @@ export interface TemporalDevServer {
 
 export interface TemporalDevServerOptions {
   dataDir: string;
-  /** Preferred gRPC port (default 7233); when taken, a free one is picked and the choice is said. */
+  /** Preferred gRPC port (default 7233; 0 = any free one); when taken, a free one is picked and the choice is said. */
   port?: number;
   say?: (msg: string) => void;
   readyTimeoutMs?: number;
@@ -36,7 +36,8 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   const cli = await findTemporalCli(say);
   const preferred = opts.port ?? 7233;
   let port = preferred;
-  if (!(await portIsFree(port))) {
+  if (port === 0) port = await freePort();
+  else if (!(await portIsFree(port))) {
     port = await freePort();
     say(`port ${preferred} is taken (another Temporal?); the dev server uses ${port} instead (set STRATUS_TEMPORAL_PORT to choose)`);
   }
