@@ -45,16 +45,7 @@ export class ConfigError extends Error {
  * its name and what was wrong, instead of surfacing later as a confusing connection error.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
-  const parsed = Env.safeParse(env);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => {
-      const name = String(i.path[0] ?? '?');
-      const value = env[name];
-      return `  ${name}${value === undefined ? '' : `=${JSON.stringify(name === 'STRATUS_ADMIN_TOKEN' ? '***' : value)}`}: ${i.message}`;
-    });
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
-  }
-  const e = parsed.data;
+  const e = parseEnv(Env, env);
   const dataDir = resolve(e.STRATUS_DATA_DIR);
   return {
     ...(e.DATABASE_URL ? { databaseUrl: e.DATABASE_URL } : { pgliteDir: join(dataDir, 'pglite') }),
@@ -67,4 +58,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     ...(e.STRATUS_ADMIN_TOKEN ? { adminToken: e.STRATUS_ADMIN_TOKEN } : {}),
     sshKeyPath: resolve(e.STRATUS_SSH_KEY ?? join(dataDir, 'controller_ed25519')),
   };
+}
+
+/** What only `stratus dev` reads, on top of loadConfig. */
+const DevEnv = z.object({
+  /** The embedded Temporal's gRPC port; taken -> another free one, said at start. */
+  STRATUS_TEMPORAL_PORT: port.default(7233),
+  /** The local host agent's driver: `qemu` where QEMU is installed, else the `sim` default. */
+  STRATUS_HOST_DRIVER: z.enum(['sim', 'qemu']).default('sim'),
+});
+export type DevSettings = { temporalPort: number; hostDriver: 'sim' | 'qemu'; embedTemporal: boolean };
+
+export function loadDevSettings(env: NodeJS.ProcessEnv = process.env): DevSettings {
+  const e = parseEnv(DevEnv, env);
+  // An operator who names a Temporal server gets that one instead of the embedded dev server.
+  return { temporalPort: e.STRATUS_TEMPORAL_PORT, hostDriver: e.STRATUS_HOST_DRIVER, embedTemporal: !env.TEMPORAL_ADDRESS };
+}
+
+function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.infer<S> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((i) => {
+    const name = String(i.path[0] ?? '?');
+    const value = env[name];
+    return `  ${name}${value === undefined ? '' : `=${JSON.stringify(name === 'STRATUS_ADMIN_TOKEN' ? '***' : value)}`}: ${i.message}`;
+  });
+  throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
 }
