@@ -32,8 +32,8 @@ export const SimFaults = z.object({
 export type SimFaults = z.infer<typeof SimFaults>;
 
 export class SimFaultInjector {
-  private fileFaults: Partial<Record<string, unknown>> = {};
   private fileMtime = -1;
+  private reloading: Promise<void> | undefined;
   private current: SimFaults;
 
   constructor(
@@ -61,20 +61,25 @@ export class SimFaultInjector {
   }
 
   private async faults(): Promise<SimFaults> {
+    // One reload at a time: concurrent calls must all see the new faults, not the old ones while a read runs.
+    this.reloading ??= this.reload().finally(() => (this.reloading = undefined));
+    await this.reloading;
+    return this.current;
+  }
+
+  private async reload(): Promise<void> {
     const path = join(this.stateDir, 'faults.json');
     const mtime = await stat(path).then((s) => s.mtimeMs, () => 0);
-    if (mtime !== this.fileMtime) {
-      this.fileMtime = mtime;
-      try {
-        this.fileFaults = mtime === 0 ? {} : (JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>);
-        this.current = SimFaults.parse({ ...this.fromOptions, ...this.fileFaults });
-        log.info({ faults: this.current }, 'sim faults changed');
-      } catch (err) {
-        // A half-written or bad file keeps the previous faults rather than silently dropping them.
-        log.warn({ err, path }, 'faults.json ignored');
-      }
+    if (mtime === this.fileMtime) return;
+    this.fileMtime = mtime;
+    try {
+      const fromFile = mtime === 0 ? {} : (JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>);
+      this.current = SimFaults.parse({ ...this.fromOptions, ...fromFile });
+      log.info({ faults: this.current }, 'sim faults changed');
+    } catch (err) {
+      // A bad file keeps the previous faults rather than silently dropping them.
+      log.warn({ err, path }, 'faults.json ignored');
     }
-    return this.current;
   }
 }
 
