@@ -157,6 +157,7 @@ export class HostAgentClient {
           link = l;
           this.current = l;
           resolve(l);
+          if (this.closed) this.drop(l, 'client closed');
         });
       });
       ssh.on('error', (err: Error & { level?: string }) => fail(this.connectError(err, offered)));

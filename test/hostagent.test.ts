@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import ssh2, { type ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostAgentClient } from '../hostagent/client.js';
+import { loadAgentConfig } from '../hostagent/config.js';
 import { AgentError } from '../hostagent/driver.js';
 import { MAX_MESSAGE_BYTES, SUBSYSTEM } from '../hostagent/protocol.js';
 import { clientKeyPair, startAgentProcess, type AgentProcess } from './support/hostagent.js';
@@ -331,5 +332,26 @@ describe('host agent across restarts', () => {
       client.close();
       await agent.stop();
     }
+  });
+});
+
+describe('host agent configuration', () => {
+  it('reads STRATUS_AGENT_* environment variables, with flags winning', () => {
+    const env = {
+      STRATUS_AGENT_LISTEN: '0.0.0.0:2200',
+      STRATUS_AGENT_STATE_DIR: '/var/lib/stratus',
+      STRATUS_AGENT_DRIVER: 'qemu',
+      STRATUS_AGENT_DRIVER_OPTIONS: 'latencyMs=5,vcpus=8',
+    };
+    expect(loadAgentConfig({}, env)).toEqual({
+      listen: { host: '0.0.0.0', port: 2200 },
+      stateDir: '/var/lib/stratus',
+      driver: 'qemu',
+      authorizedKeys: '/var/lib/stratus/authorized_keys',
+      driverOptions: { latencyMs: '5', vcpus: '8' },
+    });
+    const flagged = loadAgentConfig({ listen: '127.0.0.1:0', driver: 'sim', driverOption: ['vcpus=2'] }, env);
+    expect(flagged).toMatchObject({ listen: { host: '127.0.0.1', port: 0 }, driver: 'sim', driverOptions: { latencyMs: '5', vcpus: '2' } });
+    expect(() => loadAgentConfig({ listen: 'nowhere' }, {})).toThrow(/host:port/);
   });
 });
