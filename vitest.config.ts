@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/globalSetup.ts'],
+    setupFiles: ['test/setup.ts'],
     // Temporal's native worker and QEMU children behave best in child processes, not worker threads.
     pool: 'forks',
     maxWorkers: 2,
