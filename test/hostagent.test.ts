@@ -55,6 +55,7 @@ async function rawChannel(agent: AgentProcess) {
   });
   return {
     write: (text: string) => channel.write(text),
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw wire messages, checked by the matchers
     async next(): Promise<any> {
       while (messages.length === 0) await new Promise<void>((r) => waiters.push(r));
       return messages.shift();

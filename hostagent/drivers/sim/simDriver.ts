@@ -10,7 +10,6 @@ import {
   type MigrationTarget,
   type Resources,
   type SnapshotResult,
-  type VmInfo,
   type VmSpec,
 } from '../../driver.js';
 import { nextVmState, type VmAction } from '../../vmStates.js';
