@@ -1,0 +1,105 @@
+import type { Migration } from './migrations.js';
+
+/** The channel every append notifies, in the appending transaction (delivered on commit). */
+export const EVENTS_CHANNEL = 'stratus_events';
+
+/**
+ * The event log's tables. Ordering: `position` is taken from a sequence at insert time but becomes
+ * visible at commit, so positions commit out of order under concurrency. Readers of the global feed
+ * therefore order by (transaction_id, position) and only read rows whose transaction is older than the
+ * oldest transaction still running (`pg_snapshot_xmin`), the technique of Emmett's PostgreSQL store.
+ * `transaction_id` is xid8 (64-bit, never wraps), so it orders correctly forever.
+ */
+export const eventLogMigrations: Migration[] = [
+  {
+    id: 'eventstore/001-events',
+    sql: `
+CREATE TABLE events (
+  position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  id uuid NOT NULL UNIQUE,
+  stream_id text NOT NULL,
+  version integer NOT NULL CHECK (version >= 1),
+  type text NOT NULL,
+  data jsonb NOT NULL,
+  metadata jsonb NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (stream_id, version)
+);
+CREATE INDEX events_feed ON events (transaction_id, position);
+
+-- One row per stream holding its last version: appends to a stream lock this row, so they queue
+-- instead of racing on (stream_id, version). version 0 = the stream has no events yet.
+CREATE TABLE event_streams (
+  stream_id text PRIMARY KEY,
+  version integer NOT NULL
+);
+
+-- Invariant 1: the log is append-only, enforced by the database, not only by the code above it.
+CREATE FUNCTION events_reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the event log is append-only: % on events is not allowed', TG_OP
+    USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+  FOR EACH ROW EXECUTE FUNCTION events_reject_change();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+  FOR EACH STATEMENT EXECUTE FUNCTION events_reject_change();
+
+-- The whole append in one round trip: with one statement per append instead of six, the store keeps
+-- up with plain INSERTs. p_expected: NULL = any, 0 = no stream yet, n = the stream's last version.
+-- p_events: [{id, type, data, metadata}, ...]. Returns the recorded rows with outcome 'appended' or
+-- 'duplicate', or a single row with outcome 'wrong_version' / 'id_conflict' and the stream's version.
+CREATE FUNCTION append_events(p_stream_id text, p_expected integer, p_events jsonb)
+RETURNS TABLE (
+  outcome text, stream_version integer,
+  "position" text, transaction_id text, id uuid, stream_id text, version integer,
+  type text, data jsonb, metadata jsonb, recorded_at timestamptz
+) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  v_current integer;
+  v_count integer := jsonb_array_length(p_events);
+  v_stored integer;
+  v_stored_here integer;
+BEGIN
+  -- Lock the stream first (creating its row if needed) so a concurrent retry of this same batch waits
+  -- here for the first try to commit and then sees its events below, instead of failing on versions.
+  INSERT INTO event_streams AS s (stream_id, version) VALUES (p_stream_id, 0) ON CONFLICT DO NOTHING;
+  SELECT s.version INTO v_current FROM event_streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
+
+  -- Idempotency is checked before the expected version: a retry of a batch that already committed
+  -- would otherwise fail on the version its own first try advanced.
+  SELECT count(*), count(*) FILTER (WHERE e.stream_id = p_stream_id) INTO v_stored, v_stored_here
+    FROM events e WHERE e.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_events) x);
+  IF v_stored > 0 THEN
+    IF v_stored = v_count AND v_stored_here = v_count THEN
+      RETURN QUERY SELECT 'duplicate'::text, v_current, e.position::text, e.transaction_id::text, e.id,
+          e.stream_id, e.version, e.type, e.data, e.metadata, e.recorded_at
+        FROM events e WHERE e.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_events) x)
+        ORDER BY e.position;
+    ELSE
+      RETURN QUERY SELECT 'id_conflict'::text, v_current, NULL::text, NULL::text, NULL::uuid, NULL::text,
+        NULL::integer, NULL::text, NULL::jsonb, NULL::jsonb, NULL::timestamptz;
+    END IF;
+    RETURN;
+  END IF;
+
+  IF p_expected IS NOT NULL AND p_expected <> v_current THEN
+    RETURN QUERY SELECT 'wrong_version'::text, v_current, NULL::text, NULL::text, NULL::uuid, NULL::text,
+      NULL::integer, NULL::text, NULL::jsonb, NULL::jsonb, NULL::timestamptz;
+    RETURN;
+  END IF;
+
+  UPDATE event_streams s SET version = v_current + v_count WHERE s.stream_id = p_stream_id;
+  RETURN QUERY INSERT INTO events AS e (id, stream_id, version, type, data, metadata)
+    SELECT (x.value->>'id')::uuid, p_stream_id, v_current + x.ordinality::integer, x.value->>'type',
+        x.value->'data', x.value->'metadata'
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY x ORDER BY x.ordinality
+    RETURNING 'appended'::text, v_current + v_count, e.position::text, e.transaction_id::text, e.id,
+      e.stream_id, e.version, e.type, e.data, e.metadata, e.recorded_at;
+  PERFORM pg_notify('${EVENTS_CHANNEL}', p_stream_id);
+END $$;
+`,
+  },
+];

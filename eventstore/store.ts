@@ -1,0 +1,207 @@
+import { z } from 'zod';
+import type { Database, Queryable } from './database.js';
+import { START, type Checkpoint } from './checkpoint.js';
+import { EventIdConflict, InvalidEvent, WrongExpectedVersion } from './errors.js';
+import { eventLogMigrations } from './eventLogMigrations.js';
+import {
+  ExpectedVersion,
+  NewEvent,
+  RecordedEvent,
+  StreamId,
+  type EventRegistry,
+  type TypedEvent,
+  type TypedNewEvent,
+} from './events.js';
+import { migrate } from './migrations.js';
+import { subscribe, type Subscription, type SubscribeOptions } from './subscription.js';
+
+export interface AppendOptions {
+  expectedVersion: ExpectedVersion;
+  /**
+   * Append inside the caller's transaction (it then commits or rolls back with the caller's other
+   * writes). Without it the append is its own transaction.
+   */
+  tx?: Queryable;
+}
+
+export interface AppendResult<R extends EventRegistry> {
+  events: TypedEvent<R>[];
+  /** The stream's last version after this append: the expectedVersion for the next one. */
+  streamVersion: number;
+  /** True when every event id was already stored: a retry, nothing was written. */
+  duplicate: boolean;
+}
+
+export interface ReadAllOptions {
+  /** Events after this checkpoint; the start of the log by default. */
+  after?: Checkpoint;
+  limit: number;
+  /** Only streams whose id starts with this, e.g. "instance-". */
+  streamPrefix?: string;
+  tx?: Queryable;
+}
+
+export type EventStore<R extends EventRegistry> = ReturnType<typeof eventStoreOn<R>>;
+
+// position and transaction_id leave as text (64-bit, exact in JS). The aliases shadow the columns in
+// ORDER BY, which would then sort as text ('1000' < '999'): always order by events.<column>.
+const EVENT_COLUMNS = `position::text AS position, transaction_id::text AS transaction_id, id, stream_id,
+  version, type, data, metadata, recorded_at`;
+
+interface EventRow {
+  position: string;
+  transaction_id: string;
+  id: string;
+  stream_id: string;
+  version: number;
+  type: string;
+  data: unknown;
+  metadata: unknown;
+  recorded_at: Date;
+}
+
+/**
+ * Opens the event store on the controller's database, bringing its tables up to date first. The
+ * registry (event type -> zod schema of its data) comes from the domain; the store accepts and returns
+ * only events it describes.
+ */
+export async function openEventStore<R extends EventRegistry>(database: Database, registry: R) {
+  await migrate(database, eventLogMigrations);
+  return eventStoreOn(database, registry);
+}
+
+function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) {
+  const dataSchema = (type: string, where: Record<string, unknown>): z.ZodType => {
+    const schema = Object.hasOwn(registry, type) ? registry[type] : undefined;
+    if (!schema) throw new InvalidEvent(`unknown event type ${type}`, { ...where, type });
+    return schema;
+  };
+
+  const toEvent = (row: EventRow): TypedEvent<R> => {
+    const envelope = RecordedEvent.safeParse({
+      id: row.id,
+      streamId: row.stream_id,
+      version: row.version,
+      position: row.position,
+      transactionId: row.transaction_id,
+      type: row.type,
+      data: row.data,
+      metadata: row.metadata,
+      recordedAt: row.recorded_at,
+    });
+    if (!envelope.success) {
+      throw new InvalidEvent(`stored event at position ${row.position} is malformed`, { issues: envelope.error.issues });
+    }
+    const data = dataSchema(row.type, { position: row.position }).safeParse(row.data);
+    if (!data.success) {
+      throw new InvalidEvent(`stored ${row.type} at position ${row.position} no longer matches its schema`, {
+        issues: data.error.issues,
+      });
+    }
+    return { ...envelope.data, data: data.data } as TypedEvent<R>;
+  };
+
+  /** Validates the whole batch before anything is sent, so a bad event writes nothing (invariant 10). */
+  const validate = (streamId: string, events: readonly TypedNewEvent<R>[]) => {
+    if (!StreamId.safeParse(streamId).success) throw new InvalidEvent(`bad stream id ${streamId}`, { streamId });
+    if (events.length === 0) throw new InvalidEvent('an append needs at least one event', { streamId });
+    const ids = new Set<string>();
+    return events.map((input, index) => {
+      const envelope = NewEvent.safeParse(input);
+      if (!envelope.success) {
+        throw new InvalidEvent(`event ${index} of the append to ${streamId} is malformed`, {
+          streamId,
+          index,
+          issues: envelope.error.issues,
+        });
+      }
+      const { id, type, metadata } = envelope.data;
+      if (ids.has(id)) throw new InvalidEvent(`event id ${id} appears twice in one append`, { streamId, id });
+      ids.add(id);
+      const data = dataSchema(type, { streamId, index }).safeParse(input.data);
+      if (!data.success) {
+        throw new InvalidEvent(`${type} data is invalid`, { streamId, index, type, issues: data.error.issues });
+      }
+      return { id, type, data: data.data, metadata };
+    });
+  };
+
+  const store = {
+    database,
+
+    /**
+     * Appends events to one stream atomically, if the stream is at `expectedVersion`. Appending a batch
+     * whose event ids are all stored already (a retried activity) writes nothing and returns what was
+     * stored, even if the stream has moved on since.
+     */
+    async append(streamId: string, events: readonly TypedNewEvent<R>[], options: AppendOptions): Promise<AppendResult<R>> {
+      const expected = ExpectedVersion.parse(options.expectedVersion);
+      const batch = validate(streamId, events);
+      const expectedParam = expected === 'any' ? null : expected === 'noStream' ? 0 : expected;
+      let rows: (EventRow & { outcome: string; stream_version: number })[];
+      try {
+        rows = await (options.tx ?? database).query('SELECT * FROM append_events($1, $2, $3::jsonb)', [
+          streamId,
+          expectedParam,
+          JSON.stringify(batch),
+        ]);
+      } catch (e) {
+        // Only reachable when the same id is appended to two streams at the same moment.
+        if ((e as { code?: string }).code === '23505') throw new EventIdConflict(streamId, batch.map((b) => b.id));
+        throw e;
+      }
+      const first = rows[0];
+      if (!first) throw new Error(`append_events returned nothing for ${streamId}`);
+      switch (first.outcome) {
+        case 'wrong_version':
+          throw new WrongExpectedVersion(streamId, expected, first.stream_version);
+        case 'id_conflict':
+          throw new EventIdConflict(streamId, batch.map((b) => b.id));
+        default:
+          return {
+            events: rows.map(toEvent),
+            streamVersion: first.outcome === 'appended' ? first.stream_version : Math.max(...rows.map((r) => r.version)),
+            duplicate: first.outcome === 'duplicate',
+          };
+      }
+    },
+
+    /** One stream in version order. Versions start at 1. */
+    async readStream(streamId: string, options: { fromVersion?: number; limit?: number; tx?: Queryable } = {}) {
+      const rows = await (options.tx ?? database).query<EventRow>(
+        `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY events.version LIMIT $3`,
+        [streamId, options.fromVersion ?? 1, options.limit ?? null],
+      );
+      return rows.map(toEvent);
+    },
+
+    /**
+     * The global feed, in one order every reader agrees on: (transactionId, position). Only events of
+     * transactions older than every transaction still running are returned, so an event committed
+     * late by a slow writer can never appear behind a checkpoint a reader has already passed
+     * (invariant 2). The price: a long-open transaction anywhere on the server holds the feed back.
+     */
+    async readAll(options: ReadAllOptions): Promise<TypedEvent<R>[]> {
+      const after = options.after ?? START;
+      const prefix = options.streamPrefix;
+      const rows = await (options.tx ?? database).query<EventRow>(
+        `SELECT ${EVENT_COLUMNS} FROM events
+          WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            ${prefix === undefined ? '' : 'AND starts_with(stream_id, $4)'}
+          ORDER BY events.transaction_id, events.position
+          LIMIT $3`,
+        prefix === undefined
+          ? [after.transactionId, after.position, options.limit]
+          : [after.transactionId, after.position, options.limit, prefix],
+      );
+      return rows.map(toEvent);
+    },
+
+    /** Catch up from `after`, then follow live. See subscription.ts. */
+    subscribe(options: SubscribeOptions, handler: (event: TypedEvent<R>) => Promise<void> | void): Subscription {
+      return subscribe(database, store.readAll, options, handler);
+    },
+  };
+  return store;
+}
