@@ -1,0 +1,362 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { componentLog } from '../../../server/log.js';
+import {
+  AgentError, VmName,
+  type CallContext, type HostCapacity, type HypervisorDriver, type MigrationResult, type MigrationTarget,
+  type Resources, type SnapshotResult, type VmInfo, type VmSpec,
+} from '../../driver.js';
+import { nextVmState, type VmAction, type VmState } from '../../vmStates.js';
+import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } from './commandLine.js';
+import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
+import { QemuOptions } from './options.js';
+import type { QmpClient } from './qmp.js';
+import { createDisk, ensureVolumeFile, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
+import { VmLifecycle } from './vmLifecycle.js';
+import { connectQmp, isQemuAlive, killHard, readPid, readRecord, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
+
+const log = componentLog('qemu-driver');
+
+/**
+ * The QEMU driver: one daemonized QEMU per running VM, driven over QMP. Files live in
+ * <stateDir>/vms/<name>/ (vm.json, spec.json, disk.qcow2, console.log, qmp.sock, qemu.pid), images in
+ * <stateDir>/images and volumes in <stateDir>/volumes. The record says what the driver asked for, the
+ * live process says what is; see `stateOf`.
+ */
+export class QemuDriver implements HypervisorDriver {
+  readonly kind = 'qemu' as const;
+  readonly options: QemuOptions;
+  accel: Accel = 'tcg';
+  accelReason = 'not probed';
+  private capacity: Resources = { vcpus: 0, memoryMb: 0, diskGb: 0 };
+  private readonly qmps = new Map<string, QmpClient>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly lifecycle: VmLifecycle;
+
+  constructor(
+    readonly stateDir: string,
+    rawOptions: Record<string, string> = {},
+  ) {
+    this.options = QemuOptions.parse(rawOptions);
+    this.lifecycle = new VmLifecycle(this);
+  }
+
+  async init(): Promise<void> {
+    for (const d of ['vms', 'images', 'volumes']) mkdirSync(join(this.stateDir, d), { recursive: true });
+    this.capacity = parseCapacity(this.options.capacity, hostResources(this.stateDir));
+    if (this.options.accel === 'auto') {
+      const probe = await probeKvm({ kernel: this.options.probeKernel, timeoutMs: this.options.probeTimeoutMs });
+      this.accel = probe.accel;
+      this.accelReason = probe.reason;
+    } else {
+      this.accel = this.options.accel;
+      this.accelReason = 'configured';
+    }
+    log.info({ accel: this.accel, reason: this.accelReason }, 'accelerator chosen');
+    // Re-attach: a live QEMU gets its QMP connection back; a dead one is reported by stateOf (crashed).
+    for (const name of this.vmNames()) {
+      const paths = this.paths(name);
+      if (isQemuAlive(readPid(paths))) {
+        try {
+          await this.qmpOf(name);
+        } catch (e) {
+          log.warn({ vm: name, err: (e as Error).message }, 'running VM but QMP unreachable');
+        }
+      }
+    }
+  }
+
+  async hostInfo(): Promise<HostCapacity> {
+    const allocated: Resources = { vcpus: 0, memoryMb: 0, diskGb: 0 };
+    for (const name of this.vmNames()) {
+      const rec = readRecord(this.paths(name));
+      if (!rec) continue;
+      allocated.vcpus += rec.spec.vcpus;
+      allocated.memoryMb += rec.spec.memoryMb;
+      allocated.diskGb += rec.spec.diskGb;
+    }
+    return { capacity: this.capacity, allocated, hypervisor: 'qemu', accel: this.accel };
+  }
+
+  async listVms(): Promise<VmInfo[]> {
+    const out: VmInfo[] = [];
+    for (const name of this.vmNames()) {
+      const rec = readRecord(this.paths(name));
+      if (rec) out.push(await this.info(name, rec));
+    }
+    return out;
+  }
+
+  async getVm(name: string): Promise<VmInfo> {
+    return this.info(name, this.record(name));
+  }
+
+  createVm(spec: VmSpec, ctx: CallContext): Promise<VmInfo> {
+    return this.locked(spec.name, async () => {
+      if (!spec.boot) throw new AgentError('BAD_REQUEST', 'the qemu driver needs spec.boot (an image or a kernel)');
+      const paths = this.paths(spec.name);
+      if (existsSync(paths.dir)) throw new AgentError('ALREADY_EXISTS', `VM ${spec.name} already exists`);
+      const host = await this.hostInfo();
+      for (const k of ['vcpus', 'memoryMb', 'diskGb'] as const) {
+        if (host.allocated[k] + spec[k] > host.capacity[k]) {
+          throw new AgentError('INSUFFICIENT_CAPACITY', `${k}: ${host.allocated[k]} allocated + ${spec[k]} > ${host.capacity[k]}`);
+        }
+      }
+      mkdirSync(paths.dir, { recursive: true });
+      try {
+        ctx.progress({ message: 'creating the disk' });
+        const hasDisk = await createDisk(paths, spec);
+        const rec: VmRecord = { spec, createdAt: new Date().toISOString(), hasDisk, volumes: [], desired: 'stopped', suspended: false };
+        writeRecord(paths, rec);
+        return this.info(spec.name, rec);
+      } catch (e) {
+        rmSync(paths.dir, { recursive: true, force: true });
+        throw e;
+      }
+    });
+  }
+
+  startVm(name: string, ctx: CallContext) {
+    return this.act(name, 'start', (rec) => this.lifecycle.start(name, rec, ctx));
+  }
+  stopVm(name: string, opts: { force: boolean }, ctx: CallContext) {
+    return this.act(name, 'stop', (rec, state) => this.lifecycle.stop(name, rec, state, opts.force, ctx));
+  }
+  rebootVm(name: string, opts: { hard: boolean }, ctx: CallContext) {
+    return this.act(name, 'reboot', () => this.lifecycle.reboot(name, opts.hard, ctx));
+  }
+  pauseVm(name: string) {
+    return this.act(name, 'pause', async () => void (await (await this.qmpOf(name)).execute('stop')));
+  }
+  unpauseVm(name: string) {
+    return this.act(name, 'unpause', async () => void (await (await this.qmpOf(name)).execute('cont')));
+  }
+  suspendVm(name: string, ctx: CallContext) {
+    return this.act(name, 'suspend', (rec, state) => this.lifecycle.suspend(name, rec, state, ctx));
+  }
+  resumeVm(name: string, ctx: CallContext) {
+    return this.act(name, 'resume', (rec) => this.lifecycle.resume(name, rec, ctx));
+  }
+
+  destroyVm(name: string, ctx: CallContext): Promise<{ destroyed: boolean }> {
+    return this.locked(name, async () => {
+      const paths = this.paths(name);
+      if (!existsSync(paths.dir)) return { destroyed: false };
+      ctx.progress({ message: 'stopping QEMU' });
+      await this.terminate(name);
+      rmSync(paths.dir, { recursive: true, force: true });
+      return { destroyed: true };
+    });
+  }
+
+  snapshotVm(name: string, opts: { imageName: string }, ctx: CallContext): Promise<SnapshotResult> {
+    return this.locked(name, async () => {
+      const rec = this.record(name);
+      this.check(name, await this.stateOf(name, rec), 'snapshot');
+      if (!rec.hasDisk) throw new AgentError('INVALID_STATE', `VM ${name} has no disk to snapshot`);
+      if (!VmName.safeParse(opts.imageName).success) throw new AgentError('BAD_REQUEST', `bad image name ${opts.imageName}`);
+      const imagePath = join(this.stateDir, 'images', `${opts.imageName}.qcow2`);
+      if (existsSync(imagePath)) throw new AgentError('ALREADY_EXISTS', `image ${opts.imageName} already exists`);
+      const live = isQemuAlive(readPid(this.paths(name))) ? await this.qmpOf(name) : undefined;
+      const sizeBytes = await snapshotDisk(this.paths(name), imagePath, live, ctx);
+      return { imagePath, sizeBytes };
+    });
+  }
+
+  attachVolume(name: string, opts: { volumeId: string; sizeGb: number }, ctx: CallContext): Promise<VmInfo> {
+    return this.act(name, 'attachVolume', async (rec) => {
+      if (rec.volumes.some((v) => v.volumeId === opts.volumeId)) return;
+      if (!VmName.safeParse(opts.volumeId).success) throw new AgentError('BAD_REQUEST', `bad volume id ${opts.volumeId}`);
+      for (const other of this.vmNames()) {
+        if (other !== name && readRecord(this.paths(other))?.volumes.some((v) => v.volumeId === opts.volumeId)) {
+          throw new AgentError('INVALID_STATE', `volume ${opts.volumeId} is attached to ${other}`);
+        }
+      }
+      const used = new Set(rec.volumes.map((v) => v.slot));
+      const slot = [...Array(this.options.hotplugSlots).keys()].map((i) => i + 1).find((s) => !used.has(s));
+      if (!slot) throw new AgentError('INVALID_STATE', `VM ${name} has no free volume slot (${this.options.hotplugSlots})`);
+      const live = isQemuAlive(readPid(this.paths(name)));
+      if (live && this.options.machine === 'microvm') {
+        throw new AgentError('INVALID_STATE', 'microvm has no hot-plug: stop the VM to attach a volume');
+      }
+      const volume = { volumeId: opts.volumeId, sizeGb: opts.sizeGb, path: join(this.stateDir, 'volumes', `${opts.volumeId}.qcow2`), slot };
+      ctx.progress({ message: 'creating the volume' });
+      await ensureVolumeFile(volume.path, opts.sizeGb);
+      if (live) await hotplugVolume(await this.qmpOf(name), volume);
+      writeRecord(this.paths(name), { ...rec, volumes: [...rec.volumes, volume] });
+    });
+  }
+
+  detachVolume(name: string, opts: { volumeId: string }, ctx: CallContext): Promise<VmInfo> {
+    return this.act(name, 'detachVolume', async (rec) => {
+      const volume = rec.volumes.find((v) => v.volumeId === opts.volumeId);
+      if (!volume) throw new AgentError('NOT_FOUND', `volume ${opts.volumeId} is not attached to ${name}`);
+      if (isQemuAlive(readPid(this.paths(name)))) {
+        if (this.options.machine === 'microvm') throw new AgentError('INVALID_STATE', 'microvm has no hot-plug: stop the VM to detach');
+        ctx.progress({ message: 'waiting for the guest to release the device' });
+        await hotunplugVolume(await this.qmpOf(name), volume, this.options.detachTimeoutMs);
+      }
+      writeRecord(this.paths(name), { ...rec, volumes: rec.volumes.filter((v) => v !== volume) });
+    });
+  }
+
+  migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {
+    return this.locked(spec.name, () => this.lifecycle.receive(spec, ctx));
+  }
+
+  migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult> {
+    return this.locked(name, async () => {
+      const rec = this.record(name);
+      this.check(name, await this.stateOf(name, rec), 'migrate');
+      return this.lifecycle.send(name, rec, target, ctx);
+    });
+  }
+
+  async consoleLog(name: string, opts: { lines: number }): Promise<{ text: string }> {
+    const paths = this.paths(name);
+    this.record(name);
+    if (!existsSync(paths.console)) return { text: '' };
+    const text = readFileSync(paths.console, 'utf8');
+    const lines = text.split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    return { text: lines.slice(-Math.max(0, opts.lines)).join('\n') };
+  }
+
+  async close(): Promise<void> {
+    for (const q of this.qmps.values()) q.close();
+    this.qmps.clear();
+  }
+
+  // ---- internals shared with VmLifecycle ----
+
+  paths(name: string): VmPaths {
+    if (!VmName.safeParse(name).success) throw new AgentError('BAD_REQUEST', `bad VM name ${name}`);
+    return vmPaths(this.stateDir, name);
+  }
+
+  record(name: string): VmRecord {
+    const rec = readRecord(this.paths(name));
+    if (!rec) throw new AgentError('NOT_FOUND', `no VM ${name}`);
+    return rec;
+  }
+
+  launchSpec(rec: VmRecord, paths: VmPaths, incoming?: string): QemuLaunch {
+    return {
+      spec: rec.spec, paths, accel: this.accel, machine: this.options.machine, hasDisk: rec.hasDisk, volumes: rec.volumes,
+      hotplugSlots: this.options.machine === 'q35' ? this.options.hotplugSlots : 0, uefiFirmware: this.options.uefiFirmware,
+      incoming, daemonize: true,
+    };
+  }
+
+  argv(rec: VmRecord, paths: VmPaths, incoming?: string): string[] {
+    return buildQemuArgv(this.launchSpec(rec, paths, incoming));
+  }
+
+  adopt(name: string, qmp: QmpClient): void {
+    this.qmps.get(name)?.close();
+    this.qmps.set(name, qmp);
+    qmp.on('close', () => {
+      if (this.qmps.get(name) === qmp) this.qmps.delete(name);
+    });
+  }
+
+  /** The VM's QMP connection, reconnecting when the agent restarted or the connection dropped. */
+  async qmpOf(name: string): Promise<QmpClient> {
+    const existing = this.qmps.get(name);
+    if (existing && !existing.isClosed) return existing;
+    const paths = this.paths(name);
+    if (!isQemuAlive(readPid(paths))) throw new AgentError('INVALID_STATE', `VM ${name} has no running QEMU`);
+    const qmp = await connectQmp(paths, 5000);
+    this.adopt(name, qmp);
+    return qmp;
+  }
+
+  /** Ends the VM's QEMU: `quit` over QMP, SIGKILL when that does not work. */
+  async terminate(name: string): Promise<void> {
+    const paths = this.paths(name);
+    const pid = readPid(paths);
+    if (!isQemuAlive(pid)) return;
+    try {
+      const qmp = await this.qmpOf(name);
+      await qmp.execute('quit', undefined, 5000).catch(() => undefined);
+    } catch {
+      /* fall through to SIGKILL */
+    }
+    if (!(await waitGone(pid, 10_000))) await killHard(pid);
+    this.qmps.get(name)?.close();
+    this.qmps.delete(name);
+  }
+
+  async stateOf(name: string, rec: VmRecord): Promise<VmState> {
+    if (rec.suspended) return 'suspended';
+    const paths = this.paths(name);
+    if (isQemuAlive(readPid(paths))) {
+      let status: string;
+      try {
+        status = (await (await this.qmpOf(name)).execute<{ status: string }>('query-status', undefined, 5000)).status;
+      } catch {
+        return 'running';
+      }
+      switch (status) {
+        case 'running':
+          return 'running';
+        case 'shutdown':
+          // The guest powered itself off (-no-shutdown keeps QEMU around so we can tell): that is a stop.
+          await this.terminate(name);
+          writeRecord(paths, { ...this.record(name), desired: 'stopped' });
+          return 'stopped';
+        case 'guest-panicked':
+        case 'internal-error':
+          return 'crashed';
+        default:
+          return 'paused';
+      }
+    }
+    return rec.desired === 'running' ? 'crashed' : 'stopped';
+  }
+
+  check(name: string, state: VmState, action: VmAction): void {
+    if (!nextVmState(state, action)) throw new AgentError('INVALID_STATE', `cannot ${action} VM ${name}: it is ${state}`);
+  }
+
+  private async info(name: string, rec: VmRecord): Promise<VmInfo> {
+    const state = await this.stateOf(name, rec);
+    const pid = readPid(this.paths(name));
+    const current = this.record(name);
+    return {
+      name, state, vcpus: current.spec.vcpus, memoryMb: current.spec.memoryMb, diskGb: current.spec.diskGb, labels: current.spec.labels,
+      volumes: current.volumes.map((v) => ({ volumeId: v.volumeId, device: `virtio-blk ${v.volumeId.slice(0, 20)} on rp${v.slot}`, path: v.path })),
+      pid: isQemuAlive(pid) ? pid : undefined,
+      createdAt: current.createdAt,
+    };
+  }
+
+  /** Checks the transition, runs `fn` under the VM's lock, returns the VM as it is afterwards. */
+  private act(name: string, action: VmAction, fn: (rec: VmRecord, state: VmState) => Promise<void>): Promise<VmInfo> {
+    return this.locked(name, async () => {
+      const rec = this.record(name);
+      const state = await this.stateOf(name, rec);
+      this.check(name, state, action);
+      await fn(rec, state);
+      return this.info(name, this.record(name));
+    });
+  }
+
+  /** One action per VM at a time: a later call waits for the earlier one. */
+  private locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(name) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(name, tail);
+    void tail.then(() => {
+      if (this.locks.get(name) === tail) this.locks.delete(name);
+    });
+    return run;
+  }
+
+  private vmNames(): string[] {
+    const dir = join(this.stateDir, 'vms');
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir).filter((n) => VmName.safeParse(n).success && existsSync(join(dir, n, 'vm.json'))).sort();
+  }
+}

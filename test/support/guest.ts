@@ -1,0 +1,256 @@
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+
+/**
+ * The test guest: the Debian cloud kernel and a busybox-static initramfs built from the host's packages
+ * into a cache directory. Its /init prints markers the tests read on the serial console:
+ *   STRATUS-BOOT-OK              once the virtio modules are loaded
+ *   STRATUS-HEARTBEAT <n>        every second, n counting from 1 since boot (a restored VM continues)
+ *   STRATUS-BLOCK vda,vdb        whenever the set of virtio disks changes ("-" for none)
+ *   STRATUS-POWERDOWN            before it powers off on the ACPI power button
+ */
+
+export const BOOT_MARKER = 'STRATUS-BOOT-OK';
+export const HEARTBEAT = /STRATUS-HEARTBEAT (\d+)/g;
+export const GUEST_CMDLINE = 'console=ttyS0 quiet panic=-1';
+
+const INSTALL_HINT = 'apt-get install linux-image-cloud-amd64 busybox-static qemu-system-x86 qemu-utils';
+
+export interface TestGuest {
+  kernelPath: string;
+  initrdPath: string;
+  cmdline: string;
+  /** A UEFI-bootable disk (FAT with the kernel, the initramfs and a startup.nsh), for `image` boots. */
+  diskImagePath: string;
+}
+
+/** Modules the guest loads, in this order (modules.dep confirms each one's dependencies come first). */
+const MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk', 'button', 'evdev'];
+
+const INIT = `#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in ${MODULES.join(' ')}; do insmod /lib/modules/$m.ko 2>/dev/null; done
+exec >/dev/console 2>&1
+# ctrl-alt-del: the kernel's default (C_A_D on, nobody turned it off) restarts at once, a guest-made reboot.
+# The ACPI power button is an input device once 'button' and 'evdev' are loaded: any event means power off.
+for ev in /sys/class/input/event*; do
+  if grep -q "Power Button" "$ev/device/name" 2>/dev/null; then
+    ( dd if=/dev/input/\${ev##*/} bs=24 count=1 >/dev/null 2>&1; echo STRATUS-POWERDOWN; sync; poweroff -f ) &
+  fi
+done
+# Printed only once the power button is watched (dd given a moment to open it), so "booted" means "stop works".
+sleep 0.3
+echo ${BOOT_MARKER}
+n=0; last=
+while true; do
+  n=$((n+1))
+  blk=$(ls /sys/block 2>/dev/null | grep '^vd' | tr '\\n' ',' | sed 's/,$//')
+  [ -z "$blk" ] && blk=-
+  [ "$blk" != "$last" ] && echo "STRATUS-BLOCK $blk" && last=$blk
+  echo "STRATUS-HEARTBEAT $n"
+  sleep 1
+done
+`;
+
+function fail(what: string): never {
+  throw new Error(`test guest: ${what}; install the packages with: ${INSTALL_HINT}`);
+}
+
+function findKernel(): { version: string; kernelPath: string } {
+  const boot = existsSync('/boot') ? readdirSync('/boot') : [];
+  const kernels = boot.filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f)).sort();
+  const file = kernels.at(-1) ?? fail('no /boot/vmlinuz-*-cloud-amd64');
+  const version = file.slice('vmlinuz-'.length);
+  if (!existsSync(join('/lib/modules', version, 'modules.dep'))) fail(`no /lib/modules/${version}/modules.dep`);
+  return { version, kernelPath: join('/boot', file) };
+}
+
+/** Module name → its file in /lib/modules/<version>, from modules.dep, checking dependencies load first. */
+function moduleFiles(version: string): Map<string, string> {
+  const dep = readFileSync(join('/lib/modules', version, 'modules.dep'), 'utf8');
+  const byName = new Map<string, { file: string; deps: string[] }>();
+  const nameOf = (p: string) => p.split('/').at(-1)!.replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+  for (const line of dep.split('\n')) {
+    const [file, rest] = line.split(':');
+    if (!file || rest === undefined) continue;
+    byName.set(nameOf(file), { file, deps: rest.trim().split(/\s+/).filter(Boolean).map(nameOf) });
+  }
+  const out = new Map<string, string>();
+  for (const m of MODULES) {
+    const e = byName.get(m) ?? fail(`kernel ${version} has no module ${m}`);
+    for (const d of e.deps) if (!out.has(d)) throw new Error(`test guest: module ${m} needs ${d}, which is not loaded before it`);
+    out.set(m, e.file);
+  }
+  return out;
+}
+
+/** Module bytes, decompressed: busybox insmod in the guest takes plain .ko files. */
+function readModule(path: string): Buffer {
+  if (path.endsWith('.ko')) return readFileSync(path);
+  const tool = path.endsWith('.xz') ? 'xz' : path.endsWith('.zst') ? 'zstd' : 'gzip';
+  return execFileSync(tool, ['-dc', path], { maxBuffer: 64 << 20 });
+}
+
+interface CpioEntry { name: string; mode: number; data?: Buffer; rdev?: [number, number] }
+
+/** A cpio "newc" archive, written here so building needs neither root (for /dev/console) nor cpio(1). */
+function cpioNewc(entries: CpioEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  const pad4 = (n: number) => Buffer.alloc((4 - (n % 4)) % 4);
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  let ino = 1;
+  const push = (e: CpioEntry) => {
+    const data = e.data ?? Buffer.alloc(0);
+    const name = Buffer.from(e.name + '\0');
+    const fields = [ino++, e.mode, 0, 0, 1, 0, data.length, 0, 0, e.rdev?.[0] ?? 0, e.rdev?.[1] ?? 0, name.length, 0];
+    const header = Buffer.from('070701' + fields.map(hex).join(''));
+    parts.push(header, name, pad4(header.length + name.length), data, pad4(data.length));
+  };
+  entries.forEach(push);
+  push({ name: 'TRAILER!!!', mode: 0 });
+  return Buffer.concat(parts);
+}
+
+function buildInitramfs(version: string): Buffer {
+  const busybox = '/bin/busybox';
+  if (!existsSync(busybox)) fail('no /bin/busybox');
+  // The guest has no libc: only the static build runs there.
+  if (!existsSync('/usr/share/doc/busybox-static')) fail('busybox-static is not installed');
+  const dir = 0o040755;
+  const file = 0o100755;
+  const entries: CpioEntry[] = ['bin', 'dev', 'proc', 'sys', 'lib', 'lib/modules'].map((name) => ({ name, mode: dir }));
+  entries.push({ name: 'dev/console', mode: 0o020600, rdev: [5, 1] });
+  entries.push({ name: 'bin/busybox', mode: file, data: readFileSync(busybox) });
+  const applets = ['sh', 'mount', 'insmod', 'echo', 'ls', 'grep', 'tr', 'sed', 'sleep', 'dd', 'sync', 'poweroff', 'reboot', 'cat'];
+  for (const a of applets) entries.push({ name: `bin/${a}`, mode: 0o120777, data: Buffer.from('busybox') });
+  for (const [m, rel] of moduleFiles(version)) {
+    entries.push({ name: `lib/modules/${m}.ko`, mode: 0o100644, data: readModule(join('/lib/modules', version, rel)) });
+  }
+  entries.push({ name: 'init', mode: file, data: Buffer.from(INIT) });
+  return gzipSync(cpioNewc(entries), { level: 6 });
+}
+
+/** A FAT disk that OVMF's shell boots through startup.nsh, made with QEMU's own vvfat driver (no mkfs, no mount). */
+function buildBootDisk(dir: string, kernelPath: string, initrdPath: string): string {
+  const fat = join(dir, 'fat');
+  rmSync(fat, { recursive: true, force: true });
+  mkdirSync(fat);
+  writeFileSync(join(fat, 'vmlinuz.efi'), readFileSync(kernelPath));
+  writeFileSync(join(fat, 'initrd.gz'), readFileSync(initrdPath));
+  writeFileSync(join(fat, 'startup.nsh'), `fs0:\r\nvmlinuz.efi initrd=\\initrd.gz ${GUEST_CMDLINE}\r\n`);
+  const out = join(dir, 'boot-disk.qcow2');
+  execFileSync('qemu-img', ['convert', '-f', 'vvfat', '-O', 'qcow2', `fat:${fat}`, out + '.tmp']);
+  renameSync(out + '.tmp', out);
+  rmSync(fat, { recursive: true, force: true });
+  return out;
+}
+
+/** Builds the guest once per kernel/busybox/script combination; later calls return the cached files. */
+export function buildTestGuest(cacheRoot = join(homedir(), '.cache', 'stratus', 'guest')): TestGuest {
+  const { version, kernelPath } = findKernel();
+  for (const bin of ['qemu-system-x86_64', 'qemu-img']) {
+    try {
+      execFileSync('which', [bin]);
+    } catch {
+      fail(`${bin} not on PATH`);
+    }
+  }
+  const key = createHash('sha256')
+    .update([version, statSync(kernelPath).mtimeMs, statSync('/bin/busybox').size, INIT, MODULES.join(',')].join('|'))
+    .digest('hex')
+    .slice(0, 16);
+  const dir = join(cacheRoot, key);
+  const initrdPath = join(dir, 'initrd.gz');
+  const diskImagePath = join(dir, 'boot-disk.qcow2');
+  if (!existsSync(initrdPath) || !existsSync(diskImagePath)) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(initrdPath + '.tmp', buildInitramfs(version));
+    renameSync(initrdPath + '.tmp', initrdPath);
+    buildBootDisk(dir, kernelPath, initrdPath);
+  }
+  return { kernelPath, initrdPath, cmdline: GUEST_CMDLINE, diskImagePath };
+}
+
+/** Heartbeat counters in a console text, in order. */
+export function heartbeats(text: string): number[] {
+  return [...text.matchAll(HEARTBEAT)].map((m) => Number(m[1]));
+}
+
+// ---- watching the guest's console, and cleaning up after QEMU tests ----
+/**
+ * What the QEMU tests need from a host, whether it is the driver called directly or a host agent over SSH,
+ * and the console-watching helpers they share.
+ */
+export interface ConsoleSource {
+  consoleLog(name: string, opts: { lines: number }): Promise<{ text: string }>;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+export async function consoleText(host: ConsoleSource, name: string): Promise<string> {
+  return (await host.consoleLog(name, { lines: 10_000 })).text;
+}
+
+export const bootCount = (text: string) => text.split(BOOT_MARKER).length - 1;
+export const lastHeartbeat = (text: string) => heartbeats(text).at(-1) ?? 0;
+export const lastBlockLine = (text: string) => [...text.matchAll(/STRATUS-BLOCK (\S+)/g)].at(-1)?.[1];
+
+/** Waits until the console shows `count` boot markers in all. */
+export function waitBoots(host: ConsoleSource, name: string, count: number, timeoutMs = 60_000) {
+  return waitFor(`boot marker #${count} of ${name}`, timeoutMs, async () => (bootCount(await consoleText(host, name)) >= count ? true : undefined));
+}
+
+/** Waits for a heartbeat greater than `after` and returns it. */
+export function waitHeartbeat(host: ConsoleSource, name: string, after: number, timeoutMs = 30_000) {
+  return waitFor(`a heartbeat after ${after} from ${name}`, timeoutMs, async () => {
+    const n = lastHeartbeat(await consoleText(host, name));
+    return n > after ? n : undefined;
+  });
+}
+
+export function waitBlock(host: ConsoleSource, name: string, devices: string, timeoutMs = 30_000) {
+  return waitFor(`STRATUS-BLOCK ${devices} from ${name}`, timeoutMs, async () =>
+    lastBlockLine(await consoleText(host, name)) === devices ? true : undefined,
+  );
+}
+
+/** Pids of QEMU processes whose command line mentions `dir` (a test's state dir). */
+export function qemuPidsUnder(dir: string): number[] {
+  let out = '';
+  try {
+    out = execFileSync('pgrep', ['-f', `qemu-system-x86_64.*${dir}`]).toString();
+  } catch {
+    return [];
+  }
+  return out.split('\n').filter(Boolean).map(Number);
+}
+
+/** afterAll: no test leaves a QEMU behind, whatever failed. Only processes under the test's own dirs. */
+export function killQemusUnder(...dirs: string[]): void {
+  for (const dir of dirs) {
+    for (const pid of qemuPidsUnder(dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+}
