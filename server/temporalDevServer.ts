@@ -8,6 +8,8 @@ import { findTemporalCli } from './temporalCli.js';
 
 const log = componentLog('temporal-dev');
 
+const SQLITE_PRAGMAS = (process.env.STRATUS_TEMPORAL_SQLITE_PRAGMAS ?? 'journal_mode=WAL,synchronous=NORMAL').split(',').filter(Boolean);
+
 export interface TemporalDevServer {
   address: string;
   port: number;
@@ -46,6 +48,10 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   const withUi = uiPort <= 65535 && (await portIsFree(uiPort));
   const args = ['server', 'start-dev', '--db-filename', join(opts.dataDir, 'temporal.db'), '--ip', '127.0.0.1', '--port', String(port)];
   args.push(...(withUi ? ['--ui-port', String(uiPort)] : ['--headless']), '--log-level', 'warn', '--color', 'never');
+  // WAL with synchronous=NORMAL: SQLite's default (rollback journal, fsync per commit) ran 5 bare
+  // 4-activity workflows/s at concurrency 32 here, WAL 16/s. A crash of the process still loses nothing
+  // committed; only a power cut can lose the last commits, acceptable for a dev server.
+  for (const pragma of SQLITE_PRAGMAS) args.push('--sqlite-pragma', pragma);
   // Its own process group: a terminal's Ctrl-C must not stop Temporal before the worker has drained.
   const child = spawn(cli.path, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   killWithParent(child);
