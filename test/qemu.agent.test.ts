@@ -139,6 +139,15 @@ describe.sequential('qemu VMs through real host agents over SSH (TCG)', () => {
     await waitHeartbeat(hostA, 'vm1', lastHeartbeat(await consoleText(hostA, 'vm1')));
   });
 
+  it('a migration that fails leaves the VM running on the source', async () => {
+    const before = await hostA.getVm('vm1');
+    const nobody = { host: '127.0.0.1', port: 9 };
+    await expect(hostA.call('migrateSend', { name: 'vm1', target: nobody })).rejects.toMatchObject({ code: 'HYPERVISOR_ERROR' });
+    const after = await hostA.getVm('vm1');
+    expect([after.state, after.pid]).toEqual(['running', before.pid]);
+    await waitHeartbeat(hostA, 'vm1', lastHeartbeat(await consoleText(hostA, 'vm1')));
+  });
+
   it('live migration between two agents keeps the heartbeat counting, ends the source and records the downtime', async () => {
     const sourcePid = (await hostA.getVm('vm1')).pid;
     const target = await hostB.call('migrateReceive', { spec: spec('vm1') });

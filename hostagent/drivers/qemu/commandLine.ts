@@ -68,6 +68,9 @@ export interface QemuLaunch {
   daemonize: boolean;
 }
 
+/** QEMU option values end at a comma; a literal comma (in a path) is written twice. */
+const v = (s: string) => s.replace(/,/g, ',,');
+
 export function buildQemuArgv(l: QemuLaunch): string[] {
   const { spec, paths, machine } = l;
   const q35 = machine === 'q35';
@@ -83,9 +86,9 @@ export function buildQemuArgv(l: QemuLaunch): string[] {
     // A guest power-off leaves QEMU in the `shutdown` run state instead of exiting, so a driver that was
     // away (agent restart) can still tell a clean power-off from a crash.
     '-no-shutdown',
-    '-chardev', `file,id=ser0,path=${paths.console},append=on`,
+    '-chardev', `file,id=ser0,path=${v(paths.console)},append=on`,
     '-serial', 'chardev:ser0',
-    '-qmp', `unix:${paths.qmp},server=on,wait=off`,
+    '-qmp', `unix:${v(paths.qmp)},server=on,wait=off`,
     '-pidfile', paths.pid,
   ];
   if (l.daemonize) argv.push('-daemonize');
@@ -97,7 +100,7 @@ export function buildQemuArgv(l: QemuLaunch): string[] {
   }
   if (l.hasDisk) {
     // -drive (not -blockdev) gives the disk a named BlockBackend, which block migration needs.
-    argv.push('-drive', `file=${paths.disk},if=none,id=disk0,format=qcow2,cache=writeback`);
+    argv.push('-drive', `file=${v(paths.disk)},if=none,id=disk0,format=qcow2,cache=writeback`);
     // -kernel claims bootindex 0 for its option ROM, so only a disk boot names the disk first.
     const bootindex = boot?.kind === 'image' ? ',bootindex=0' : '';
     argv.push('-device', q35 ? `${blk},drive=disk0,bus=pcie.0,addr=0x5${bootindex}` : `${blk},drive=disk0`);
@@ -107,10 +110,10 @@ export function buildQemuArgv(l: QemuLaunch): string[] {
       argv.push('-device', `pcie-root-port,id=${rootPort(slot)},chassis=${slot},bus=pcie.0,addr=0x${(0x10 + slot - 1).toString(16)}`);
     }
   }
-  for (const v of l.volumes) {
-    argv.push('-blockdev', `driver=qcow2,node-name=${volumeNode(v.volumeId)},file.driver=file,file.filename=${v.path}`);
-    const bus = q35 ? `,bus=${rootPort(v.slot)}` : '';
-    argv.push('-device', `${blk},id=${volumeDevice(v.volumeId)},drive=${volumeNode(v.volumeId)},serial=${volumeSerial(v.volumeId)}${bus}`);
+  for (const vol of l.volumes) {
+    argv.push('-blockdev', `driver=qcow2,node-name=${volumeNode(vol.volumeId)},file.driver=file,file.filename=${v(vol.path)}`);
+    const bus = q35 ? `,bus=${rootPort(vol.slot)}` : '';
+    argv.push('-device', `${blk},id=${volumeDevice(vol.volumeId)},drive=${volumeNode(vol.volumeId)},serial=${volumeSerial(vol.volumeId)}${bus}`);
   }
   if (l.incoming) argv.push('-incoming', l.incoming);
   return argv;

@@ -345,7 +345,10 @@ export class QemuDriver implements HypervisorDriver {
   /** One action per VM at a time: a later call waits for the earlier one. */
   private locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(name) ?? Promise.resolve();
-    const run = prev.catch(() => undefined).then(fn);
+    // QMP refusals and tool failures reach the controller as HYPERVISOR_ERROR, with QEMU's words.
+    const run = prev.catch(() => undefined).then(fn).catch((e: unknown) => {
+      throw e instanceof AgentError ? e : new AgentError('HYPERVISOR_ERROR', e instanceof Error ? e.message : String(e));
+    });
     const tail = run.catch(() => undefined);
     this.locks.set(name, tail);
     void tail.then(() => {

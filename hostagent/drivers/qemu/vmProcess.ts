@@ -81,6 +81,10 @@ export async function killHard(pid: number | undefined): Promise<void> {
  * and the VM lives on in its own session, outliving the agent.
  */
 export async function launchQemu(paths: VmPaths, argv: string[]): Promise<{ pid: number; qmp: QmpClient }> {
+  // sun_path holds 107 bytes: a deeper state dir cannot carry a QMP socket, so say so instead of QEMU's riddle.
+  if (Buffer.byteLength(paths.qmp) > 107) {
+    throw new AgentError('HYPERVISOR_ERROR', `QMP socket path too long for a unix socket (${paths.qmp}): use a shorter --state-dir`);
+  }
   rmSync(paths.qmp, { force: true });
   rmSync(paths.pid, { force: true });
   const child = spawn(QEMU_BINARY, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
