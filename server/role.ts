@@ -2,6 +2,7 @@ import { loadOrCreateAdminToken } from './adminToken.js';
 import { ConfigError, loadConfig } from './config.js';
 import { componentLog } from './log.js';
 import { createRuntime, type Runtime } from './runtime.js';
+import { routeTemporalLogs } from './temporalLogs.js';
 
 const log = componentLog('role');
 
@@ -16,6 +17,7 @@ export interface Running {
  */
 export async function runRole(name: string, start: (rt: Runtime) => Promise<Running>): Promise<void> {
   const config = loadConfig();
+  routeTemporalLogs();
   if (!config.databaseUrl) {
     throw new ConfigError(`stratus ${name} runs on its own and needs DATABASE_URL (PostgreSQL); PGlite is only for \`stratus dev\``);
   }
