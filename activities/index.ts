@@ -1,0 +1,42 @@
+import { Context } from '@temporalio/activity';
+import type { Runtime } from '../server/runtime.js';
+import { actionSteps } from './actionSteps.js';
+import { activityContext } from './agentCalls.js';
+import { bootSteps } from './bootSteps.js';
+
+export type { OperationContext } from './operationSteps.js';
+export type { VmAction } from './actionSteps.js';
+
+/** How often a running activity tells Temporal it is alive; the workflows' heartbeatTimeout is a few times this. */
+export const HEARTBEAT_INTERVAL_MS = 2_000;
+
+/**
+ * Every activity the workflows call, bound to one runtime (its pool, store and agent connections). Each
+ * beats its heart while it runs, so when a worker dies Temporal hands its activities to another within
+ * the heartbeat timeout instead of the (long) start-to-close timeout.
+ */
+export function createActivities(rt: Runtime) {
+  const activities = {
+    ...bootSteps(rt),
+    ...actionSteps(rt),
+    /** The benchmark's baseline: a round trip through Temporal that does nothing. */
+    async noop(): Promise<void> {},
+  };
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, fn]) => [name, withHeartbeat(fn as (...args: unknown[]) => Promise<unknown>)]),
+  ) as typeof activities;
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+function withHeartbeat<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args) => {
+    const ctx: Context | undefined = activityContext();
+    const timer = ctx ? setInterval(() => ctx.heartbeat(), HEARTBEAT_INTERVAL_MS) : undefined;
+    try {
+      return await fn(...args);
+    } finally {
+      clearInterval(timer);
+    }
+  };
+}

@@ -1,0 +1,55 @@
+import { randomUUID } from 'node:crypto';
+import { StratusError } from '../../domain/errors.js';
+import { hostStream } from '../../domain/events.js';
+import { decideHost, hostDecider, type Host, type HostEvent } from '../../domain/host.js';
+import type { Caller } from '../../domain/identity.js';
+import type { RegisterHostInput, SetHostStateInput } from '../../domain/inputs.js';
+import { decideAndAppend } from '../../activities/events.js';
+import { readHosts } from '../../activities/placement.js';
+import { AgentError } from '../../hostagent/driver.js';
+import type { Runtime } from '../../server/runtime.js';
+import { requireAdmin } from './access.js';
+import { appendNew, commandMetadata, now } from './operations.js';
+
+/**
+ * Registers a hypervisor host. The controller connects to its agent over SSH, pinned to the given host
+ * key fingerprint, and takes the capacity and hypervisor kind from the agent's hostInfo, so the record
+ * is what the host really has. A wrong fingerprint, a key the agent does not accept or an agent that
+ * does not answer is the input's fault (BAD_USER_INPUT with the agent's code) and records nothing.
+ */
+export async function registerHost(rt: Runtime, caller: Caller, input: RegisterHostInput): Promise<{ host: Host }> {
+  requireAdmin(caller);
+  const existing = await readHosts(rt);
+  const clash = existing.find((h) => h.name === input.name || (h.address === input.address && h.port === input.port));
+  if (clash) {
+    throw new StratusError('CONFLICT', `host ${clash.name} (${clash.address}:${clash.port}) is already registered`, { id: clash.id });
+  }
+  const hostId = randomUUID();
+  let info;
+  try {
+    info = await rt.agents.get(hostId, { host: input.address, port: input.port, fingerprint: input.hostKeyFingerprint }).call('hostInfo', {}, { timeoutMs: 15_000 });
+  } catch (e) {
+    if (!(e instanceof AgentError)) throw e;
+    throw new StratusError('BAD_USER_INPUT', `cannot register ${input.address}:${input.port}: ${e.message}`, { agentCode: e.code });
+  }
+  const events = decideHost(
+    { type: 'register', data: { hostId, ...input, capacity: info.capacity, hypervisor: info.hypervisor, at: now() } },
+    null,
+  );
+  await appendNew(rt, hostStream(hostId), events, 'noStream', commandMetadata(caller));
+  return { host: events.reduce(hostDecider.evolve, null as Host | null)! };
+}
+
+/** UP, DOWN or MAINTENANCE: only UP hosts are scheduled on; instances already there stay. */
+export async function setHostState(rt: Runtime, caller: Caller, input: SetHostStateInput): Promise<{ host: Host }> {
+  requireAdmin(caller);
+  const { state } = await decideAndAppend<Host | null, HostEvent>(
+    rt,
+    hostStream(input.id),
+    hostDecider,
+    (host) => decideHost({ type: 'setState', data: { state: input.state, at: now() } }, host),
+    { key: `setHostState:${randomUUID()}`, metadata: commandMetadata(caller), rounds: 20 },
+  );
+  if (!state) throw new StratusError('NOT_FOUND', `host ${input.id} not found`, { id: input.id });
+  return { host: state };
+}
