@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -26,6 +26,16 @@ function findPgBin(): string | undefined {
   return undefined;
 }
 
+function postgresUser(): { uid: number; gid: number } {
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch {
+    throw new Error('Running as root, the tests start PostgreSQL as the `postgres` user, which does not exist (apt-get install postgresql creates it).');
+  }
+}
+
 export async function startPostgres(): Promise<PostgresServer> {
   if (process.env.TEST_DATABASE_URL) return { url: process.env.TEST_DATABASE_URL, stop: async () => {} };
   const bin = findPgBin();
@@ -37,23 +47,29 @@ export async function startPostgres(): Promise<PostgresServer> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'stratus-pg-'));
   chmodSync(dir, 0o777);
-  const asRoot = process.getuid?.() === 0;
-  const wrap = (cmd: string, args: string[]): [string, string[]] =>
-    asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
-  const [initCmd, initArgs] = wrap(join(bin, 'initdb'), ['-D', join(dir, 'data'), '-U', 'postgres', '-A', 'trust', '--no-sync']);
-  execFileSync(initCmd, initArgs, { stdio: 'pipe' });
+  // initdb refuses to run as root; as root, run the server binaries directly as the `postgres` user
+  // (not through runuser, which does not pass SIGINT on, so the server would never stop).
+  const owner = process.getuid?.() === 0 ? postgresUser() : undefined;
+  if (owner) chownSync(dir, owner.uid, owner.gid);
+  execFileSync(join(bin, 'initdb'), ['-D', join(dir, 'data'), '-U', 'postgres', '-A', 'trust', '--no-sync'], {
+    stdio: 'pipe',
+    ...owner,
+  });
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const [pgCmd, pgArgs] = wrap(join(bin, 'postgres'), [
-    '-D', join(dir, 'data'),
-    '-k', dir,
-    '-h', '127.0.0.1',
-    '-p', String(port),
-    '-c', 'fsync=off',
-    '-c', 'synchronous_commit=off',
-    '-c', 'full_page_writes=off',
-    '-c', 'max_connections=300',
-  ]);
-  const proc: ChildProcess = spawn(pgCmd, pgArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc: ChildProcess = spawn(
+    join(bin, 'postgres'),
+    [
+      '-D', join(dir, 'data'),
+      '-k', dir,
+      '-h', '127.0.0.1',
+      '-p', String(port),
+      '-c', 'fsync=off',
+      '-c', 'synchronous_commit=off',
+      '-c', 'full_page_writes=off',
+      '-c', 'max_connections=300',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], ...owner },
+  );
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
@@ -76,8 +92,12 @@ export async function startPostgres(): Promise<PostgresServer> {
   return {
     url,
     async stop() {
+      // SIGINT is PostgreSQL's fast shutdown: it ends open sessions instead of waiting for them.
+      const exited = new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r(null) : proc.once('exit', r)));
       proc.kill('SIGINT');
-      await new Promise((r) => (proc.exitCode !== null ? r(null) : proc.once('exit', r)));
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
     },
   };
