@@ -11,7 +11,16 @@ const program = new Command('stratus')
 const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./temporalCommand.js'),
   () => import('./hostagentCommand.js'),
+  () => import('./devCommand.js'),
+  () => import('./roleCommands.js'),
 ];
 for (const load of roles) (await load()).register(program);
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // A bad variable or a missing dependency is a message for the operator, not a stack trace.
+  console.error(`stratus: ${e instanceof Error ? e.message : String(e)}`);
+  if (process.env.STRATUS_LOG_LEVEL === 'debug' && e instanceof Error) console.error(e.stack);
+  process.exit(1);
+}
