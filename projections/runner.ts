@@ -1,0 +1,150 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { checkpointOf, compareCheckpoints, type Subscription } from '../eventstore/index.js';
+import { componentLog } from '../server/log.js';
+import type { Runtime } from '../server/runtime.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { CHANGES_CHANNEL, RESET_CHANNEL, type Change, type Projection, type StratusEvent } from './projection.js';
+import { migrateProjections, projectionNamed, projectionNames } from './registry.js';
+
+const log = componentLog('projections');
+
+// The first key of the two-key advisory lock; the second is the projection name's hash.
+const PROJECTION_LOCK_CLASS = 726_1004;
+
+export interface ProjectionRunner {
+  /** Resolves once every projection this runner holds has caught up with the log the first time. */
+  readonly caughtUp: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the named projections (all by default). Each is active in one process only: on PostgreSQL the
+ * runner holds a session advisory lock on a connection of its own (the pool's connections come and go,
+ * and a transaction held open for the lock would stall the global feed); another process waits for it
+ * and takes over when the holder dies. PGlite is one process, so there is nothing to guard.
+ */
+export async function startProjections(rt: Runtime, names: readonly string[] = projectionNames): Promise<ProjectionRunner> {
+  await migrateProjections(rt.db);
+  const runners = names.map((n) => runProjection(rt, projectionNamed(n)));
+  const unlisten = await rt.db.listen(RESET_CHANNEL, (name) => {
+    for (const r of runners) if (r.name === name) r.restart();
+  });
+  return {
+    caughtUp: Promise.all(runners.map((r) => r.caughtUp)).then(() => {}),
+    async stop() {
+      await unlisten();
+      await Promise.all(runners.map((r) => r.stop()));
+    },
+  };
+}
+
+interface Lock {
+  /** False once the lock's connection is gone: another process may hold it now. */
+  readonly held: boolean;
+  onLost(fn: () => void): void;
+  release(): Promise<void>;
+}
+
+/** Waits until this process holds `name`'s lock, or `isStopped` says to give up (then undefined). */
+async function acquireLock(rt: Runtime, name: string, isStopped: () => boolean): Promise<Lock | undefined> {
+  const url = rt.config.databaseUrl;
+  if (rt.db.kind === 'pglite' || !url) return { held: true, onLost: () => {}, release: async () => {} };
+  while (!isStopped()) {
+    const client = new pg.Client({ connectionString: url });
+    let held = true;
+    let lost = () => {};
+    client.on('error', (e) => {
+      log.warn({ err: e, projection: name }, 'projection lock connection failed; stepping down');
+      held = false;
+      lost();
+    });
+    try {
+      await client.connect();
+      const [row] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [PROJECTION_LOCK_CLASS, name]))
+        .rows;
+      if (row?.ok) {
+        return {
+          get held() {
+            return held;
+          },
+          onLost: (fn) => (lost = fn),
+          release: () => client.end().catch(() => {}),
+        };
+      }
+    } catch (e) {
+      log.warn({ err: e, projection: name }, 'could not try the projection lock');
+    }
+    await client.end().catch(() => {});
+    await sleep(1000);
+  }
+  return undefined;
+}
+
+function runProjection(rt: Runtime, projection: Projection) {
+  const { name } = projection;
+  let stopped = false;
+  let current: Subscription | undefined;
+  let firstCaughtUp!: () => void;
+  const caughtUp = new Promise<void>((resolve) => (firstCaughtUp = resolve));
+
+  /** Applies one event and its checkpoint in one transaction; nothing if a rebuild moved the generation on. */
+  const applyOne = async (event: StratusEvent, generation: number, subscription: () => Subscription | undefined) => {
+    const changes = await rt.db.transaction(async (tx): Promise<Change[] | 'reset'> => {
+      const stored = await readCheckpoint(tx, name, true);
+      if (stored.generation !== generation) return 'reset';
+      // Already applied (a second runner after a lost lock, or a rebuild that got further): exactly once.
+      if (compareCheckpoints(checkpointOf(event), stored.checkpoint) <= 0) return [];
+      const changes = await projection.apply(tx, event);
+      await writeCheckpoint(tx, name, checkpointOf(event));
+      return changes;
+    });
+    if (changes === 'reset') {
+      void subscription()?.stop();
+      return;
+    }
+    for (const change of changes) {
+      await rt.db.notify(CHANGES_CHANNEL, JSON.stringify(change)).catch((e: unknown) => log.warn({ err: e }, 'NOTIFY failed'));
+    }
+  };
+
+  const loop = async () => {
+    while (!stopped) {
+      const lock = await acquireLock(rt, name, () => stopped);
+      if (!lock) return;
+      lock.onLost(() => void current?.stop());
+      try {
+        while (!stopped && lock.held) {
+          const { checkpoint, generation } = await readCheckpoint(rt.db, name);
+          // The handler runs only after subscribe returns (the first read awaits LISTEN), so `sub` is set by then.
+          const sub: Subscription = rt.store.subscribe({ after: checkpoint }, (event) => applyOne(event, generation, () => sub));
+          current = sub;
+          void sub.caughtUp.then(firstCaughtUp, () => {});
+          try {
+            await sub.done;
+          } catch (e) {
+            if (stopped) break;
+            log.error({ err: e, projection: name }, 'projection failed; retrying from its checkpoint');
+            await sleep(1000);
+          }
+        }
+      } finally {
+        current = undefined;
+        await lock.release();
+      }
+    }
+  };
+  const done = loop().catch((e: unknown) => log.error({ err: e, projection: name }, 'projection runner ended'));
+
+  return {
+    name,
+    caughtUp,
+    /** Drops the live subscription; the loop starts again from the stored checkpoint. */
+    restart: () => void current?.stop(),
+    async stop() {
+      stopped = true;
+      await current?.stop();
+      await done;
+    },
+  };
+}
