@@ -126,19 +126,21 @@ function banner(b: {
   flavorId: string;
   imageId: string;
 }): string {
+  // startApi may answer with its base URL or the endpoint itself; the banner always names the endpoint.
+  const endpoint = `${b.url.replace(/\/+$/, '').replace(/\/graphql$/, '')}/graphql`;
   const mutation = `mutation { bootInstance(input: {name: "first", flavorId: "${b.flavorId}", imageId: "${b.imageId}"}) { operation { id status } instance { id state } } }`;
   const body = JSON.stringify({ query: mutation });
   return [
     '',
     `Stratus is running (${b.firstStart ? 'first start: local host, flavors m1.tiny..m1.xlarge and image cirros-0.6 registered' : 'data kept from the last start'}).`,
-    `  GraphQL API and GraphiQL  ${b.url}`,
+    `  GraphQL API and GraphiQL  ${endpoint}`,
     `  Temporal                  ${b.temporalAddress}${b.temporalUi ? ` (Web UI ${b.temporalUi})` : ''}`,
     `  local host agent          ${b.agent.driver} driver at ${b.agent.host}:${b.agent.port} (${b.agent.fingerprint})`,
     `  data                      ${b.dataDir}`,
     `  admin token               ${b.admin.token}${b.admin.generated ? ` (generated; kept in ${join(b.dataDir, 'admin.token')})` : ''}`,
     '',
     'Boot a first instance:',
-    `  curl -s ${b.url} -H 'Authorization: Bearer ${b.admin.token}' -H 'Content-Type: application/json' \\`,
+    `  curl -s ${endpoint} -H 'Authorization: Bearer ${b.admin.token}' -H 'Content-Type: application/json' \\`,
     `    -d '${body}'`,
     '',
     'Ctrl-C stops everything; the next start keeps all data.',
