@@ -40,7 +40,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
 async function openPostgres(url: string, max: number): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max });
   // An idle client that errors (server restart) must not crash the process; the pool replaces it.
-  pool.on('error', (e) => log.warn({ err: e }, 'idle PostgreSQL connection failed'));
+  pool.on('error', (e) => log.warn({ error: e.message }, 'idle PostgreSQL connection failed'));
   const onClient = (client: pg.ClientBase): Queryable => ({
     query: async <Row>(sql: string, params?: unknown[]) => (await client.query(sql, params)).rows as Row[],
     exec: async (sql) => {
@@ -97,7 +97,7 @@ function postgresListener(url: string) {
       for (const h of handlers.get(n.channel) ?? []) h(n.payload ?? '');
     });
     c.on('error', (e) => {
-      log.warn({ err: e }, 'LISTEN connection failed; reconnecting');
+      log.warn({ error: e.message }, 'LISTEN connection failed; reconnecting');
       client = undefined;
       c.end().catch(() => {});
       if (!closed && handlers.size > 0) setTimeout(() => void ensure().catch(() => {}), 1000);

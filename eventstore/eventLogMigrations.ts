@@ -29,7 +29,8 @@ CREATE TABLE events (
 CREATE INDEX events_feed ON events (transaction_id, position);
 
 -- One row per stream holding its last version: appends to a stream lock this row, so they queue
--- instead of racing on (stream_id, version). version 0 = the stream has no events yet.
+-- instead of racing on (stream_id, version). version 0 = the stream has no events yet (a failed
+-- first append can leave such a row).
 CREATE TABLE event_streams (
   stream_id text PRIMARY KEY,
   version integer NOT NULL
@@ -62,21 +63,35 @@ DECLARE
   v_count integer := jsonb_array_length(p_events);
   v_stored integer;
   v_stored_here integer;
+  -- An array, not IN (SELECT ... jsonb_array_elements): the planner guesses 100 rows for the function
+  -- and hash-joins a sequential scan of the whole log, making every append slower as the log grows.
+  v_ids uuid[] := ARRAY(SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_events) x);
 BEGIN
-  -- Lock the stream first (creating its row if needed) so a concurrent retry of this same batch waits
-  -- here for the first try to commit and then sees its events below, instead of failing on versions.
-  INSERT INTO event_streams AS s (stream_id, version) VALUES (p_stream_id, 0) ON CONFLICT DO NOTHING;
-  SELECT s.version INTO v_current FROM event_streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
+  -- Lock the stream by moving its version on first (one write, no separate SELECT ... FOR UPDATE): a
+  -- concurrent retry of this same batch waits here for the first try to commit and then sees its
+  -- events below, instead of failing on versions. The rare paths below put the version back.
+  UPDATE event_streams s SET version = s.version + v_count WHERE s.stream_id = p_stream_id
+    RETURNING s.version - v_count INTO v_current;
+  IF NOT FOUND THEN
+    INSERT INTO event_streams AS s (stream_id, version) VALUES (p_stream_id, v_count) ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+      v_current := 0;
+    ELSE -- created concurrently, and committed by now
+      UPDATE event_streams s SET version = s.version + v_count WHERE s.stream_id = p_stream_id
+        RETURNING s.version - v_count INTO v_current;
+    END IF;
+  END IF;
 
   -- Idempotency is checked before the expected version: a retry of a batch that already committed
   -- would otherwise fail on the version its own first try advanced.
   SELECT count(*), count(*) FILTER (WHERE e.stream_id = p_stream_id) INTO v_stored, v_stored_here
-    FROM events e WHERE e.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_events) x);
+    FROM events e WHERE e.id = ANY(v_ids);
   IF v_stored > 0 THEN
+    UPDATE event_streams s SET version = v_current WHERE s.stream_id = p_stream_id;
     IF v_stored = v_count AND v_stored_here = v_count THEN
       RETURN QUERY SELECT 'duplicate'::text, v_current, e.position::text, e.transaction_id::text, e.id,
           e.stream_id, e.version, e.type, e.data, e.metadata, e.recorded_at
-        FROM events e WHERE e.id IN (SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_events) x)
+        FROM events e WHERE e.id = ANY(v_ids)
         ORDER BY e.position;
     ELSE
       RETURN QUERY SELECT 'id_conflict'::text, v_current, NULL::text, NULL::text, NULL::uuid, NULL::text,
@@ -86,12 +101,12 @@ BEGIN
   END IF;
 
   IF p_expected IS NOT NULL AND p_expected <> v_current THEN
+    UPDATE event_streams s SET version = v_current WHERE s.stream_id = p_stream_id;
     RETURN QUERY SELECT 'wrong_version'::text, v_current, NULL::text, NULL::text, NULL::uuid, NULL::text,
       NULL::integer, NULL::text, NULL::jsonb, NULL::jsonb, NULL::timestamptz;
     RETURN;
   END IF;
 
-  UPDATE event_streams s SET version = v_current + v_count WHERE s.stream_id = p_stream_id;
   RETURN QUERY INSERT INTO events AS e (id, stream_id, version, type, data, metadata)
     SELECT (x.value->>'id')::uuid, p_stream_id, v_current + x.ordinality::integer, x.value->>'type',
         x.value->'data', x.value->'metadata'

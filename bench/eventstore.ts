@@ -1,0 +1,157 @@
+/**
+ * Event store figures: append throughput against plain INSERTs (what the ordering and idempotency
+ * machinery costs), catch-up read speed over a large log, and append-to-subscriber lag.
+ *
+ *   npx tsx bench/eventstore.ts [--json] [--pglite]
+ *
+ * PostgreSQL by default: BENCH_DATABASE_URL if set (a database named es_bench is made on that server),
+ * else a throwaway server. --pglite runs in-process and in memory, with a smaller catch-up log.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { openDatabase, openEventStore, type Checkpoint, type Database } from '../eventstore/index.js';
+import { createDatabase, startPostgres, type PostgresServer } from '../test/support/postgres.js';
+
+const json = process.argv.includes('--json');
+const pglite = process.argv.includes('--pglite');
+const say = (line: string) => {
+  if (!json) console.log(line);
+};
+
+const WRITERS = 8;
+const APPEND_SECONDS = pglite ? 3 : 5;
+const CATCHUP_EVENTS = pglite ? 200_000 : 1_000_000;
+const CATCHUP_PAGE = 2000;
+const LAG_EVENTS = 3000;
+const LAG_RATE_PER_SEC = 500;
+
+const registry = { BenchEvent: z.object({ writer: z.number().int(), n: z.number().int() }) };
+const metadata = { actor: 'bench', operationId: 'bench' };
+
+/** Runs `writers` loops of `once` for `seconds`; returns completed operations per second. */
+async function throughput(seconds: number, once: (writer: number, n: number) => Promise<unknown>): Promise<number> {
+  const deadline = performance.now() + seconds * 1000;
+  const start = performance.now();
+  const counts = await Promise.all(
+    Array.from({ length: WRITERS }, async (_, w) => {
+      let n = 0;
+      while (performance.now() < deadline) await once(w, n++);
+      return n;
+    }),
+  );
+  return counts.reduce((a, b) => a + b, 0) / ((performance.now() - start) / 1000);
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+async function main() {
+  let server: PostgresServer | undefined;
+  let db: Database;
+  if (pglite) {
+    db = await openDatabase({});
+  } else {
+    server = process.env.BENCH_DATABASE_URL ? undefined : await startPostgres();
+    const serverUrl = process.env.BENCH_DATABASE_URL ?? server!.url;
+    db = await openDatabase({ url: await createDatabase(serverUrl, 'es_bench'), maxConnections: WRITERS + 4 });
+  }
+  try {
+    const store = await openEventStore(db, registry);
+    say(`event store benchmark on ${pglite ? 'PGlite (in memory)' : 'PostgreSQL'}`);
+
+    // 1. Appends through the store vs plain INSERTs into an identical table (same columns, defaults
+    //    and indexes, no function, no stream lock, no idempotency check, no NOTIFY).
+    await db.exec('CREATE TABLE events_raw (LIKE events INCLUDING ALL)');
+    const runId = randomUUID().slice(0, 8);
+    const appendPerSec = await throughput(APPEND_SECONDS, (w, n) =>
+      store.append(`bench-${runId}w${w}`, [{ id: randomUUID(), type: 'BenchEvent', data: { writer: w, n }, metadata }], {
+        expectedVersion: n,
+      }),
+    );
+    const rawInsertPerSec = await throughput(APPEND_SECONDS, (w, n) =>
+      db.query(
+        'INSERT INTO events_raw (id, stream_id, version, type, data, metadata) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)',
+        [randomUUID(), `raw-${w}`, n + 1, 'BenchEvent', JSON.stringify({ writer: w, n }), JSON.stringify(metadata)],
+      ),
+    );
+    const appendRatio = appendPerSec / rawInsertPerSec;
+    say(`append (8 writers, 1 event/append)   ${appendPerSec.toFixed(0).padStart(9)} /s`);
+    say(`raw INSERT (same load)               ${rawInsertPerSec.toFixed(0).padStart(9)} /s`);
+    say(`append / raw                         ${appendRatio.toFixed(2).padStart(9)}`);
+
+    // 2. Lag: append commit -> subscriber handler, at a modest rate, from the end of the log.
+    const [end] = await db.query<{ t: string; p: string }>(
+      'SELECT max(transaction_id)::text AS t, max(position)::text AS p FROM events',
+    );
+    const committedAt = new Map<string, number>();
+    const lags: number[] = [];
+    let handled = 0;
+    const sub = store.subscribe({ after: { transactionId: end!.t, position: end!.p } }, (e) => {
+      const committed = committedAt.get(e.id);
+      // The handler can run before append() has returned (NOTIFY beat the reply): that is zero lag.
+      lags.push(committed === undefined ? 0 : Math.max(0, performance.now() - committed));
+      handled++;
+    });
+    await sub.caughtUp;
+    const lagStream = `lag-${runId}`;
+    const gapMs = 1000 / LAG_RATE_PER_SEC;
+    const lagStart = performance.now();
+    for (let n = 0; n < LAG_EVENTS; n++) {
+      const id = randomUUID();
+      await store.append(lagStream, [{ id, type: 'BenchEvent', data: { writer: 0, n }, metadata }], { expectedVersion: n });
+      committedAt.set(id, performance.now());
+      const due = lagStart + (n + 1) * gapMs - performance.now();
+      if (due > 0) await sleep(due);
+    }
+    for (const deadline = Date.now() + 10_000; handled < LAG_EVENTS && Date.now() < deadline; ) await sleep(5);
+    await sub.stop();
+    lags.sort((a, b) => a - b);
+    const lagP50Ms = percentile(lags, 50);
+    const lagP99Ms = percentile(lags, 99);
+    say(`lag p50 / p99 (${LAG_EVENTS} events at ${LAG_RATE_PER_SEC}/s)     ${lagP50Ms.toFixed(1)} / ${lagP99Ms.toFixed(1)} ms`);
+
+    // 3. Catch-up: bulk-load a large log, then read all of it through readAll in pages.
+    const loadStart = performance.now();
+    await db.query(
+      `INSERT INTO events (id, stream_id, version, type, data, metadata)
+       SELECT gen_random_uuid(), 'catchup-' || (g % 1000), g / 1000 + 1, 'BenchEvent',
+              jsonb_build_object('writer', g % 1000, 'n', g / 1000), $2::jsonb
+         FROM generate_series(0, $1::int - 1) g`,
+      [CATCHUP_EVENTS, JSON.stringify(metadata)],
+    );
+    await db.exec('ANALYZE events');
+    say(`bulk load of ${CATCHUP_EVENTS} events            ${((performance.now() - loadStart) / 1000).toFixed(1).padStart(9)} s`);
+    let read = 0;
+    let after: Checkpoint | undefined;
+    const readStart = performance.now();
+    for (;;) {
+      const page = await store.readAll({ after, limit: CATCHUP_PAGE });
+      if (page.length === 0) break;
+      read += page.length;
+      const last = page.at(-1)!;
+      after = { transactionId: last.transactionId, position: last.position };
+    }
+    const catchupPerSec = read / ((performance.now() - readStart) / 1000);
+    say(`catch-up readAll (${read} events, pages of ${CATCHUP_PAGE})  ${catchupPerSec.toFixed(0).padStart(9)} /s`);
+
+    const figures = {
+      backend: pglite ? 'pglite' : 'postgres',
+      appendPerSec: Math.round(appendPerSec),
+      rawInsertPerSec: Math.round(rawInsertPerSec),
+      appendRatio: Number(appendRatio.toFixed(3)),
+      catchupPerSec: Math.round(catchupPerSec),
+      catchupEvents: read,
+      lagP50Ms: Number(lagP50Ms.toFixed(2)),
+      lagP99Ms: Number(lagP99Ms.toFixed(2)),
+      lagEvents: lags.length,
+    };
+    if (json) console.log(JSON.stringify(figures));
+    else if (pglite) say(`(PGlite: catch-up measured over ${CATCHUP_EVENTS} events, not 1,000,000)`);
+  } finally {
+    await db.close();
+    await server?.stop();
+  }
+}
+
+await main();
