@@ -8,7 +8,7 @@ import { decideOperation, operationDecider, type Operation } from '../../domain/
 import { decideAndAppend } from '../../activities/events.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireAdmin } from './access.js';
-import { appendNew, commandMetadata, now, readInstanceState, startOrCompensate, workflowInputOf, type LifecycleResult } from './operations.js';
+import { appendNew, commandMetadata, now, readInstanceState, startOrCompensate, workflowInputOf } from './operations.js';
 
 /**
  * Runs a FAILED operation again (admin): the instance's task is taken again for the same operation, and a
