@@ -1,0 +1,199 @@
+import { HostState } from '../domain/host.js';
+import { canRead } from '../domain/identity.js';
+import { InstanceState, OperationKind, type Instance } from '../domain/instance.js';
+import { Role } from '../domain/identity.js';
+import { OperationStatus, StepStatus, type Operation, type OperationStep as DomainStep } from '../domain/operation.js';
+import type { Flavor as DomainFlavor, Image as DomainImage } from '../domain/catalog.js';
+import type { Host as DomainHost } from '../domain/host.js';
+import type { Resources as DomainResources } from '../domain/resources.js';
+import { builder, callerOf } from './builder.js';
+import * as read from './readModel.js';
+
+/** The GraphQL types of CONTRACT.md ("Resources", "Asynchronous operations"), each backed by its domain shape. */
+
+export const InstanceStateEnum = builder.enumType('InstanceState', { values: InstanceState.options });
+export const OperationKindEnum = builder.enumType('OperationKind', { values: OperationKind.options });
+export const OperationStatusEnum = builder.enumType('OperationStatus', { values: OperationStatus.options });
+export const StepStatusEnum = builder.enumType('StepStatus', { values: StepStatus.options });
+export const HostStateEnum = builder.enumType('HostState', { values: HostState.options });
+export const RoleEnum = builder.enumType('Role', { values: Role.options });
+export const AddressKindEnum = builder.enumType('AddressKind', { values: ['FIXED', 'FLOATING'] as const });
+
+export const ResourcesType = builder.objectRef<DomainResources>('Resources').implement({
+  fields: (t) => ({
+    vcpus: t.exposeInt('vcpus'),
+    memoryMb: t.exposeInt('memoryMb'),
+    diskGb: t.exposeInt('diskGb'),
+  }),
+});
+
+export const FlavorType = builder.objectRef<DomainFlavor>('Flavor').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    vcpus: t.exposeInt('vcpus'),
+    memoryMb: t.exposeInt('memoryMb'),
+    diskGb: t.exposeInt('diskGb'),
+  }),
+});
+
+export const ImageType = builder.objectRef<DomainImage>('Image').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    format: t.exposeString('format'),
+    sizeBytes: t.exposeFloat('sizeBytes'),
+    status: t.exposeString('status'),
+    checksum: t.string({ nullable: true, resolve: (i) => i.checksum ?? null }),
+  }),
+});
+
+export const OperationErrorType = builder.objectRef<{ code: string; message: string }>('OperationError').implement({
+  fields: (t) => ({ code: t.exposeString('code'), message: t.exposeString('message') }),
+});
+
+export const OperationStepType = builder.objectRef<DomainStep>('OperationStep').implement({
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    status: t.field({ type: StepStatusEnum, resolve: (s) => s.status }),
+    startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.startedAt }),
+    finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.finishedAt }),
+    error: t.field({ type: OperationErrorType, nullable: true, resolve: (s) => s.error }),
+  }),
+});
+
+export const OperationType = builder.objectRef<Operation>('Operation').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    kind: t.field({ type: OperationKindEnum, resolve: (o) => o.kind }),
+    status: t.field({ type: OperationStatusEnum, resolve: (o) => o.status }),
+    resourceId: t.exposeID('resourceId'),
+    projectId: t.exposeID('projectId'),
+    workflowId: t.exposeString('workflowId'),
+    runId: t.string({ nullable: true, resolve: (o) => o.runId }),
+    clientRequestId: t.string({ nullable: true, resolve: (o) => o.clientRequestId }),
+    steps: t.field({ type: [OperationStepType], resolve: (o) => o.steps }),
+    error: t.field({ type: OperationErrorType, nullable: true, resolve: (o) => o.error }),
+    createdAt: t.field({ type: 'DateTime', resolve: (o) => o.createdAt }),
+    finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (o) => o.finishedAt }),
+  }),
+});
+
+export const EventType = builder.objectRef<read.AuditEvent>('Event').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    streamId: t.exposeString('streamId'),
+    version: t.exposeInt('version'),
+    position: t.exposeString('position'),
+    type: t.exposeString('type'),
+    data: t.field({ type: 'JSON', resolve: (e) => e.data }),
+    metadata: t.field({ type: 'JSON', resolve: (e) => e.metadata }),
+    recordedAt: t.field({ type: 'DateTime', resolve: (e) => e.recordedAt }),
+  }),
+});
+
+export const ProjectType = builder.objectRef<{ id: string; name: string }>('Project').implement({
+  fields: (t) => ({ id: t.exposeID('id'), name: t.exposeString('name') }),
+});
+
+/** Volumes and networks come with a later issue; the types exist so Instance's fields are the contract's. */
+export interface VolumeShape {
+  id: string;
+  name: string;
+  sizeGb: number;
+  state: string;
+  attachedTo: Instance | null;
+  device: string | null;
+}
+export interface AddressShape {
+  address: string;
+  networkId: string;
+  kind: 'FIXED' | 'FLOATING';
+  instance: Instance | null;
+}
+
+export const HostType = builder.objectRef<DomainHost>('Host');
+export const InstanceType = builder.objectRef<Instance>('Instance');
+
+export const VolumeType = builder.objectRef<VolumeShape>('Volume').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    sizeGb: t.exposeInt('sizeGb'),
+    state: t.exposeString('state'),
+    attachedTo: t.field({ type: InstanceType, nullable: true, resolve: (v) => v.attachedTo }),
+    device: t.string({ nullable: true, resolve: (v) => v.device }),
+  }),
+});
+
+export const NetworkType = builder.objectRef<{ id: string; name: string; cidr: string; gateway: string | null }>('Network').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    cidr: t.exposeString('cidr'),
+    gateway: t.string({ nullable: true, resolve: (n) => n.gateway }),
+  }),
+});
+
+export const AddressType = builder.objectRef<AddressShape>('Address').implement({
+  fields: (t) => ({
+    address: t.exposeString('address'),
+    networkId: t.exposeID('networkId'),
+    kind: t.field({ type: AddressKindEnum, resolve: (a) => a.kind }),
+    instance: t.field({ type: InstanceType, nullable: true, resolve: (a) => a.instance }),
+  }),
+});
+
+HostType.implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    address: t.exposeString('address'),
+    port: t.exposeInt('port'),
+    hostKeyFingerprint: t.exposeString('hostKeyFingerprint'),
+    hypervisor: t.exposeString('hypervisor'),
+    state: t.field({ type: HostStateEnum, resolve: (h) => h.state }),
+    capacity: t.field({ type: ResourcesType, resolve: (h) => h.capacity }),
+    allocated: t.field({ type: ResourcesType, resolve: (h) => h.allocated }),
+    instances: t.field({ type: [InstanceType], resolve: (h, _a, ctx) => read.instancesOnHost(ctx.rt, callerOf(ctx), h.id) }),
+  }),
+});
+
+InstanceType.implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    projectId: t.exposeID('projectId'),
+    state: t.field({ type: InstanceStateEnum, resolve: (i) => i.state }),
+    task: t.field({ type: OperationKindEnum, nullable: true, resolve: (i) => i.task }),
+    // Flavors are never edited, so the catalog row matches the snapshot; the snapshot stands in if it is gone.
+    flavor: t.field({
+      type: FlavorType,
+      resolve: async (i, _a, ctx) => (await read.flavorById(ctx.rt, i.flavor.id)) ?? { ...i.flavor, name: i.flavor.id },
+    }),
+    image: t.field({
+      type: ImageType,
+      resolve: async (i, _a, ctx) =>
+        (await read.imageById(ctx.rt, i.imageId)) ?? ({ id: i.imageId, name: i.imageId, format: 'raw', sizeBytes: 0, status: 'deleted' } as const),
+    }),
+    host: t.field({ type: HostType, nullable: true, resolve: (i, _a, ctx) => (i.hostId ? read.hostById(ctx.rt, i.hostId) : null) }),
+    networkId: t.id({ nullable: true, resolve: (i) => i.networkId }),
+    errorReason: t.string({ nullable: true, resolve: (i) => i.errorReason }),
+    addresses: t.field({ type: [AddressType], description: 'IP addresses come with a later issue: empty for now.', resolve: () => [] }),
+    volumes: t.field({ type: [VolumeType], description: 'Volumes come with a later issue: empty for now.', resolve: () => [] }),
+    createdAt: t.field({ type: 'DateTime', resolve: (i) => i.createdAt }),
+    launchedAt: t.field({ type: 'DateTime', nullable: true, resolve: (i) => i.launchedAt }),
+    version: t.exposeInt('version'),
+    operations: t.field({
+      type: [OperationType],
+      description: 'Its history, newest first.',
+      resolve: (i, _a, ctx) => read.operationsPage(ctx.rt, callerOf(ctx), { resourceId: i.id }, 1000, 0),
+    }),
+    events: t.field({
+      type: [EventType],
+      description: 'Its audit log, oldest first.',
+      resolve: (i, _a, ctx) =>
+        canRead(callerOf(ctx), i.projectId) ? read.eventsOfStream(ctx.rt, callerOf(ctx), `instance-${i.id}`, null, 10_000) : [],
+    }),
+  }),
+});
