@@ -65,10 +65,13 @@ describe('the GraphQL API over HTTP, SSE and WebSocket, on real PostgreSQL, Temp
     await rt?.close();
   });
 
-  it('GET /healthz answers 200 with JSON once the database and Temporal answer', async () => {
+  it('GET /healthz answers 200 with JSON once the database and Temporal answer, and a browser gets GraphiQL on /graphql', async () => {
     const res = await fetch(url.replace('/graphql', '/healthz'));
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ok', database: 'ok', temporal: 'ok' });
+    const graphiql = await fetch(url, { headers: { accept: 'text/html' } });
+    expect(graphiql.status).toBe(200);
+    expect(await graphiql.text()).toContain('GraphiQL');
   });
 
   it('a boot reaches RUNNING, seen by a query and by instanceChanged over SSE and over WebSocket', async () => {
@@ -93,8 +96,10 @@ describe('the GraphQL API over HTTP, SSE and WebSocket, on real PostgreSQL, Temp
     await expect.poll(() => reachedRunning(sse), { timeout: 10_000 }).toBe(true);
     await expect.poll(() => reachedRunning(ws), { timeout: 10_000 }).toBe(true);
 
-    const op = await gql(url, tokens.aMember, `query($id: ID!) { operation(id: $id) { status steps { name status } } }`, { id: operation.id });
-    expect(op.data!.operation.status).toBe('SUCCEEDED');
+    // The instance is released before the operation records its success, so wait for that too.
+    const operationNow = () => gql(url, tokens.aMember, `query($id: ID!) { operation(id: $id) { status steps { name status } } }`, { id: operation.id });
+    await expect.poll(async () => (await operationNow()).data?.operation.status, { timeout: 10_000 }).toBe('SUCCEEDED');
+    const op = await operationNow();
     expect(op.data!.operation.steps.every((s: { status: string }) => s.status === 'SUCCEEDED')).toBe(true);
     const list = await gql(url, tokens.aMember, `{ instances(first: 10) { edges { node { id state } } pageInfo { hasNextPage } } }`);
     expect(list.data!.instances.edges.map((e: { node: { id: string } }) => e.node.id)).toEqual([instanceId]);
