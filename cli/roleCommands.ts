@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadStartApi } from '../server/apiSeam.js';
+import { startApi } from '../server/api.js';
 import { runRole } from '../server/role.js';
 import { startWorker } from '../server/worker.js';
 import { startProjections } from '../projections/index.js';
@@ -12,7 +12,7 @@ export function register(program: Command) {
     .action(() =>
       exitWhenDone(
         runRole('api', async (rt) => {
-          const api = await (await loadStartApi())(rt, { port: rt.config.port, host: rt.config.host });
+          const api = await startApi(rt, { port: rt.config.port, host: rt.config.host });
           console.log(`stratus api listening at ${api.url}`);
           return { stop: () => api.close() };
         }),

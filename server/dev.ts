@@ -4,7 +4,7 @@ import { StratusError } from '../domain/errors.js';
 import * as commands from '../schema/commands/index.js';
 import { startProjections } from '../projections/index.js';
 import { bootstrapAdminCaller, loadOrCreateAdminToken } from './adminToken.js';
-import { loadStartApi } from './apiSeam.js';
+import { startApi } from './api.js';
 import { loadConfig, loadDevSettings, type RuntimeConfig } from './config.js';
 import { loadOrCreateControllerKey } from './controllerKey.js';
 import { startLocalHostAgent } from './localHostAgent.js';
@@ -70,7 +70,6 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, say: (line:
     stoppers.push({ name: 'projections', stop: () => projections.stop() });
 
     const seeded = await seedFirstStart(rt, agent.value);
-    const startApi = await loadStartApi();
     const api = await startApi(rt, { port: config.port, host: config.host });
     stoppers.push({ name: 'API', stop: () => api.close() });
 
