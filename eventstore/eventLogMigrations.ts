@@ -49,9 +49,10 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
 
 -- The whole append in one round trip: with one statement per append instead of six, the store keeps
 -- up with plain INSERTs. p_expected: NULL = any, 0 = no stream yet, n = the stream's last version.
--- p_events: [{id, type, data, metadata}, ...]. Returns the recorded rows with outcome 'appended' or
+-- p_events: [{id, type, data, metadata}, ...]. p_notify: wake subscribers from inside this transaction
+-- (for appends inside a caller's transaction, whose commit the store does not see). Returns the recorded rows with outcome 'appended' or
 -- 'duplicate', or a single row with outcome 'wrong_version' / 'id_conflict' and the stream's version.
-CREATE FUNCTION append_events(p_stream_id text, p_expected integer, p_events jsonb)
+CREATE FUNCTION append_events(p_stream_id text, p_expected integer, p_events jsonb, p_notify boolean)
 RETURNS TABLE (
   outcome text, stream_version integer,
   "position" text, transaction_id text, id uuid, stream_id text, version integer,
@@ -113,7 +114,9 @@ BEGIN
       FROM jsonb_array_elements(p_events) WITH ORDINALITY x ORDER BY x.ordinality
     RETURNING 'appended'::text, v_current + v_count, e.position::text, e.transaction_id::text, e.id,
       e.stream_id, e.version, e.type, e.data, e.metadata, e.recorded_at;
-  PERFORM pg_notify('${EVENTS_CHANNEL}', p_stream_id);
+  IF p_notify THEN
+    PERFORM pg_notify('${EVENTS_CHANNEL}', '');
+  END IF;
 END $$;
 `,
   },

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import type { Database, Queryable } from './database.js';
 import { START, type Checkpoint } from './checkpoint.js';
 import { EventIdConflict, InvalidEvent, WrongExpectedVersion } from './errors.js';
-import { eventLogMigrations } from './eventLogMigrations.js';
+import { componentLog } from '../server/log.js';
+import { EVENTS_CHANNEL, eventLogMigrations } from './eventLogMigrations.js';
 import {
   ExpectedVersion,
   NewEvent,
@@ -14,6 +15,8 @@ import {
 } from './events.js';
 import { migrate } from './migrations.js';
 import { subscribe, type Subscription, type SubscribeOptions } from './subscription.js';
+
+const log = componentLog('eventstore');
 
 export interface AppendOptions {
   expectedVersion: ExpectedVersion;
@@ -127,6 +130,33 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
     });
   };
 
+  /**
+   * A NOTIFY in the appending transaction makes every commit take PostgreSQL's global notify-queue lock,
+   * which serialises concurrent appenders (measured: it costs a third of append throughput). A wake-up
+   * carries no data, since subscribers read everything after their checkpoint, so appends that commit
+   * on their own share one NOTIFY sent just after. Appends committed while one is in flight send one more.
+   * Were the process to die between commit and NOTIFY, subscribers still see the events at their safety poll.
+   */
+  let wakeInFlight = false;
+  let wakeAgain = false;
+  const wakeSubscribers = (): void => {
+    if (wakeInFlight) {
+      wakeAgain = true;
+      return;
+    }
+    wakeInFlight = true;
+    database
+      .notify(EVENTS_CHANNEL, '')
+      .catch((e: unknown) => log.warn({ err: e }, 'could not wake subscribers; they will see the events at their safety poll'))
+      .finally(() => {
+        wakeInFlight = false;
+        if (wakeAgain) {
+          wakeAgain = false;
+          wakeSubscribers();
+        }
+      });
+  };
+
   const store = {
     database,
 
@@ -141,10 +171,11 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
       const expectedParam = expected === 'any' ? null : expected === 'noStream' ? 0 : expected;
       let rows: (EventRow & { outcome: string; stream_version: number })[];
       try {
-        rows = await (options.tx ?? database).query('SELECT * FROM append_events($1, $2, $3::jsonb)', [
+        rows = await (options.tx ?? database).query('SELECT * FROM append_events($1, $2, $3::jsonb, $4)', [
           streamId,
           expectedParam,
           JSON.stringify(batch),
+          options.tx !== undefined,
         ]);
       } catch (e) {
         // Only reachable when the same id is appended to two streams at the same moment.
@@ -153,6 +184,7 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
       }
       const first = rows[0];
       if (!first) throw new Error(`append_events returned nothing for ${streamId}`);
+      if (!options.tx && first.outcome === 'appended') wakeSubscribers();
       switch (first.outcome) {
         case 'wrong_version':
           throw new WrongExpectedVersion(streamId, expected, first.stream_version);
