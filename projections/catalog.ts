@@ -3,6 +3,7 @@ import { upsertRow, type Projection } from './projection.js';
 /** rm_flavors and rm_images. Each stream holds one creating event, so the row is the event's data. */
 export const catalogProjection: Projection = {
   name: 'catalog',
+  streamPrefixes: ['flavor-', 'image-'],
   tables: ['rm_flavors', 'rm_images'],
   migrations: [
     {

@@ -8,6 +8,7 @@ import { loadDoc, upsertRow, type Projection } from './projection.js';
  */
 export const hostsProjection: Projection = {
   name: 'hosts',
+  streamPrefixes: ['host-'],
   tables: ['rm_hosts'],
   migrations: [
     {

@@ -3,6 +3,7 @@ import { upsertRow, type Projection } from './projection.js';
 /** rm_projects and rm_tokens. Tokens are stored by hash only; the API authenticates against rm_tokens. */
 export const identityProjection: Projection = {
   name: 'identity',
+  streamPrefixes: ['project-', 'token-'],
   tables: ['rm_tokens', 'rm_projects'],
   migrations: [
     {

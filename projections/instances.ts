@@ -8,6 +8,7 @@ import { loadDoc, upsertRow, type Change, type Projection } from './projection.j
  */
 export const instancesProjection: Projection = {
   name: 'instances',
+  streamPrefixes: ['instance-'],
   tables: ['rm_instances'],
   migrations: [
     {

@@ -4,6 +4,7 @@ import { loadDoc, upsertRow, type Projection } from './projection.js';
 /** rm_operations: every operation with its steps and error, folded with the domain's `evolveOperation`. */
 export const operationsProjection: Projection = {
   name: 'operations',
+  streamPrefixes: ['operation-'],
   tables: ['rm_operations'],
   migrations: [
     {

@@ -34,6 +34,11 @@ export interface Projection {
   migrations: Migration[];
   /** Its tables, emptied by a rebuild (children before parents). */
   tables: string[];
+  /**
+   * The streams whose events can change it (`instance-`, ...); absent: every stream. The runner skips
+   * the others without a transaction, so six projections do not cost six transactions per event.
+   */
+  streamPrefixes?: readonly string[];
   apply(tx: Queryable, event: StratusEvent): Promise<Change[]>;
 }
 
@@ -53,3 +58,7 @@ export async function loadDoc<T>(tx: Queryable, table: string, id: string): Prom
   const [row] = await tx.query<{ doc: T }>(`SELECT doc FROM ${table} WHERE id = $1`, [id]);
   return row?.doc ?? null;
 }
+
+/** Whether `event` is in a stream the projection reads. */
+export const readsStream = (projection: Projection, event: StratusEvent): boolean =>
+  !projection.streamPrefixes || projection.streamPrefixes.some((prefix) => event.streamId.startsWith(prefix));

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { checkpointOf, compareCheckpoints, type Subscription } from '../eventstore/index.js';
+import { checkpointOf, compareCheckpoints, type Checkpoint, type Subscription } from '../eventstore/index.js';
 import { componentLog } from '../server/log.js';
 import type { Runtime } from '../server/runtime.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
-import { CHANGES_CHANNEL, RESET_CHANNEL, type Change, type Projection, type StratusEvent } from './projection.js';
+import { CHANGES_CHANNEL, readsStream, RESET_CHANNEL, type Change, type Projection, type StratusEvent } from './projection.js';
 import { migrateProjections, projectionNamed, projectionNames } from './registry.js';
 
 const log = componentLog('projections');
@@ -88,24 +88,48 @@ function runProjection(rt: Runtime, projection: Projection) {
   let firstCaughtUp!: () => void;
   const caughtUp = new Promise<void>((resolve) => (firstCaughtUp = resolve));
 
+  /**
+   * Events of other streams change nothing, so they cost no transaction each. Their checkpoint is still
+   * stored, once things are quiet for 20 ms, so waitForProjections and a restart see the projection current.
+   */
+  let skippedTo: { checkpoint: Checkpoint; generation: number } | undefined;
+  let flushTimer: NodeJS.Timeout | undefined;
+  const skipped = (checkpoint: Checkpoint, generation: number) => {
+    skippedTo = { checkpoint, generation };
+    clearTimeout(flushTimer);
+    flushTimer = setTimeout(() => void flushSkipped(), 20);
+  };
+  const flushSkipped = async () => {
+    const pending = skippedTo;
+    skippedTo = undefined;
+    if (!pending) return;
+    await rt.db
+      .transaction(async (tx) => {
+        const stored = await readCheckpoint(tx, name, true);
+        if (stored.generation !== pending.generation || compareCheckpoints(pending.checkpoint, stored.checkpoint) <= 0) return;
+        await writeCheckpoint(tx, name, pending.checkpoint);
+      })
+      .catch((e: unknown) => log.warn({ err: e, projection: name }, 'could not store the checkpoint past skipped events'));
+  };
+
   /** Applies one event and its checkpoint in one transaction; nothing if a rebuild moved the generation on. */
   const applyOne = async (event: StratusEvent, generation: number, subscription: () => Subscription | undefined) => {
-    const changes = await rt.db.transaction(async (tx): Promise<Change[] | 'reset'> => {
+    if (!readsStream(projection, event)) {
+      skipped(checkpointOf(event), generation);
+      return;
+    }
+    const outcome = await rt.db.transaction(async (tx): Promise<'applied' | 'reset'> => {
       const stored = await readCheckpoint(tx, name, true);
       if (stored.generation !== generation) return 'reset';
       // Already applied (a second runner after a lost lock, or a rebuild that got further): exactly once.
-      if (compareCheckpoints(checkpointOf(event), stored.checkpoint) <= 0) return [];
-      const changes = await projection.apply(tx, event);
+      if (compareCheckpoints(checkpointOf(event), stored.checkpoint) <= 0) return 'applied';
+      const changes: Change[] = await projection.apply(tx, event);
       await writeCheckpoint(tx, name, checkpointOf(event));
-      return changes;
+      // Sent in the transaction, so PostgreSQL delivers them when (and only if) the rows commit.
+      for (const change of changes) await tx.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, JSON.stringify(change)]);
+      return 'applied';
     });
-    if (changes === 'reset') {
-      void subscription()?.stop();
-      return;
-    }
-    for (const change of changes) {
-      await rt.db.notify(CHANGES_CHANNEL, JSON.stringify(change)).catch((e: unknown) => log.warn({ err: e }, 'NOTIFY failed'));
-    }
+    if (outcome === 'reset') void subscription()?.stop();
   };
 
   const loop = async () => {
@@ -145,6 +169,8 @@ function runProjection(rt: Runtime, projection: Projection) {
       stopped = true;
       await current?.stop();
       await done;
+      clearTimeout(flushTimer);
+      await flushSkipped();
     },
   };
 }
