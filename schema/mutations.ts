@@ -131,11 +131,17 @@ const RebuildProjectionInput = builder.inputType('RebuildProjectionInput', { fie
 type Command<S extends z.ZodType, R> = (rt: Runtime, caller: Caller, input: z.infer<S>) => Promise<R>;
 
 /** Parse with zod first (nothing is written on bad input), then hand the command the caller and the parsed input. */
+/**
+ * A resolver that parses the input, runs the command as the caller and, for the admin mutations whose
+ * result the caller reads back at once (a new token, flavor, host), waits for those projections.
+ */
 const run =
-  <S extends z.ZodType, R>(schema: S, command: Command<S, R>) =>
-  (_root: unknown, args: { input: unknown }, ctx: Context): Promise<R> => {
+  <S extends z.ZodType, R>(schema: S, command: Command<S, R>, readsBackFrom: string[] = []) =>
+  async (_root: unknown, args: { input: unknown }, ctx: Context): Promise<R> => {
     const input = parseInput(schema, args.input);
-    return command(ctx.rt, callerOf(ctx), input);
+    const result = await command(ctx.rt, callerOf(ctx), input);
+    if (readsBackFrom.length > 0) await readYourWrites(ctx.rt, readsBackFrom);
+    return result;
   };
 
 builder.mutationType({
@@ -173,62 +179,38 @@ builder.mutationType({
         type: RegisterHostPayload,
         authScopes: { admin: true },
         args: { input: t.arg({ type: RegisterHostInput, required: true }) },
-        resolve: async (r, a, ctx) => {
-          const result = await run(inputs.RegisterHostInput, commands.registerHost)(r, a, ctx);
-          await readYourWrites(ctx.rt, ['hosts']);
-          return result;
-        },
+        resolve: run(inputs.RegisterHostInput, commands.registerHost, ['hosts']),
       }),
       setHostState: t.field({
         type: SetHostStatePayload,
         authScopes: { admin: true },
         args: { input: t.arg({ type: SetHostStateInput, required: true }) },
-        resolve: async (r, a, ctx) => {
-          const result = await run(inputs.SetHostStateInput, commands.setHostState)(r, a, ctx);
-          await readYourWrites(ctx.rt, ['hosts']);
-          return result;
-        },
+        resolve: run(inputs.SetHostStateInput, commands.setHostState, ['hosts']),
       }),
       createFlavor: t.field({
         type: CreateFlavorPayload,
         authScopes: { admin: true },
         args: { input: t.arg({ type: CreateFlavorInputType, required: true }) },
-        resolve: async (r, a, ctx) => {
-          const result = await run(CreateFlavorInput, commands.createFlavor)(r, a, ctx);
-          await readYourWrites(ctx.rt, ['catalog']);
-          return result;
-        },
+        resolve: run(CreateFlavorInput, commands.createFlavor, ['catalog']),
       }),
       registerImage: t.field({
         type: RegisterImagePayload,
         authScopes: { admin: true },
         args: { input: t.arg({ type: RegisterImageInputType, required: true }) },
-        resolve: async (r, a, ctx) => {
-          const result = await run(RegisterImageInput, commands.registerImage)(r, a, ctx);
-          await readYourWrites(ctx.rt, ['catalog']);
-          return result;
-        },
+        resolve: run(RegisterImageInput, commands.registerImage, ['catalog']),
       }),
       createProject: t.field({
         type: CreateProjectPayload,
         authScopes: { admin: true },
         args: { input: t.arg({ type: CreateProjectInput, required: true }) },
-        resolve: async (r, a, ctx) => {
-          const result = await run(inputs.CreateProjectInput, commands.createProject)(r, a, ctx);
-          await readYourWrites(ctx.rt, ['identity']);
-          return result;
-        },
+        resolve: run(inputs.CreateProjectInput, commands.createProject, ['identity']),
       }),
       createToken: t.field({
         type: CreateTokenPayload,
         authScopes: { admin: true },
         args: { input: t.arg({ type: CreateTokenInput, required: true }) },
-        resolve: async (r, a, ctx) => {
-          const result = await run(inputs.CreateTokenInput, commands.createToken)(r, a, ctx);
-          // The token authenticates through rm_tokens: make it usable as soon as this returns.
-          await readYourWrites(ctx.rt, ['identity']);
-          return result;
-        },
+        // The token authenticates through rm_tokens: usable as soon as this returns.
+        resolve: run(inputs.CreateTokenInput, commands.createToken, ['identity']),
       }),
       retryOperation: t.field({
         type: OperationPayload,
