@@ -169,8 +169,9 @@ export async function eventsOfStream(rt: Runtime, caller: Caller, streamId: stri
   const params: unknown[] = [streamId, after ?? '0'];
   const scope = isAdmin(caller) ? 'TRUE' : `project_id = $${params.push(caller.projectId)}`;
   const rows = await rt.db.query<AuditRow>(
-    `SELECT ${AUDIT_COLUMNS} FROM rm_audit WHERE stream_id = $1 AND position > $2::bigint AND ${scope}
-     ORDER BY position LIMIT $${params.push(first)}`,
+    // rm_audit.position, not the text alias `position` in AUDIT_COLUMNS: ordered as text, "10" sorts before "9".
+    `SELECT ${AUDIT_COLUMNS} FROM rm_audit WHERE stream_id = $1 AND rm_audit.position > $2::bigint AND ${scope}
+     ORDER BY rm_audit.position LIMIT $${params.push(first)}`,
     params,
   );
   return rows.map(auditEvent);

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANGES_CHANNEL, projections, rebuildProjection, startProjections, waitForProjections, type Change, type ProjectionRunner } from '../projections/index.js';
 import type { Runtime } from '../server/runtime.js';
+import { eventsOfStream } from '../schema/readModel.js';
+import { bootstrapAdminCaller } from '../server/adminToken.js';
 import { domainWriter, dumpReadModel, runtimeLike, testRuntime } from './support/projectionFixtures.js';
 
 const allTables = projections.flatMap((p) => p.tables);
@@ -111,5 +113,21 @@ describe('read-model projections on PostgreSQL', () => {
       await other.close();
       runner = await startProjections(rt);
     }
+  });
+  it("a stream's events come back in version order after global positions gain a digit", async () => {
+    // Positions are bigints shown as text; ordering by the text ("10" < "9") once listed 26, 27, 28 before 1.
+    const projectId = await write.project();
+    const hostId = await write.host();
+    const { instanceId } = await write.bootedInstance({ projectId, hostId, flavor: await write.flavor(), imageId: await write.image() });
+    const [{ max }] = (await rt.db.query<{ max: string }>('SELECT max(position)::text AS max FROM events')) as [{ max: string }];
+    // Pad the log with other streams' events up to the next power of ten, then write more of this stream past it.
+    const nextPower = 10 ** max.length;
+    for (let p = Number(max); p < nextPower; p++) await write.project();
+    const { lastEvent } = await write.failedStop({ instanceId, projectId });
+    await waitForProjections(rt, lastEvent);
+    const listed = await eventsOfStream(rt, bootstrapAdminCaller, `instance-${instanceId}`, null, 100);
+    const positions = listed.map((e) => BigInt(e.position));
+    expect(positions.some((p) => p < BigInt(nextPower)) && positions.some((p) => p >= BigInt(nextPower))).toBe(true);
+    expect(listed.map((e) => e.version)).toEqual(listed.map((_, i) => i + 1));
   });
 });
