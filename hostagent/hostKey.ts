@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { ensureFileContent, readOrCreateOnce } from './atomicFile.js';
 
 const { utils } = ssh2;
 
@@ -25,18 +25,12 @@ export function publicKeyBlob(key: string | Buffer): Buffer {
  */
 export async function loadOrCreateHostKey(stateDir: string): Promise<{ privateKey: string; fingerprint: string }> {
   const path = join(stateDir, 'ssh_host_ed25519_key');
-  let privateKey: string;
-  try {
-    privateKey = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    await mkdir(stateDir, { recursive: true });
-    const pair = utils.generateKeyPairSync('ed25519', { comment: 'stratus-hostagent' });
-    // Written under a temporary name first: two agents racing on a fresh dir must not leave half a key.
-    await writeFile(`${path}.tmp`, pair.private, { mode: 0o600 });
-    await rename(`${path}.tmp`, path);
-    await writeFile(`${path}.pub`, pair.public + '\n');
-    privateKey = pair.private;
-  }
-  return { privateKey, fingerprint: sshFingerprint(publicKeyBlob(privateKey)) };
+  // Two agents starting on a fresh dir must end up with one key, and a reader must never see half of it.
+  const { content: privateKey } = readOrCreateOnce(
+    path,
+    () => utils.generateKeyPairSync('ed25519', { comment: 'stratus-hostagent' }).private,
+  );
+  const blob = publicKeyBlob(privateKey);
+  ensureFileContent(`${path}.pub`, `ssh-ed25519 ${blob.toString('base64')} stratus-hostagent\n`);
+  return { privateKey, fingerprint: sshFingerprint(blob) };
 }

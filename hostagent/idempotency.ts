@@ -145,7 +145,7 @@ export class IdempotencyJournal {
 
   /** Rewrites the journal with only the entries still kept (temp file + rename, so a kill loses nothing). */
   private async compact() {
-    const tmp = `${this.path}.tmp`;
+    const tmp = `${this.path}.${process.pid}.tmp`;
     const text = [...this.done.values()].map((e) => JSON.stringify(e) + '\n').join('');
     const f = await open(tmp, 'w');
     try {

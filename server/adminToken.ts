@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readOrCreateOnce } from '../hostagent/atomicFile.js';
 import { join } from 'node:path';
 import type { Caller } from '../domain/identity.js';
 
@@ -9,12 +9,9 @@ import type { Caller } from '../domain/identity.js';
  */
 export function loadOrCreateAdminToken(dataDir: string, fromEnv?: string): { token: string; generated: boolean } {
   if (fromEnv) return { token: fromEnv, generated: false };
-  const path = join(dataDir, 'admin.token');
-  if (existsSync(path)) return { token: readFileSync(path, 'utf8').trim(), generated: false };
-  mkdirSync(dataDir, { recursive: true });
-  const token = `stratus_admin_${randomBytes(24).toString('base64url')}`;
-  writeFileSync(path, token + '\n', { mode: 0o600 });
-  return { token, generated: true };
+  // The api and dev roles may start together on one data dir: one token is made, and only its maker prints it.
+  const { content, created } = readOrCreateOnce(join(dataDir, 'admin.token'), () => `stratus_admin_${randomBytes(24).toString('base64url')}\n`);
+  return { token: content.trim(), generated: created };
 }
 
 /**

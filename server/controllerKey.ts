@@ -1,6 +1,6 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync } from 'node:fs';
 import ssh2 from 'ssh2';
+import { ensureFileContent, readOrCreateOnce } from '../hostagent/atomicFile.js';
 
 export interface ControllerKey {
   /** OpenSSH private key, as HostAgentClient takes it. */
@@ -15,23 +15,17 @@ export interface ControllerKey {
  * so agents that authorized it keep accepting the controller.
  */
 export function loadOrCreateControllerKey(path: string): ControllerKey {
-  if (!existsSync(path)) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const k = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'stratus-controller' });
-    // 'wx': two roles starting at once on one data dir must not overwrite each other's fresh key.
-    try {
-      writeFileSync(path, k.private, { mode: 0o600, flag: 'wx' });
-      writeFileSync(`${path}.pub`, k.public.trim() + '\n', { mode: 0o644 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-  }
-  const privateKey = readFileSync(path, 'utf8');
+  // Every role on one data dir may start at once: one of them makes the key, all of them use it.
+  const { content: privateKey } = readOrCreateOnce(
+    path,
+    () => ssh2.utils.generateKeyPairSync('ed25519', { comment: 'stratus-controller' }).private,
+  );
   const parsed = ssh2.utils.parseKey(privateKey);
   if (parsed instanceof Error) throw new Error(`controller key ${path} is not a usable private key: ${parsed.message}`);
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key) throw new Error(`controller key ${path} holds no key`);
   chmodSync(path, 0o600);
   const publicKey = `${key.type} ${key.getPublicSSH().toString('base64')} stratus-controller`;
+  ensureFileContent(`${path}.pub`, publicKey + '\n');
   return { privateKey, publicKey };
 }

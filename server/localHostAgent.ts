@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../hostagent/atomicFile.js';
 import { killWithParent } from './childProcesses.js';
 import { componentLog } from './log.js';
 import { portIsFree } from './temporalDevServer.js';
@@ -36,7 +37,7 @@ export interface LocalHostAgentOptions {
 export async function startLocalHostAgent(opts: LocalHostAgentOptions): Promise<LocalHostAgent> {
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const authorizedKeys = join(opts.stateDir, 'authorized_keys');
-  writeFileSync(authorizedKeys, opts.controllerPublicKey.trim() + '\n', { mode: 0o600 });
+  writeFileAtomic(authorizedKeys, opts.controllerPublicKey.trim() + '\n', 0o600);
   const portFile = join(opts.stateDir, 'port');
   const recorded = existsSync(portFile) ? Number(readFileSync(portFile, 'utf8').trim()) : 0;
   if (recorded && !(await portIsFree(recorded))) {
@@ -94,7 +95,7 @@ export async function startLocalHostAgent(opts: LocalHostAgentOptions): Promise<
       });
     });
     const port = Number(ready.listening.slice(ready.listening.lastIndexOf(':') + 1));
-    if (!recorded) writeFileSync(portFile, `${port}\n`);
+    if (!recorded) writeFileAtomic(portFile, `${port}\n`);
     log.debug({ port, fingerprint: ready.fingerprint }, 'local host agent listening');
     return { host: '127.0.0.1', port, fingerprint: ready.fingerprint, driver: opts.driver, pid: child.pid!, stop };
   } catch (e) {

@@ -75,7 +75,7 @@ export class SimStore {
   }
 
   private async write() {
-    const tmp = `${this.path}.tmp`;
+    const tmp = `${this.path}.${process.pid}.tmp`;
     const f = await open(tmp, 'w');
     try {
       await f.write(JSON.stringify(this.state));
