@@ -13,6 +13,7 @@ const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./hostagentCommand.js'),
   () => import('./devCommand.js'),
   () => import('./roleCommands.js'),
+  () => import('./schemaCommand.js'),
 ];
 for (const load of roles) (await load()).register(program);
 
