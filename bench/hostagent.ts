@@ -13,11 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import ssh2 from 'ssh2';
 import { serveAgentStream } from '../hostagent/agentSession.js';
 import { HostAgentClient } from '../hostagent/client.js';
 import { createDriver } from '../hostagent/drivers/index.js';
-import { loadOrCreateHostKey } from '../hostagent/hostKey.js';
+import { generateEd25519KeyPair, loadOrCreateHostKey } from '../hostagent/hostKey.js';
 import { IdempotencyJournal } from '../hostagent/idempotency.js';
 import { lineReader, lineWriter } from '../hostagent/ndjson.js';
 import { MAX_MESSAGE_BYTES, methods, Response } from '../hostagent/protocol.js';
@@ -104,7 +103,7 @@ const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 async function main() {
   const json = process.argv.includes('--json');
   const stateDir = await mkdtemp(join(tmpdir(), 'stratus-bench-hostagent-'));
-  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const key = generateEd25519KeyPair('stratus-bench');
   const authorizedKeys = join(stateDir, 'authorized_keys');
   await writeFile(authorizedKeys, key.public + '\n');
 

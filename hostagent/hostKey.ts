@@ -20,6 +20,19 @@ export function publicKeyBlob(key: string | Buffer): Buffer {
 }
 
 /**
+ * A new ed25519 key pair in OpenSSH format. ssh2 1.17's generator strips every leading zero byte of
+ * the public key (it means to strip only the BIT STRING's unused-bits byte), so one key in 256 comes
+ * out with a 31-byte public key that no parser accepts ("Malformed OpenSSH private key"). Such a key
+ * is thrown away and another made; the chance of needing more than a few tries is nil.
+ */
+export function generateEd25519KeyPair(comment: string): { private: string; public: string } {
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(pair.private) instanceof Error)) return pair;
+  }
+}
+
+/**
  * The agent's host key: made once (ed25519, OpenSSH format) on first start and kept in the state dir,
  * so its fingerprint stays what the controller registered for this host.
  */
@@ -28,7 +41,7 @@ export async function loadOrCreateHostKey(stateDir: string): Promise<{ privateKe
   // Two agents starting on a fresh dir must end up with one key, and a reader must never see half of it.
   const { content: privateKey } = readOrCreateOnce(
     path,
-    () => utils.generateKeyPairSync('ed25519', { comment: 'stratus-hostagent' }).private,
+    () => generateEd25519KeyPair('stratus-hostagent').private,
   );
   const blob = publicKeyBlob(privateKey);
   ensureFileContent(`${path}.pub`, `ssh-ed25519 ${blob.toString('base64')} stratus-hostagent\n`);

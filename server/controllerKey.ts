@@ -1,6 +1,7 @@
 import { chmodSync } from 'node:fs';
 import ssh2 from 'ssh2';
 import { ensureFileContent, readOrCreateOnce } from '../hostagent/atomicFile.js';
+import { generateEd25519KeyPair } from '../hostagent/hostKey.js';
 
 export interface ControllerKey {
   /** OpenSSH private key, as HostAgentClient takes it. */
@@ -18,7 +19,7 @@ export function loadOrCreateControllerKey(path: string): ControllerKey {
   // Every role on one data dir may start at once: one of them makes the key, all of them use it.
   const { content: privateKey } = readOrCreateOnce(
     path,
-    () => ssh2.utils.generateKeyPairSync('ed25519', { comment: 'stratus-controller' }).private,
+    () => generateEd25519KeyPair('stratus-controller').private,
   );
   const parsed = ssh2.utils.parseKey(privateKey);
   if (parsed instanceof Error) throw new Error(`controller key ${path} is not a usable private key: ${parsed.message}`);

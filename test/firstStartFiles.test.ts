@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import ssh2 from 'ssh2';
+import { generateEd25519KeyPair, publicKeyBlob } from '../hostagent/hostKey.js';
 import { startAgentProcess } from './support/hostagent.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -38,6 +39,15 @@ async function race(kind: string): Promise<{ dir: string; results: string[] }> {
 }
 
 describe('files made on first start are made once and never seen half written', () => {
+  it('every generated key parses: one in 256 used to lose the leading zero byte of its public key', () => {
+    // 3,000 keys: with the defect, the chance that none of them hits it is (255/256)^3000, about 1 in 120,000.
+    for (let i = 0; i < 3_000; i++) {
+      const pair = generateEd25519KeyPair('t');
+      // ssh-ed25519 blob: string "ssh-ed25519" (4 + 11 bytes) + string key (4 + 32 bytes).
+      expect(publicKeyBlob(pair.private).length).toBe(51);
+    }
+  });
+
   it('agents racing on a fresh state dir all get the one host key that is on disk', async () => {
     const { dir, results } = await race('host-key');
     const onDisk = readFileSync(join(dir, 'ssh_host_ed25519_key'), 'utf8');

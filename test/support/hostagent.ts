@@ -3,8 +3,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ssh2 from 'ssh2';
 import { HostAgentClient, type HostAgentClientOptions } from '../../hostagent/client.js';
+import { generateEd25519KeyPair } from '../../hostagent/hostKey.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -15,7 +15,7 @@ export interface KeyPair {
 
 /** A controller key pair (ed25519, OpenSSH format). */
 export function clientKeyPair(): KeyPair {
-  const k = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'stratus-test-controller' });
+  const k = generateEd25519KeyPair('stratus-test-controller');
   return { privateKey: k.private, publicKey: k.public };
 }
 
