@@ -1,44 +1,14 @@
 import { StratusError } from '../domain/errors.js';
 import { hostStream } from '../domain/events.js';
-import { decideHost, hostDecider, type Host, type HostEvent } from '../domain/host.js';
-import { candidateHosts } from '../domain/placement.js';
+import type { Host } from '../domain/host.js';
 import type { Resources } from '../domain/resources.js';
-import { checkpointOf, type EventMetadata } from '../eventstore/index.js';
+import type { EventMetadata } from '../eventstore/index.js';
 import type { Runtime } from '../server/runtime.js';
-import { decideAndAppend, readFolded } from './events.js';
+import { appendToHost, candidateHostIds, hostsHolding, listInventoryHosts } from './hostInventory.js';
 
-let readModelHasHosts = false;
-
-/**
- * The ids of every registered host. Placement needs only the ids from here: each candidate's claims are
- * read from its own stream, which is the truth the claim is decided against. F's `rm_hosts` table is the
- * cheap source; until it exists (or while it is still empty, before its projection ran) the `host-`
- * streams' HostRegistered events are scanned from the log instead, so the write side never depends on
- * the projections being up.
- */
-export async function listHostIds(rt: Pick<Runtime, 'db' | 'store'>): Promise<string[]> {
-  if (!readModelHasHosts) {
-    const [row] = await rt.db.query<{ present: boolean }>(`SELECT to_regclass('rm_hosts') IS NOT NULL AS present`);
-    readModelHasHosts = row?.present === true;
-  }
-  if (readModelHasHosts) {
-    const rows = await rt.db.query<{ id: string }>('SELECT id::text AS id FROM rm_hosts');
-    if (rows.length > 0) return rows.map((r) => r.id);
-  }
-  const ids: string[] = [];
-  for (let after = undefined as ReturnType<typeof checkpointOf> | undefined; ; ) {
-    const page = await rt.store.readAll({ streamPrefix: 'host-', limit: 1000, ...(after ? { after } : {}) });
-    for (const e of page) if (e.type === 'HostRegistered') ids.push(e.data.hostId);
-    if (page.length < 1000) return ids;
-    after = checkpointOf(page.at(-1)!);
-  }
-}
-
-/** Every registered host folded from its stream (claims, allocation and the version to expect). */
+/** Every registered host with its claims (admin reads and tests; placement never lists them all). */
 export async function readHosts(rt: Pick<Runtime, 'db' | 'store'>): Promise<Host[]> {
-  const ids = await listHostIds(rt);
-  const hosts = await Promise.all(ids.map((id) => readFolded(rt, hostStream(id), hostDecider)));
-  return hosts.flatMap((h) => (h.state ? [h.state] : []));
+  return listInventoryHosts(rt);
 }
 
 /** One host, for its agent's endpoint: the registration (the first event) is all that is needed. */
@@ -55,45 +25,50 @@ export interface ClaimRequest {
   /** Names the write (event ids derive from it with the host id). */
   key: string;
   metadata: EventMetadata;
+  /** Hosts never to place on (a migration's source, hosts a reschedule already failed on). */
+  excludeHostIds?: readonly string[];
 }
 
+/** How many of the best hosts a boot that lost a race spreads over (Nova's host_subset_size, grown per round). */
+const SUBSET_PER_ROUND = 4;
+const MAX_SUBSET = 32;
+
 /**
- * Nova's scheduler with a claim: weigh the candidates, claim on the best with the host stream's version
- * expected; a claim that loses a race re-reads and re-places (the host may now be full, or another may be
- * better). A retry after a claim landed finds the claim and keeps it, so an instance never holds two hosts.
+ * Nova's scheduler with a claim: ask the inventory for the best few hosts that fit (one index scan,
+ * whatever the size of the cloud), claim on the best with the host stream's version expected. A claim
+ * that loses a race re-reads and re-places: racing boots would otherwise all pick the same best host
+ * and lose to each other in turn, so each lost round spreads the next pick over a wider subset of the
+ * best hosts. A retry after a claim landed finds it and keeps it, so an instance never holds two hosts.
  * None fits: NO_VALID_HOST.
  */
 export async function claimHostCapacity(rt: Pick<Runtime, 'db' | 'store'>, request: ClaimRequest): Promise<string> {
   const { instanceId, operationId, resources } = request;
   let lastRefusal: StratusError | undefined;
   for (let round = 0; round < 200; round++) {
-    const hosts = await readHosts(rt);
-    const held = hosts.find((h) => h.claims[instanceId]);
-    if (held) return held.id;
-    const candidates = candidateHosts(hosts, resources);
+    const held = (await hostsHolding(rt, instanceId)).find((h) => !request.excludeHostIds?.includes(h));
+    if (held) return held;
+    const subset = Math.min(MAX_SUBSET, 1 + SUBSET_PER_ROUND * round);
+    const candidates = await candidateHostIds(rt, { resources, limit: subset, ...(request.excludeHostIds ? { excludeHostIds: request.excludeHostIds } : {}) });
     if (candidates.length === 0) {
       throw new StratusError('NO_VALID_HOST', `no host has room for ${resources.vcpus} vCPU, ${resources.memoryMb} MB, ${resources.diskGb} GB`, {
         reason: lastRefusal?.details.reason ?? 'insufficient-capacity',
         requested: resources,
-        hostsConsidered: hosts.length,
       });
     }
-    const hostId = candidates[0]!;
-    const host = hosts.find((h) => h.id === hostId)!;
+    const hostId = candidates[Math.floor(Math.random() * candidates.length)]!;
     try {
-      await decideAndAppend<Host | null, HostEvent>(
-        rt,
-        hostStream(hostId),
-        hostDecider,
-        (state) => decideHost({ type: 'claim', data: { instanceId, operationId, resources } }, state),
-        { key: `${request.key}:${hostId}`, metadata: request.metadata, known: { state: host, version: host.version }, rounds: 1 },
-      );
+      await appendToHost(rt, hostId, { type: 'claim', data: { instanceId, operationId, resources } }, {
+        key: `${request.key}:${hostId}`,
+        metadata: request.metadata,
+        rounds: 1,
+      });
       return hostId;
     } catch (e) {
+      // A version conflict (WrongExpectedVersion is a CONFLICT) or the host filled up since the query.
       if (e instanceof StratusError && (e.code === 'CONFLICT' || e.code === 'NO_VALID_HOST')) {
         if (e.code === 'NO_VALID_HOST') lastRefusal = e;
-        // Lost the race for this host: back off a little so fifty racing boots do not spin in lockstep.
-        await new Promise((r) => setTimeout(r, Math.random() * 20 * Math.min(round + 1, 10)));
+        // Lost the race for this host: back off a little so racing boots do not spin in lockstep.
+        await new Promise((r) => setTimeout(r, Math.random() * 5 * Math.min(round + 1, 10)));
         continue;
       }
       throw e;
@@ -107,16 +82,13 @@ export async function releaseHostClaims(
   rt: Pick<Runtime, 'db' | 'store'>,
   request: { instanceId: string; key: string; metadata: EventMetadata },
 ): Promise<string[]> {
-  const hosts = await readHosts(rt);
-  const holding = hosts.filter((h) => h.claims[request.instanceId]);
-  for (const h of holding) {
-    await decideAndAppend<Host | null, HostEvent>(
-      rt,
-      hostStream(h.id),
-      hostDecider,
-      (state) => decideHost({ type: 'release', data: { instanceId: request.instanceId } }, state),
-      { key: `${request.key}:${h.id}`, metadata: request.metadata, rounds: 20 },
-    );
+  const holding = await hostsHolding(rt, request.instanceId);
+  for (const hostId of holding) {
+    await appendToHost(rt, hostId, { type: 'release', data: { instanceId: request.instanceId } }, {
+      key: `${request.key}:${hostId}`,
+      metadata: request.metadata,
+      rounds: 20,
+    });
   }
-  return holding.map((h) => h.id);
+  return holding;
 }

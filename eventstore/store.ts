@@ -160,6 +160,9 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
   const store = {
     database,
 
+    /** For a caller that appended inside its own transaction (`tx`): wake the subscribers once it has committed. */
+    wakeSubscribers,
+
     /**
      * Appends events to one stream atomically, if the stream is at `expectedVersion`. Appending a batch
      * whose event ids are all stored already (a retried activity) writes nothing and returns what was

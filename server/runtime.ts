@@ -1,6 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { eventRegistry } from '../domain/events.js';
-import { openDatabase, openEventStore, type Database, type EventStore } from '../eventstore/index.js';
+import { hostInventoryMigrations, refreshHostInventory } from '../activities/hostInventory.js';
+import { migrate, openDatabase, openEventStore, type Database, type EventStore } from '../eventstore/index.js';
 import { HostAgentPool } from '../hostagent/hostAgentPool.js';
 import type { RuntimeConfig } from './config.js';
 import { loadOrCreateControllerKey } from './controllerKey.js';
@@ -22,6 +23,8 @@ export async function createRuntime(config: RuntimeConfig): Promise<Runtime> {
   const db = await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { pgliteDir: config.pgliteDir });
   try {
     const store = await openEventStore(db, eventRegistry);
+    await migrate(db, hostInventoryMigrations);
+    await refreshHostInventory({ db, store });
     const connection = await Connection.connect({ address: config.temporalAddress });
     const temporal = new Client({ connection, namespace: config.temporalNamespace });
     const agents = new HostAgentPool({ privateKey: key.privateKey });

@@ -6,9 +6,9 @@ import type { Caller } from '../../domain/identity.js';
 import { decideInstance, instanceDecider, type Instance } from '../../domain/instance.js';
 import type { BootInstanceInput } from '../../domain/inputs.js';
 import { decideOperation, operationDecider, operationIdFor, type Operation } from '../../domain/operation.js';
-import { fitsIn, type Resources } from '../../domain/resources.js';
+import type { Resources } from '../../domain/resources.js';
 import { readFolded } from '../../activities/events.js';
-import { readHosts } from '../../activities/placement.js';
+import { hostCapacityShortfall } from '../../activities/hostInventory.js';
 import { WrongExpectedVersion } from '../../eventstore/index.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireWriter } from './access.js';
@@ -85,22 +85,8 @@ export async function bootInstance(rt: Runtime, caller: Caller, input: BootInsta
 
 /** Nova's "no valid host" up front for a flavor larger than every UP host's whole capacity. */
 async function requireSomeHostCouldHold(rt: Runtime, flavor: Resources): Promise<void> {
-  const hosts = await hostCapacities(rt);
-  if (!hosts.some((h) => h.state === 'UP' && fitsIn(flavor, h.capacity))) {
-    throw new StratusError('NO_VALID_HOST', `no UP host can hold ${flavor.vcpus} vCPU, ${flavor.memoryMb} MB, ${flavor.diskGb} GB`, {
-      reason: hosts.length === 0 ? 'no-hosts' : 'flavor-larger-than-any-host',
-    });
+  const reason = await hostCapacityShortfall(rt, flavor);
+  if (reason) {
+    throw new StratusError('NO_VALID_HOST', `no UP host can hold ${flavor.vcpus} vCPU, ${flavor.memoryMb} MB, ${flavor.diskGb} GB`, { reason });
   }
-}
-
-/** Host states and capacities: from F's read model when it has rows (cheap), else from the host streams. */
-async function hostCapacities(rt: Runtime): Promise<{ state: string; capacity: Resources }[]> {
-  const [table] = await rt.db.query<{ present: boolean }>(`SELECT to_regclass('rm_hosts') IS NOT NULL AS present`);
-  if (table?.present) {
-    const rows = await rt.db.query<{ state: string; vcpus: number; memory_mb: number; disk_gb: number }>(
-      'SELECT state, capacity_vcpus AS vcpus, capacity_memory_mb AS memory_mb, capacity_disk_gb AS disk_gb FROM rm_hosts',
-    );
-    if (rows.length > 0) return rows.map((r) => ({ state: r.state, capacity: { vcpus: r.vcpus, memoryMb: r.memory_mb, diskGb: r.disk_gb } }));
-  }
-  return (await readHosts(rt)).map((h) => ({ state: h.state, capacity: h.capacity }));
 }

@@ -1,15 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { StratusError } from '../../domain/errors.js';
-import { hostStream } from '../../domain/events.js';
-import { decideHost, hostDecider, type Host, type HostEvent } from '../../domain/host.js';
+import type { Host } from '../../domain/host.js';
 import type { Caller } from '../../domain/identity.js';
 import type { RegisterHostInput, SetHostStateInput } from '../../domain/inputs.js';
-import { decideAndAppend } from '../../activities/events.js';
-import { readHosts } from '../../activities/placement.js';
+import { appendToHost, hostClashing } from '../../activities/hostInventory.js';
 import { AgentError } from '../../hostagent/driver.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireAdmin } from './access.js';
-import { appendNew, commandMetadata, now } from './operations.js';
+import { commandMetadata, now } from './operations.js';
 
 /**
  * Registers a hypervisor host. The controller connects to its agent over SSH, pinned to the given host
@@ -19,8 +17,7 @@ import { appendNew, commandMetadata, now } from './operations.js';
  */
 export async function registerHost(rt: Runtime, caller: Caller, input: RegisterHostInput): Promise<{ host: Host }> {
   requireAdmin(caller);
-  const existing = await readHosts(rt);
-  const clash = existing.find((h) => h.name === input.name || (h.address === input.address && h.port === input.port));
+  const clash = await hostClashing(rt, input.name, input.address, input.port);
   if (clash) {
     throw new StratusError('CONFLICT', `host ${clash.name} (${clash.address}:${clash.port}) is already registered`, { id: clash.id });
   }
@@ -32,22 +29,22 @@ export async function registerHost(rt: Runtime, caller: Caller, input: RegisterH
     if (!(e instanceof AgentError)) throw e;
     throw new StratusError('BAD_USER_INPUT', `cannot register ${input.address}:${input.port}: ${e.message}`, { agentCode: e.code });
   }
-  const events = decideHost(
+  const { state } = await appendToHost(
+    rt,
+    hostId,
     { type: 'register', data: { hostId, ...input, capacity: info.capacity, hypervisor: info.hypervisor, at: now() } },
-    null,
+    { key: `registerHost:${hostId}`, metadata: commandMetadata(caller), rounds: 1 },
   );
-  await appendNew(rt, hostStream(hostId), events, 'noStream', commandMetadata(caller));
-  return { host: events.reduce(hostDecider.evolve, null as Host | null)! };
+  return { host: state! };
 }
 
 /** UP, DOWN or MAINTENANCE: only UP hosts are scheduled on; instances already there stay. */
 export async function setHostState(rt: Runtime, caller: Caller, input: SetHostStateInput): Promise<{ host: Host }> {
   requireAdmin(caller);
-  const { state } = await decideAndAppend<Host | null, HostEvent>(
+  const { state } = await appendToHost(
     rt,
-    hostStream(input.id),
-    hostDecider,
-    (host) => decideHost({ type: 'setState', data: { state: input.state, at: now() } }, host),
+    input.id,
+    { type: 'setState', data: { state: input.state, at: now() } },
     { key: `setHostState:${randomUUID()}`, metadata: commandMetadata(caller), rounds: 20 },
   );
   if (!state) throw new StratusError('NOT_FOUND', `host ${input.id} not found`, { id: input.id });
