@@ -10,6 +10,14 @@ const log = componentLog('temporal-dev');
 
 const SQLITE_PRAGMAS = (process.env.STRATUS_TEMPORAL_SQLITE_PRAGMAS ?? 'journal_mode=WAL,synchronous=NORMAL').split(',').filter(Boolean);
 
+/**
+ * Eager activity dispatch: when a workflow task schedules an activity on the worker's own task queue,
+ * the server hands the activity back in its reply instead of queueing it for a poll, saving a round
+ * trip per step (the SDK asks for it by default; the server needs the flag). Production clusters
+ * set the same flag in their dynamic config.
+ */
+const DYNAMIC_CONFIG = (process.env.STRATUS_TEMPORAL_DYNAMIC_CONFIG ?? 'system.enableActivityEagerExecution=true').split(',').filter(Boolean);
+
 export interface TemporalDevServer {
   address: string;
   port: number;
@@ -52,6 +60,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   // 4-activity workflows/s at concurrency 32 here, WAL 16/s. A crash of the process still loses nothing
   // committed; only a power cut can lose the last commits, acceptable for a dev server.
   for (const pragma of SQLITE_PRAGMAS) args.push('--sqlite-pragma', pragma);
+  for (const setting of DYNAMIC_CONFIG) args.push('--dynamic-config-value', setting);
   // Its own process group: a terminal's Ctrl-C must not stop Temporal before the worker has drained.
   const child = spawn(cli.path, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   killWithParent(child);

@@ -1,4 +1,4 @@
-import { Compensations, failureOf, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+import { Compensations, eventSteps, failureOf, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
  * Boot, as an operator would run it: schedule (pick a host and claim its capacity), create the VM, start
@@ -8,14 +8,15 @@ import { Compensations, failureOf, operationContext, recordFailure, steps, undoS
 export async function bootInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
   const undo = new Compensations();
+  const record = eventSteps();
   try {
     // Added first: a schedule whose claim landed but whose report was lost must still give it back.
     undo.add(() => undoSteps.releaseClaim(ctx));
-    await steps.schedule(ctx);
+    await record.schedule(ctx);
     undo.add(() => undoSteps.destroyVm(ctx));
     await steps.createVm(ctx);
     await steps.startVm(ctx);
-    await steps.recordRunning(ctx);
+    await record.recordRunning(ctx);
   } catch (err) {
     // NO_VALID_HOST is the scheduler's refusal: it claimed nothing, so there is nothing to undo.
     if (failureOf(err).code !== 'NO_VALID_HOST') await undo.runInReverse();

@@ -1,12 +1,13 @@
-import { operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
+import { eventSteps, operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
 
 /** Delete: destroy the VM and its disk on the host, give the host's capacity back, record the instance DELETED. */
 export async function deleteInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
+  const record = eventSteps();
   try {
     await steps.destroyVm(ctx);
-    await steps.releaseClaim(ctx);
-    await steps.recordTransition(ctx, { step: 'recordDeleted', result: { kind: 'DELETE' } });
+    await record.releaseClaim(ctx);
+    await record.recordTransition(ctx, { step: 'recordDeleted', result: { kind: 'DELETE' } });
   } catch (err) {
     await recordFailure(ctx, err, { instanceError: false });
   }

@@ -1,6 +1,6 @@
 import type { VmAction } from '../activities/index.js';
 import type { TransitionResult } from '../domain/instance.js';
-import { operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
+import { eventSteps, operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
 
 /**
  * The runbook every power action shares: ask the host to act on the VM (step named after the agent
@@ -9,9 +9,10 @@ import { operationContext, recordFailure, steps, type OperationInput } from './r
  */
 export async function powerAction(input: OperationInput, action: { vm: VmAction; record: string; result: TransitionResult }): Promise<void> {
   const ctx = operationContext(input);
+  const record = eventSteps();
   try {
     await steps.vmAction(ctx, { action: action.vm, ...(input.hard !== undefined ? { hard: input.hard } : {}) });
-    await steps.recordTransition(ctx, { step: action.record, result: action.result });
+    await record.recordTransition(ctx, { step: action.record, result: action.result });
   } catch (err) {
     await recordFailure(ctx, err, { instanceError: false });
   }

@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, patched, proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities, OperationContext } from '../activities/index.js';
 
 /** What a command passes to an operation's workflow: everything else is read from the streams. */
@@ -25,6 +25,27 @@ export const steps = proxyActivities<Activities>({
   heartbeatTimeout: '10 seconds',
   retry: { ...retry, maximumAttempts: 10 },
 });
+
+/**
+ * Steps that only read and append events (placement, recording a state) as local activities: they run
+ * in the worker that runs the workflow task, inside that task, instead of a round trip through the
+ * server's task queue each. That is most of a boot's time on an idle cluster (measured: about 80 ms per
+ * step on the dev server). They are as safe as the others to repeat: their event ids are name-based,
+ * so a local activity re-run after a worker crash appends nothing twice.
+ */
+const localSteps = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { ...retry, maximumAttempts: 10 },
+});
+
+/**
+ * The proxy for event-only steps. Histories recorded before these steps became local scheduled them
+ * as ordinary activities; `patched` keeps those replaying on the path they took (Temporal's versioning).
+ */
+export function eventSteps(): typeof steps {
+  return patched(EVENT_STEPS_LOCAL) ? localSteps : steps;
+}
+const EVENT_STEPS_LOCAL = 'event-steps-as-local-activities';
 
 /** Undo steps try harder: a leaked claim or VM outlives the operation. */
 export const undoSteps = proxyActivities<Activities>({
