@@ -5,7 +5,8 @@
  *   npx tsx bench/eventstore.ts [--json] [--pglite]
  *
  * PostgreSQL by default: BENCH_DATABASE_URL if set (a database named es_bench is made on that server),
- * else a throwaway server. --pglite runs in-process and in memory, with a smaller catch-up log.
+ * else a throwaway server with fsync on. Appends are measured at synchronous_commit=on (appendRatio,
+ * PostgreSQL's default) and off (asyncCommitAppendRatio), each against raw INSERTs with the same setting. --pglite runs in-process and in memory, with a smaller catch-up log.
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -49,36 +50,52 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 async function main() {
   let server: PostgresServer | undefined;
   let db: Database;
+  /** A fresh pool on the bench database whose sessions default to this synchronous_commit. */
+  let reopen: ((synchronousCommit: 'on' | 'off') => Promise<Database>) | undefined;
   if (pglite) {
     db = await openDatabase({});
   } else {
-    server = process.env.BENCH_DATABASE_URL ? undefined : await startPostgres();
+    // A durable server (fsync on), so synchronous_commit=on really waits for the disk.
+    server = process.env.BENCH_DATABASE_URL ? undefined : await startPostgres({ durable: true });
     const serverUrl = process.env.BENCH_DATABASE_URL ?? server!.url;
-    db = await openDatabase({ url: await createDatabase(serverUrl, 'es_bench'), maxConnections: WRITERS + 4 });
+    const url = await createDatabase(serverUrl, 'es_bench');
+    db = await openDatabase({ url, maxConnections: WRITERS + 4 });
+    reopen = async (synchronousCommit) => {
+      await db.exec(`ALTER DATABASE es_bench SET synchronous_commit = ${synchronousCommit}`);
+      return openDatabase({ url, maxConnections: WRITERS + 4 });
+    };
   }
   try {
     const store = await openEventStore(db, registry);
     say(`event store benchmark on ${pglite ? 'PGlite (in memory)' : 'PostgreSQL'}`);
 
     // 1. Appends through the store vs plain INSERTs into an identical table (same columns, defaults
-    //    and indexes, no function, no stream lock, no idempotency check, no NOTIFY).
+    //    and indexes, no function, no stream lock, no idempotency check, no NOTIFY), both sides with
+    //    the same synchronous_commit: on (PostgreSQL's default: each commit waits for its WAL flush)
+    //    and off (commits return before the flush; a crash may lose the last few, never corrupt).
     await db.exec('CREATE TABLE events_raw (LIKE events INCLUDING ALL)');
     const runId = randomUUID().slice(0, 8);
-    const appendPerSec = await throughput(APPEND_SECONDS, (w, n) =>
-      store.append(`bench-${runId}w${w}`, [{ id: randomUUID(), type: 'BenchEvent', data: { writer: w, n }, metadata }], {
-        expectedVersion: n,
-      }),
-    );
-    const rawInsertPerSec = await throughput(APPEND_SECONDS, (w, n) =>
-      db.query(
-        'INSERT INTO events_raw (id, stream_id, version, type, data, metadata) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)',
-        [randomUUID(), `raw-${w}`, n + 1, 'BenchEvent', JSON.stringify({ writer: w, n }), JSON.stringify(metadata)],
-      ),
-    );
-    const appendRatio = appendPerSec / rawInsertPerSec;
-    say(`append (8 writers, 1 event/append)   ${appendPerSec.toFixed(0).padStart(9)} /s`);
-    say(`raw INSERT (same load)               ${rawInsertPerSec.toFixed(0).padStart(9)} /s`);
-    say(`append / raw                         ${appendRatio.toFixed(2).padStart(9)}`);
+    const appendsAt = async (synchronousCommit: 'on' | 'off') => {
+      const q = reopen ? await reopen(synchronousCommit) : db;
+      const s = q === db ? store : await openEventStore(q, registry);
+      const appendPerSec = await throughput(APPEND_SECONDS, (w, n) =>
+        s.append(`bench-${runId}${synchronousCommit}w${w}`, [{ id: randomUUID(), type: 'BenchEvent', data: { writer: w, n }, metadata }], {
+          expectedVersion: n,
+        }),
+      );
+      const rawInsertPerSec = await throughput(APPEND_SECONDS, (w, n) =>
+        q.query(
+          'INSERT INTO events_raw (id, stream_id, version, type, data, metadata) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)',
+          [randomUUID(), `raw-${synchronousCommit}-${w}`, n + 1, 'BenchEvent', JSON.stringify({ writer: w, n }), JSON.stringify(metadata)],
+        ),
+      );
+      if (q !== db) await q.close();
+      say(`synchronous_commit=${synchronousCommit}: append ${appendPerSec.toFixed(0)}/s, raw INSERT ${rawInsertPerSec.toFixed(0)}/s, ratio ${(appendPerSec / rawInsertPerSec).toFixed(2)}`);
+      return { appendPerSec, rawInsertPerSec, appendRatio: appendPerSec / rawInsertPerSec };
+    };
+    const durable = await appendsAt('on');
+    const asyncCommit = pglite ? durable : await appendsAt('off');
+    const { appendPerSec, rawInsertPerSec, appendRatio } = durable;
 
     // 2. Lag: append commit -> subscriber handler, at a modest rate, from the end of the log.
     const [end] = await db.query<{ t: string; p: string }>(
@@ -140,6 +157,10 @@ async function main() {
       appendPerSec: Math.round(appendPerSec),
       rawInsertPerSec: Math.round(rawInsertPerSec),
       appendRatio: Number(appendRatio.toFixed(3)),
+      synchronousCommit: pglite ? 'n/a (PGlite, in memory)' : 'on, both sides (fsync on)',
+      asyncCommitAppendPerSec: Math.round(asyncCommit.appendPerSec),
+      asyncCommitRawInsertPerSec: Math.round(asyncCommit.rawInsertPerSec),
+      asyncCommitAppendRatio: Number(asyncCommit.appendRatio.toFixed(3)),
       catchupPerSec: Math.round(catchupPerSec),
       catchupEvents: read,
       lagP50Ms: Number(lagP50Ms.toFixed(2)),

@@ -36,8 +36,12 @@ function postgresUser(): { uid: number; gid: number } {
   }
 }
 
-export async function startPostgres(): Promise<PostgresServer> {
-  if (process.env.TEST_DATABASE_URL) return { url: process.env.TEST_DATABASE_URL, stop: async () => {} };
+/**
+ * `durable`: fsync, full-page writes and synchronous commit on, as a production server runs, for
+ * benchmarks whose figures must include the WAL flush. Tests run without them (nothing to keep).
+ */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<PostgresServer> {
+  if (process.env.TEST_DATABASE_URL && !options.durable) return { url: process.env.TEST_DATABASE_URL, stop: async () => {} };
   const bin = findPgBin();
   if (!bin) {
     throw new Error(
@@ -63,9 +67,9 @@ export async function startPostgres(): Promise<PostgresServer> {
       '-k', dir,
       '-h', '127.0.0.1',
       '-p', String(port),
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
+      ...(options.durable
+        ? ['-c', 'fsync=on', '-c', 'synchronous_commit=on', '-c', 'full_page_writes=on']
+        : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
       '-c', 'max_connections=300',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'], ...owner },
