@@ -6,7 +6,7 @@ import { printRows } from './tables.js';
 
 const failedStep = (op: OperationView) => op.steps.find((s) => s.status === 'FAILED')?.name;
 
-/** `stratus operation list [--failed]|show|watch|retry`: the asynchronous jobs behind every action. */
+/** `stratus operation list [--failed]|show|watch|retry|reset`: the asynchronous jobs behind every action. */
 export function register(program: Command) {
   const operation = program.command('operation').description('operations: the workflow behind each lifecycle action');
 
@@ -84,4 +84,11 @@ export function register(program: Command) {
       await startAndFollow(client, { name: 'retryOperation', inputType: 'RetryOperationInput', input: { id } }, options, async (op) => ({ json: {}, text: showOperation(op) }));
     },
   );
+
+  waitOptions(
+    operation.command('reset <id>').description('reset a FAILED operation still held by STRATUS_FAILURE_HOLD to just before its failed step (admin)'),
+  ).action(async (id: string, options: WaitOptions) => {
+    const client = await connect();
+    await startAndFollow(client, { name: 'resetOperation', inputType: 'ResetOperationInput', input: { id } }, options, async (op) => ({ json: {}, text: showOperation(op) }));
+  });
 }

@@ -13,7 +13,8 @@ describe('stratus CLI against npm start', () => {
   const cli = (...args: string[]) => runCli(args, env);
 
   beforeAll(async () => {
-    dev = await startDevProcess();
+    // Failed runs wait for an operator, so `stratus operation reset` has a held run to resume.
+    dev = await startDevProcess({ STRATUS_FAILURE_HOLD: '600' });
     env = { STRATUS_CONFIG: join(dev.dataDir, 'cli', 'config.json') };
   });
   afterAll(async () => {
@@ -71,9 +72,20 @@ describe('stratus CLI against npm start', () => {
       expect(run.stderr).toMatch(/error:\s+HYPERVISOR_ERROR/);
       expect(run.stderr).toMatch(/trace id:/);
 
-      const failed = await cli('operation', 'list', '--failed');
+      const failed = await cli('operation', 'list', '--failed', '--json');
       expect(failed.code, failed.stderr).toBe(0);
-      expect(failed.stdout).toMatch(/BOOT\s+FAILED\s+\S+\s+\S+\s+startVm\s+HYPERVISOR_ERROR/);
+      const listed = (JSON.parse(failed.stdout) as { id: string; kind: string; steps: { name: string; status: string }[] }[]).find((o) => o.kind === 'BOOT');
+      expect(listed?.steps.find((s) => s.status === 'FAILED')?.name).toBe('startVm');
+      const table = await cli('operation', 'list', '--failed');
+      expect(table.stdout).toMatch(new RegExp(`${listed!.id}\\s+BOOT\\s+FAILED\\s+\\S+\\s+\\S+\\s+startVm\\s+HYPERVISOR_ERROR`));
+
+      // The fault fixed, the held boot is reset to before startVm and runs on to RUNNING.
+      await dev.setFaults({});
+      const reset = await cli('operation', 'reset', listed!.id);
+      expect(reset.code, reset.stderr).toBe(0);
+      expect(reset.stdout).toMatch(/reset\s+SUCCEEDED/);
+      expect(reset.stdout).toMatch(/status:\s+SUCCEEDED/);
+      expect((await cli('instance', 'show', 'doomed-1')).stdout).toMatch(/state:\s+RUNNING/);
     } finally {
       await dev.setFaults({});
     }

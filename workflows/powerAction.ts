@@ -1,6 +1,6 @@
 import type { VmAction } from '../activities/index.js';
 import type { TransitionResult } from '../domain/instance.js';
-import { operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
+import { holdForOperator, operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
 
 /**
  * The runbook every power action shares: ask the host to act on the VM (step named after the agent
@@ -13,6 +13,7 @@ export async function powerAction(input: OperationInput, action: { vm: VmAction;
     await steps.vmAction(ctx, { action: action.vm, ...(input.hard !== undefined ? { hard: input.hard } : {}) });
     await steps.recordTransition(ctx, { step: action.record, result: action.result });
   } catch (err) {
+    await holdForOperator(ctx, input, err);
     await recordFailure(ctx, err, { instanceError: false });
   }
 }
