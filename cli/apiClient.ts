@@ -88,9 +88,17 @@ export class ApiClient {
       throw unreachable(this.config, e);
     }
     if (!res.ok || !res.body) {
-      const body = (await res.json().catch(() => ({}))) as GraphQLBody<T>;
+      const text = await res.text();
+      // A refusal comes as JSON, or as one server-sent event, depending on the server's path to it.
+      const json = text.split('\n').find((l) => l.startsWith('data:'))?.slice(5) ?? text;
+      let body: GraphQLBody<T> = {};
+      try {
+        body = JSON.parse(json) as GraphQLBody<T>;
+      } catch {
+        // not GraphQL: reported by status below
+      }
       if (body.errors?.[0]) throw explain(this.config, body.errors[0]);
-      throw new ApiError(`the API refused the subscription (HTTP ${res.status})`, 'INTERNAL');
+      throw new ApiError(`the API refused the subscription (HTTP ${res.status}): ${text.slice(0, 200)}`, 'INTERNAL');
     }
     const stream = res.body;
     const ended = (async () => {

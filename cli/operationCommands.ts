@@ -51,6 +51,7 @@ export function register(program: Command) {
           ? [
               { header: 'FAILED_STEP', cell: (o: OperationView) => failedStep(o) },
               { header: 'ERROR', cell: (o: OperationView) => (o.error ? `${o.error.code}: ${o.error.message}` : null) },
+              { header: 'ATTEMPTS', cell: (o: OperationView) => o.attempts },
             ]
           : []),
       ], options);

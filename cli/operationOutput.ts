@@ -19,6 +19,7 @@ export function showOperation(op: OperationView): string {
     ['status', op.status],
     ['resource', op.resourceId],
     ['workflow', `${op.workflowId}${op.runId ? ` (run ${op.runId})` : ''}`],
+    ['attempts', op.attempts],
     ['trace id', op.traceId],
     ['created', op.createdAt],
     ['finished', op.finishedAt],

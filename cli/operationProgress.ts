@@ -1,7 +1,7 @@
 import { ApiError, type ApiClient } from './apiClient.js';
 
 /** The operation's fields every command that shows or waits for one asks for. */
-export const OPERATION_FIELDS = `id kind status resourceId projectId workflowId runId createdAt finishedAt
+export const OPERATION_FIELDS = `id kind status resourceId projectId workflowId runId createdAt finishedAt attempts
   error { code message } steps { name status startedAt finishedAt error { code message } }`;
 
 export interface OperationView {
@@ -15,6 +15,7 @@ export interface OperationView {
   createdAt: string;
   finishedAt: string | null;
   traceId?: string | null;
+  attempts: number;
   error: { code: string; message: string } | null;
   steps: { name: string; status: string; startedAt: string | null; finishedAt: string | null; error: { code: string; message: string } | null }[];
 }

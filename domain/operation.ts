@@ -77,6 +77,8 @@ export const Operation = z.object({
   createdAt: Timestamp,
   finishedAt: Timestamp.nullable(),
   version: z.number().int().nonnegative(),
+  /** Runs of its workflow so far: the first, then one per retryOperation or resetOperation. Absent in rows folded before it existed. */
+  attempts: z.number().int().nonnegative().optional(),
 });
 export type Operation = z.infer<typeof Operation>;
 
@@ -203,13 +205,16 @@ export function evolveOperation(state: OperationDeciderState, event: OperationEv
       createdAt: d.requestedAt,
       finishedAt: null,
       version: 1,
+      attempts: 0,
     };
   }
   if (!state) return state;
   const next = { ...state, version: state.version + 1 };
   switch (event.type) {
-    case 'OperationStarted':
-      return { ...next, status: 'RUNNING', runId: event.data.runId, error: null, finishedAt: null };
+    case 'OperationStarted': {
+      const attempts = (state.attempts ?? 0) + (event.data.runId === state.runId ? 0 : 1);
+      return { ...next, status: 'RUNNING', runId: event.data.runId, error: null, finishedAt: null, attempts };
+    }
     case 'OperationStepStarted':
       return {
         ...next,

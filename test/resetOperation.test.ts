@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { StratusError } from '../domain/errors.js';
 import { hostStream, instanceStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
-import { workflowIdOf, type Operation } from '../domain/operation.js';
+import { operationDecider, workflowIdOf, type Operation, type OperationCommand, type OperationDeciderState } from '../domain/operation.js';
 import * as commands from '../schema/commands/index.js';
 import { readOperation } from '../schema/commands/operations.js';
 import type { Runtime } from '../server/runtime.js';
@@ -144,5 +144,23 @@ describe('resetOperation: Temporal reset of a held failed run to just before its
     const member: Caller = { ...caller, role: 'MEMBER' };
     expect(await refusal(commands.resetOperation(rt, member, { id: operation.id }))).toMatchObject({ code: 'FORBIDDEN' });
     expect((await readOperation(rt, operation.id))!.version).toBe(ok.version);
+  });
+});
+
+describe('the operation decider on reset', () => {
+  const at = '2026-01-01T00:00:00.000Z';
+  const fold = (commands: OperationCommand[], state: OperationDeciderState = null) =>
+    commands.reduce((s, c) => operationDecider.decide(c, s).reduce(operationDecider.evolve, s), state);
+  const requested = () =>
+    fold([{ type: 'request', data: { operationId: '00000000-0000-4000-8000-000000000001', kind: 'BOOT', resourceId: '00000000-0000-4000-8000-000000000002', projectId: '00000000-0000-4000-8000-000000000003', actor: { tokenId: 't', projectId: '00000000-0000-4000-8000-000000000003', role: 'ADMIN' }, at } }]);
+
+  it('reopens only a FAILED operation, marks the reset among its steps, and counts the reset run as an attempt', () => {
+    const running = fold([{ type: 'start', data: { runId: 'r1', at } }], requested());
+    expect(() => operationDecider.decide({ type: 'reset', data: { fromStep: 'startVm', resetEventId: 9, at } }, running)).toThrow(/cannot reset/);
+    const failed = fold([{ type: 'startStep', data: { name: 'startVm', at } }, { type: 'finishStep', data: { name: 'startVm', status: 'FAILED', error: { code: 'HYPERVISOR_ERROR', message: 'no' }, at } }, { type: 'fail', data: { code: 'HYPERVISOR_ERROR', message: 'no', at } }], running);
+    const reset = fold([{ type: 'reset', data: { fromStep: 'startVm', resetEventId: 9, at } }], failed)!;
+    expect(reset).toMatchObject({ status: 'RUNNING', error: null, finishedAt: null, runId: 'r1', attempts: 1 });
+    expect(reset.steps.map((s) => [s.name, s.status])).toEqual([['startVm', 'FAILED'], ['reset', 'SUCCEEDED']]);
+    expect(fold([{ type: 'start', data: { runId: 'r2', at } }], reset)).toMatchObject({ runId: 'r2', attempts: 2 });
   });
 });
