@@ -20,6 +20,7 @@ const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./catalogCommands.js'),
   () => import('./operationCommands.js'),
   () => import('./eventsCommand.js'),
+  () => import('./workflowCommand.js'),
 ];
 for (const load of roles) (await load()).register(program);
 
