@@ -18,14 +18,20 @@ export interface OperationContext {
   attempt: number;
   workflowId: string;
   runId: string;
+  /**
+   * Set in a run made by resetOperation (Temporal reset): that run's id. The steps it re-runs must not
+   * reuse the failed run's keys, or the store and the agent's journal would answer with the failure.
+   */
+  resetRunId?: string;
 }
 
 /** The name of one logical write of this run; event ids derive from it. */
-export const writeKey = (ctx: OperationContext, ...parts: string[]): string => [ctx.operationId, `a${ctx.attempt}`, ...parts].join(':');
+export const writeKey = (ctx: OperationContext, ...parts: string[]): string =>
+  [ctx.operationId, `a${ctx.attempt}`, ...(ctx.resetRunId ? [`reset-${ctx.resetRunId}`] : []), ...parts].join(':');
 
 /** The host agent's idempotency key for `step`: `<operationId>:<step>`, plus the attempt on a retried run. */
 export const agentKey = (ctx: OperationContext, step: string): string =>
-  ctx.attempt === 1 ? `${ctx.operationId}:${step}` : `${ctx.operationId}:${step}:a${ctx.attempt}`;
+  (ctx.attempt === 1 ? `${ctx.operationId}:${step}` : `${ctx.operationId}:${step}:a${ctx.attempt}`) + (ctx.resetRunId ? `:reset-${ctx.resetRunId}` : '');
 
 export const metadataOf = (ctx: OperationContext) => operationMetadata(ctx);
 
@@ -133,8 +139,8 @@ export async function runStep<T>(
 }
 
 /** Closes every step still RUNNING as FAILED and fails the operation, in one append. */
-export function failOperation(rt: Pick<Runtime, 'store'>, ctx: OperationContext, error: { code: string; message: string }) {
-  return recordOnOperation(rt, ctx, writeKey(ctx, 'failed'), (op) => op?.status === 'SUCCEEDED' ? [] : [
+export function failOperation(rt: Pick<Runtime, 'store'>, ctx: OperationContext, error: { code: string; message: string }, key = writeKey(ctx, 'failed')) {
+  return recordOnOperation(rt, ctx, key, (op) => op?.status === 'SUCCEEDED' ? [] : [
     ...(op?.steps ?? [])
       .filter((s) => s.status === 'RUNNING')
       .map((s) => ({ type: 'finishStep' as const, data: { name: s.name, status: 'FAILED' as const, error, at: now() } })),

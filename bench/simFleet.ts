@@ -17,8 +17,10 @@ const [stateDir, authorizedKeysPath, countArg] = process.argv.slice(2);
 if (!stateDir || !authorizedKeysPath || !countArg) throw new Error('usage: simFleet.ts <state dir> <authorized_keys> <count>');
 await mkdir(stateDir, { recursive: true });
 const hostKey = await loadOrCreateHostKey(stateDir);
-// Each simulated host reports this capacity; the bench sizes it so 2,000 tiny boots fit on 10 hosts.
-const driver = await createDriver('sim', { stateDir, options: { vcpus: '1000', memoryMb: '1000000', diskGb: '100000' } });
+// One driver holds every simulated host's VMs and checks capacity over all of them, so it is sized for
+// the whole fleet; each host reports the same (large) capacity, and placement weighs them by what the
+// controller has claimed on each.
+const driver = await createDriver('sim', { stateDir, options: { vcpus: '1000000', memoryMb: '1000000000', diskGb: '100000000' } });
 await driver.init();
 const journal = await IdempotencyJournal.open(stateDir);
 const servers: Awaited<ReturnType<typeof startSshServer>>[] = [];

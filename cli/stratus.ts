@@ -14,6 +14,13 @@ const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./devCommand.js'),
   () => import('./roleCommands.js'),
   () => import('./schemaCommand.js'),
+  // The commands for people, against the API that `stratus login` names.
+  () => import('./loginCommand.js'),
+  () => import('./instanceCommands.js'),
+  () => import('./catalogCommands.js'),
+  () => import('./operationCommands.js'),
+  () => import('./eventsCommand.js'),
+  () => import('./workflowCommand.js'),
 ];
 for (const load of roles) (await load()).register(program);
 

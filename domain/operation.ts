@@ -46,6 +46,8 @@ export const operationEvents = {
   OperationSucceeded: z.object({ at: Timestamp }),
   OperationFailed: z.object({ code: z.string().min(1), message: z.string(), at: Timestamp }),
   OperationCanceled: z.object({ at: Timestamp }),
+  /** resetOperation: the failed run goes back to just before `fromStep` (Temporal reset); the steps before it stand. */
+  OperationReset: z.object({ fromStep: z.string().min(1), resetEventId: z.number().int().positive(), at: Timestamp }),
 } satisfies Record<string, z.ZodType>;
 export type OperationEvent = EventOf<typeof operationEvents>;
 
@@ -75,6 +77,8 @@ export const Operation = z.object({
   createdAt: Timestamp,
   finishedAt: Timestamp.nullable(),
   version: z.number().int().nonnegative(),
+  /** Runs of its workflow so far: the first, then one per retryOperation or resetOperation. Absent in rows folded before it existed. */
+  attempts: z.number().int().nonnegative().optional(),
 });
 export type Operation = z.infer<typeof Operation>;
 
@@ -107,7 +111,8 @@ export type OperationCommand =
   | { type: 'finishStep'; data: z.infer<typeof operationEvents.OperationStepFinished> }
   | { type: 'succeed'; data: { at: string } }
   | { type: 'fail'; data: { code: string; message: string; at: string } }
-  | { type: 'cancel'; data: { at: string } };
+  | { type: 'cancel'; data: { at: string } }
+  | { type: 'reset'; data: z.infer<typeof operationEvents.OperationReset> };
 
 const isFinished = (s: OperationStatus) => s === 'SUCCEEDED' || s === 'FAILED' || s === 'CANCELED';
 
@@ -161,6 +166,9 @@ export function decideOperation(command: OperationCommand, state: OperationDecid
       if (state.status === 'CANCELED') return [];
       if (isFinished(state.status)) throw conflict(state, 'cancel');
       return [{ type: 'OperationCanceled', data: command.data }];
+    case 'reset':
+      if (state.status !== 'FAILED') throw conflict(state, 'reset');
+      return [{ type: 'OperationReset', data: command.data }];
   }
 }
 
@@ -197,13 +205,16 @@ export function evolveOperation(state: OperationDeciderState, event: OperationEv
       createdAt: d.requestedAt,
       finishedAt: null,
       version: 1,
+      attempts: 0,
     };
   }
   if (!state) return state;
   const next = { ...state, version: state.version + 1 };
   switch (event.type) {
-    case 'OperationStarted':
-      return { ...next, status: 'RUNNING', runId: event.data.runId, error: null, finishedAt: null };
+    case 'OperationStarted': {
+      const attempts = (state.attempts ?? 0) + (event.data.runId === state.runId ? 0 : 1);
+      return { ...next, status: 'RUNNING', runId: event.data.runId, error: null, finishedAt: null, attempts };
+    }
     case 'OperationStepStarted':
       return {
         ...next,
@@ -217,6 +228,15 @@ export function evolveOperation(state: OperationDeciderState, event: OperationEv
       return { ...next, status: 'FAILED', error: { code: event.data.code, message: event.data.message }, finishedAt: event.data.at };
     case 'OperationCanceled':
       return { ...next, status: 'CANCELED', finishedAt: event.data.at };
+    case 'OperationReset':
+      // RUNNING again on the same run id until the reset run's first step records its own.
+      return {
+        ...next,
+        status: 'RUNNING',
+        error: null,
+        finishedAt: null,
+        steps: [...state.steps, { name: 'reset', status: 'SUCCEEDED', startedAt: event.data.at, finishedAt: event.data.at, error: null }],
+      };
   }
 }
 

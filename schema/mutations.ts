@@ -126,6 +126,7 @@ const CreateTokenInput = builder.inputType('CreateTokenInput', {
   fields: (t) => ({ projectId: t.id({ required: true }), role: t.field({ type: RoleEnum, required: true }) }),
 });
 const RetryOperationInput = builder.inputType('RetryOperationInput', { fields: (t) => ({ id: t.id({ required: true }) }) });
+const ResetOperationInput = builder.inputType('ResetOperationInput', { fields: (t) => ({ id: t.id({ required: true }) }) });
 const RebuildProjectionInput = builder.inputType('RebuildProjectionInput', { fields: (t) => ({ name: t.string({ required: true }) }) });
 
 type Command<S extends z.ZodType, R> = (rt: Runtime, caller: Caller, input: z.infer<S>) => Promise<R>;
@@ -217,6 +218,13 @@ builder.mutationType({
         authScopes: { admin: true },
         args: { input: t.arg({ type: RetryOperationInput, required: true }) },
         resolve: run(RetryOperationInputSchema, commands.retryOperation),
+      }),
+      resetOperation: t.field({
+        type: OperationPayload,
+        authScopes: { admin: true },
+        description: 'Temporal reset of a FAILED operation still held (STRATUS_FAILURE_HOLD) to just before its failed step.',
+        args: { input: t.arg({ type: ResetOperationInput, required: true }) },
+        resolve: run(RetryOperationInputSchema, commands.resetOperation),
       }),
       rebuildProjection: t.field({
         type: RebuildProjectionPayload,

@@ -1,6 +1,8 @@
 import { resolveOffsetConnection } from '@pothos/plugin-relay';
 import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
+import { parseInput } from './errors.js';
+import { FailedOperationsArgs, failedOperationsPage } from './failedOperations.js';
 import {
   EventType,
   FlavorType,
@@ -101,8 +103,12 @@ builder.queryType({
     failedOperations: t.field({
       type: [OperationType],
       authScopes: { admin: true },
-      args: { first: t.arg.int({ required: false }) },
-      resolve: (_r, args, ctx) => read.operationsPage(ctx.rt, callerOf(ctx), { status: 'FAILED' }, Math.min(args.first ?? 100, 1000), 0),
+      description: 'FAILED operations, newest first; `after` is the id of the last one of the previous page.',
+      args: { first: t.arg.int({ required: false }), after: t.arg.id({ required: false }) },
+      resolve: (_r, args, ctx) => {
+        const { first, after } = parseInput(FailedOperationsArgs, args);
+        return failedOperationsPage(ctx.rt, first, after ?? null);
+      },
     }),
   }),
 });

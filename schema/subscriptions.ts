@@ -3,6 +3,9 @@ import type { Change } from '../projections/index.js';
 import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
 import { EventType, InstanceType, OperationType } from './types.js';
+import { failedOperationsFeed } from './failedOperations.js';
+import { requireAdmin } from './commands/access.js';
+import { toGraphQLError } from './errors.js';
 
 /**
  * CONTRACT.md "Subscriptions", fed by the projections' NOTIFYs (any process) through the ChangeFeed.
@@ -39,6 +42,22 @@ builder.subscriptionType({
           (c) => c.kind === 'operation' && c.id === String(id) && visible(caller, c),
           (c) => read.operationById(ctx.rt, caller, c.id),
         );
+      },
+      resolve: (operation) => operation,
+    }),
+    failedOperations: t.field({
+      type: OperationType,
+      authScopes: { admin: true },
+      description: 'Each operation as it is recorded FAILED (admin), with its failing step, error, attempts and trace.',
+      // The auth scope is checked per yielded value, not at subscribe: refuse a non-admin here, at once.
+      subscribe: (_r, _a, ctx) => {
+        try {
+          requireAdmin(callerOf(ctx));
+        } catch (e) {
+          // Thrown from subscribe, a plain error is a 500 to yoga; the one mapper makes it FORBIDDEN.
+          throw toGraphQLError(e);
+        }
+        return failedOperationsFeed(ctx.changes, (id) => read.operationById(ctx.rt, callerOf(ctx), id));
       },
       resolve: (operation) => operation,
     }),

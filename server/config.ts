@@ -17,6 +17,8 @@ const Env = z.object({
   STRATUS_DATA_DIR: nonEmpty.default('./data'),
   STRATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   STRATUS_SSH_KEY: nonEmpty.optional(),
+  /** Seconds a failed run waits for resetOperation before it undoes its steps; 0: undo at once. */
+  STRATUS_FAILURE_HOLD: z.coerce.number().int().min(0).max(7 * 24 * 3600).default(0),
 });
 
 export const RuntimeConfig = z.object({
@@ -33,6 +35,8 @@ export const RuntimeConfig = z.object({
   adminToken: z.string().optional(),
   /** The controller's SSH private key (OpenSSH); host agents authorize its public half. */
   sshKeyPath: z.string(),
+  /** STRATUS_FAILURE_HOLD in milliseconds: passed to every workflow started (workflows/runbook.ts holdForOperator). */
+  failureHoldMs: z.number().int().min(0).optional(),
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
 
@@ -57,6 +61,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     dataDir,
     ...(e.STRATUS_ADMIN_TOKEN ? { adminToken: e.STRATUS_ADMIN_TOKEN } : {}),
     sshKeyPath: resolve(e.STRATUS_SSH_KEY ?? join(dataDir, 'controller_ed25519')),
+    ...(e.STRATUS_FAILURE_HOLD ? { failureHoldMs: e.STRATUS_FAILURE_HOLD * 1000 } : {}),
   };
 }
 

@@ -574,6 +574,7 @@ describe('event registry', () => {
     run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
     run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }], requestedOperation());
     run(operationDecider, [{ type: 'cancel', data: { at } }], requestedOperation());
+    run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }, { type: 'reset', data: { fromStep: 's', resetEventId: 7, at } }], requestedOperation());
 
     const registry: Record<string, z.ZodType> = eventRegistry;
     for (const event of emitted) {

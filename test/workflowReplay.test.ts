@@ -22,7 +22,10 @@ const histories = readdirSync(historiesDir).filter((f) => f.endsWith('.json'));
 describe('recorded workflow histories replay against the current workflow code', () => {
   it('there are recorded histories of each kind of runbook to replay', () => {
     expect(histories).toEqual(
-      expect.arrayContaining(['bootInstance.json', 'bootInstance-failed.json', 'stopInstance.json', 'rebootInstance.json', 'deleteInstance.json']),
+      expect.arrayContaining([
+        'bootInstance.json', 'bootInstance-failed.json', 'stopInstance.json', 'startInstance.json', 'rebootInstance.json', 'pauseInstance.json',
+        'unpauseInstance.json', 'suspendInstance.json', 'resumeInstance.json', 'deleteInstance.json',
+      ]),
     );
     // Recorded before the event-only steps became local activities (workflows/runbook.ts eventSteps):
     // workflows started then must still replay on the path they took.

@@ -1,4 +1,4 @@
-import { Compensations, eventSteps, failureOf, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+import { Compensations, eventSteps, failureOf, holdForOperator, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
  * Boot, as an operator would run it: schedule (pick a host and claim its capacity), create the VM, start
@@ -18,6 +18,7 @@ export async function bootInstance(input: OperationInput): Promise<void> {
     await steps.startVm(ctx);
     await record.recordRunning(ctx);
   } catch (err) {
+    await holdForOperator(ctx, input, err);
     // NO_VALID_HOST is the scheduler's refusal: it claimed nothing, so there is nothing to undo.
     if (failureOf(err).code !== 'NO_VALID_HOST') await undo.runInReverse();
     await recordFailure(ctx, err, { instanceError: true });

@@ -1,6 +1,6 @@
 import type { VmAction } from '../activities/index.js';
 import type { TransitionResult } from '../domain/instance.js';
-import { eventSteps, operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
+import { eventSteps, holdForOperator, operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
 
 /**
  * The runbook every power action shares: ask the host to act on the VM (step named after the agent
@@ -14,6 +14,7 @@ export async function powerAction(input: OperationInput, action: { vm: VmAction;
     await steps.vmAction(ctx, { action: action.vm, ...(input.hard !== undefined ? { hard: input.hard } : {}) });
     await record.recordTransition(ctx, { step: action.record, result: action.result });
   } catch (err) {
+    await holdForOperator(ctx, input, err);
     await recordFailure(ctx, err, { instanceError: false });
   }
 }

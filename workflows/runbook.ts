@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, patched, proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, condition, defineSignal, patched, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities, OperationContext } from '../activities/index.js';
 
 /** What a command passes to an operation's workflow: everything else is read from the streams. */
@@ -11,6 +11,11 @@ export interface OperationInput {
   attempt: number;
   /** REBOOT only. */
   hard?: boolean;
+  /**
+   * How long a failed run waits for an operator before it undoes its steps (STRATUS_FAILURE_HOLD):
+   * the window in which resetOperation can resume it. Absent or 0: undo at once.
+   */
+  failureHoldMs?: number;
 }
 
 const retry = { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds' } as const;
@@ -55,8 +60,30 @@ export const undoSteps = proxyActivities<Activities>({
 });
 
 export function operationContext(input: OperationInput): OperationContext {
-  const { workflowId, runId } = workflowInfo();
-  return { operationId: input.operationId, instanceId: input.instanceId, actor: input.actor, attempt: input.attempt, workflowId, runId };
+  const { workflowId, runId, originalExecutionRunId } = workflowInfo();
+  // A Temporal reset keeps the original run id on the started event and gives the new run its own.
+  const reset = runId !== originalExecutionRunId ? { resetRunId: runId } : {};
+  return { operationId: input.operationId, instanceId: input.instanceId, actor: input.actor, attempt: input.attempt, workflowId, runId, ...reset };
+}
+
+/** Sent by an operator who will not reset a held run: undo now instead of at the end of the hold. */
+export const abandonSignal = defineSignal('abandon');
+
+/**
+ * A failed run, before it undoes anything: the operation is recorded FAILED at once (callers see the
+ * failure, the step and its code), but the world is left as the steps made it for `failureHoldMs`.
+ * Within that window resetOperation resets the workflow to just before the failed step, and this run
+ * (parked here, its undo not begun) is replaced by one that carries on from there; at the end of the
+ * window, or on the abandon signal, the caller goes on to undo as usual.
+ */
+export async function holdForOperator(ctx: OperationContext, input: OperationInput, err: unknown): Promise<void> {
+  if (!input.failureHoldMs) return;
+  let abandoned = false;
+  setHandler(abandonSignal, () => {
+    abandoned = true;
+  });
+  await undoSteps.recordHeld(ctx, failureOf(err));
+  await condition(() => abandoned, input.failureHoldMs);
 }
 
 /** The contract-style code and message of whatever ended a run. */

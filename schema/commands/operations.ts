@@ -123,7 +123,8 @@ export async function startOperationWorkflow(
     const handle = await rt.temporal.workflow.start(workflowType, {
       taskQueue: rt.config.taskQueue,
       workflowId: workflowIdOf(input.operationId),
-      args: [input],
+      // The hold is the deployment's setting at start: a run keeps the window it began with.
+      args: [rt.config.failureHoldMs ? { ...input, failureHoldMs: rt.config.failureHoldMs } : input],
       workflowIdReusePolicy: reuse,
     });
     return handle.firstExecutionRunId;
