@@ -14,6 +14,7 @@ const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./devCommand.js'),
   () => import('./roleCommands.js'),
   () => import('./schemaCommand.js'),
+  () => import('./meteringCommand.js'),
 ];
 for (const load of roles) (await load()).register(program);
 

@@ -8,6 +8,7 @@ import { identityProjection } from './identity.js';
 import { instancesProjection } from './instances.js';
 import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
+import { usageProjection } from './usage.js';
 
 
 /** Every read-model projection, by name. */
@@ -18,6 +19,7 @@ export const projections: readonly Projection[] = [
   instancesProjection,
   operationsProjection,
   auditProjection,
+  usageProjection,
 ];
 
 export const projectionNames = projections.map((p) => p.name);

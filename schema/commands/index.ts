@@ -17,3 +17,4 @@ export { createFlavor, registerImage } from './catalog.js';
 export { createProject, createToken } from './identity.js';
 export { retryOperation } from './retryOperation.js';
 export type { LifecycleResult } from './operations.js';
+export { setPrice } from './metering.js';
