@@ -48,14 +48,16 @@ function rate(record: UsageRecord, prices: readonly Price[]): { rate: number | n
   const e = Date.parse(record.end);
   const cuts = [s, ...prices.map((p) => Date.parse(p.effectiveFrom)).filter((t) => t > s && t < e), e].sort((a, b) => a - b);
   let cost = 0;
-  let priced = false;
+  const rates = new Set<number>();
   for (let i = 0; i + 1 < cuts.length; i++) {
     const price = priceAt(prices, record.usageType, record.flavorId, new Date(cuts[i]!).toISOString());
     if (!price) continue;
-    priced = true;
+    rates.add(price.unitPrice);
     cost += price.unitPrice * ((record.quantity * (cuts[i + 1]! - cuts[i]!)) / (e - s || 1));
   }
-  return { rate: priced ? (record.quantity > 0 ? cost / record.quantity : 0) : null, cost };
+  // One price over the whole record: that price exactly, not a quotient that floating point blurs.
+  if (rates.size <= 1) return { rate: rates.size === 1 ? [...rates][0]! : null, cost };
+  return { rate: record.quantity > 0 ? cost / record.quantity : 0, cost };
 }
 
 const describe = (r: UsageRecord) =>

@@ -205,7 +205,7 @@ describe('metering at scale and across a crash', () => {
       await worker.shutdown();
       await runner.stop();
     }
-  });
+  }, 300_000);
 });
 
 /** `stratus metering` as its own process, against the test's database, to be SIGKILLed. */
