@@ -15,6 +15,7 @@ const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./roleCommands.js'),
   () => import('./schemaCommand.js'),
   () => import('./meteringCommand.js'),
+  () => import('./usageCommand.js'),
 ];
 for (const load of roles) (await load()).register(program);
 

@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProjections, waitForProjections, type ProjectionRunner } from '../projections/index.js';
 import { startApi } from '../server/api.js';
@@ -71,6 +73,25 @@ describe('metering over the GraphQL API: setPrice, usage and usageRecorded, with
     expect(asAdmin.data!.usage.records.map((r: { resourceId: string }) => r.resourceId)).toContain(b);
     expect(codeOf(await gql(api.url, undefined, USAGE, window))).toBe('UNAUTHENTICATED');
     expect(codeOf(await gql(api.url, tokens.aMember, USAGE, { from: t('12:00'), to: t('11:00') }))).toBe('BAD_USER_INPUT');
+  });
+
+  it('`stratus usage --csv` exports the same records the API reports; a project the token may not see is an error', async () => {
+    const run = promisify(execFile);
+    const window = ['--from', t('00:00'), '--to', t('00:00', '2026-11-11')];
+    const env = { ...process.env, STRATUS_URL: api.url, STRATUS_TOKEN: tokens.aMember };
+    const { stdout } = await run(process.execPath, ['cli/bin.mjs', 'usage', ...window, '--csv'], { env });
+    const [header, ...lines] = stdout.trim().split('\n');
+    expect(header).toBe('start,end,resourceType,resourceId,usageType,quantity,unit,rate,cost');
+    const reported = (await gql(api.url, tokens.aMember, USAGE, { from: t('00:00'), to: t('00:00', '2026-11-11') })).data!.usage;
+    expect(lines.length).toBe(reported.records.length);
+    expect(lines.map((l) => l.split(',').slice(0, 6))).toEqual(
+      reported.records.map((r: Record<string, unknown>) => [r.start, r.end, r.resourceType, r.resourceId, r.usageType, String(r.quantity)]),
+    );
+    const table = await run(process.execPath, ['cli/bin.mjs', 'usage', '--project', project.a, ...window], { env });
+    expect(table.stdout).toMatch(/^RUNNING_VM\s+2\.5000 HOURS\s+0\.1500 EUR$/m);
+    await expect(run(process.execPath, ['cli/bin.mjs', 'usage', '--project', project.b, ...window], { env })).rejects.toMatchObject({
+      stderr: expect.stringContaining('NOT_FOUND'),
+    });
   });
 
   it('setPrice is admin only, refuses bad input with BAD_USER_INPUT, and then writes nothing', async () => {
