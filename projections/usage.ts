@@ -51,11 +51,11 @@ async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promi
     for (const r of rows) docs.set(r.id, r.doc);
   }
   const open = new Map<string, OpenUsage[]>();
+  const openRows = ids.length > 0 ? await tx.query<OpenRow>('SELECT * FROM usage_open WHERE resource_id = ANY($1::text[])', [ids]) : [];
   // A tick closes every interval opened before its hour, whichever resource it belongs to.
-  const openRows = await tx.query<OpenRow>(
-    'SELECT * FROM usage_open WHERE resource_id = ANY($1::text[]) OR since < $2',
-    [ids, Number.isFinite(tickBoundary) ? new Date(tickBoundary) : new Date(0)],
-  );
+  if (Number.isFinite(tickBoundary)) {
+    openRows.push(...(await tx.query<OpenRow>('SELECT * FROM usage_open WHERE since < $1 AND NOT resource_id = ANY($2::text[])', [new Date(tickBoundary), ids])));
+  }
   for (const r of openRows) open.set(r.resource_id, [...(open.get(r.resource_id) ?? []), openFromRow(r)]);
 
   const touchedDocs = new Set<string>();
