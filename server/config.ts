@@ -17,6 +17,7 @@ const Env = z.object({
   STRATUS_DATA_DIR: nonEmpty.default('./data'),
   STRATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   STRATUS_SSH_KEY: nonEmpty.optional(),
+  STRATUS_METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
 export const RuntimeConfig = z.object({
@@ -33,6 +34,8 @@ export const RuntimeConfig = z.object({
   adminToken: z.string().optional(),
   /** The controller's SSH private key (OpenSSH); host agents authorize its public half. */
   sshKeyPath: z.string(),
+  /** A token that may read GET /metrics and nothing else (a Prometheus scraper's); admin tokens may too. */
+  metricsToken: z.string().optional(),
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
 
@@ -57,6 +60,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     dataDir,
     ...(e.STRATUS_ADMIN_TOKEN ? { adminToken: e.STRATUS_ADMIN_TOKEN } : {}),
     sshKeyPath: resolve(e.STRATUS_SSH_KEY ?? join(dataDir, 'controller_ed25519')),
+    ...(e.STRATUS_METRICS_TOKEN ? { metricsToken: e.STRATUS_METRICS_TOKEN } : {}),
   };
 }
 
