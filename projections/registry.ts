@@ -9,6 +9,7 @@ import { instancesProjection } from './instances.js';
 import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
 import { usageProjection } from './usage.js';
+import { meterMigrations } from './meterTables.js';
 
 
 /** Every read-model projection, by name. */
@@ -32,5 +33,5 @@ export function projectionNamed(name: string): Projection {
 
 /** Creates the checkpoint table and every projection's tables; the API runs it too, so reads never meet a missing table. */
 export async function migrateProjections(db: Database): Promise<void> {
-  await migrate(db, [...checkpointMigrations, ...projections.flatMap((p) => p.migrations)]);
+  await migrate(db, [...checkpointMigrations, ...projections.flatMap((p) => p.migrations), ...meterMigrations]);
 }

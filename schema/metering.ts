@@ -1,12 +1,14 @@
 import { canRead, isAdmin } from '../domain/identity.js';
 import { SetPriceInput, type Price } from '../domain/priceSheet.js';
 import { UsageQuery, usageReport, type RatedRecord, type UsageReport, type UsageTotal } from '../domain/rating.js';
+import { MeterName, MetersQuery, type Sample } from '../domain/meters.js';
 import { UsageType } from '../domain/usage.js';
 import { waitForProjections } from '../projections/index.js';
 import { USAGE_PROJECTION } from '../projections/usage.js';
 import { builder, callerOf } from './builder.js';
 import * as commands from './commands/index.js';
 import { parseInput } from './errors.js';
+import { metersFor } from './meterReads.js';
 import { priceSheet, usageFor, usageRecordByKey } from './usageReads.js';
 
 /** CONTRACT.md metering: UsageRecord, UsageReport, `usage`, `setPrice`, `usageRecorded`. */
@@ -84,6 +86,32 @@ builder.queryField('usage', (t) =>
     args: { projectId: t.arg.id({ required: false }), from: t.arg({ type: 'DateTime', required: true }), to: t.arg({ type: 'DateTime', required: true }) },
     resolve: (_r, args, ctx) =>
       usageFor(ctx.rt, callerOf(ctx), parseInput(UsageQuery, { projectId: args.projectId == null ? undefined : String(args.projectId), from: args.from, to: args.to })),
+  }),
+);
+
+const SampleType = builder.objectRef<Sample>('Sample').implement({
+  fields: (t) => ({
+    meter: t.exposeString('meter'),
+    resourceId: t.exposeID('resourceId'),
+    timestamp: t.field({ type: 'DateTime', resolve: (s) => s.timestamp }),
+    value: t.exposeFloat('value'),
+    unit: t.exposeString('unit'),
+  }),
+});
+
+builder.queryField('meters', (t) =>
+  t.field({
+    type: [SampleType],
+    authScopes: { reader: true },
+    description: `An instance's samples of one meter (${MeterName.options.join(', ')}) in [from, to): raw for the last day, hourly averages before.`,
+    args: {
+      resourceId: t.arg.id({ required: true }),
+      meter: t.arg.string({ required: true }),
+      from: t.arg({ type: 'DateTime', required: true }),
+      to: t.arg({ type: 'DateTime', required: true }),
+    },
+    resolve: (_r, args, ctx) =>
+      metersFor(ctx.rt, callerOf(ctx), parseInput(MetersQuery, { resourceId: String(args.resourceId), meter: args.meter, from: args.from, to: args.to })),
   }),
 );
 

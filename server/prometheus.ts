@@ -6,6 +6,7 @@ import { isAdmin } from '../domain/identity.js';
 import { checkpointFromString } from '../eventstore/index.js';
 import { projectionNames } from '../projections/index.js';
 import { authenticate, bearerToken } from '../schema/auth.js';
+import { latestSamples } from '../schema/meterReads.js';
 import { componentLog } from './log.js';
 import type { Runtime } from './runtime.js';
 
@@ -31,6 +32,7 @@ export function prometheusEndpoint(rt: Runtime) {
   const capacity = meter.createObservableGauge('stratus_host_capacity', { description: 'A host\'s capacity, by resource (vcpus, memory_mb, disk_gb)' });
   const allocated = meter.createObservableGauge('stratus_host_allocated', { description: 'What instances hold of a host, by resource' });
   const hostUp = meter.createObservableGauge('stratus_host_up', { description: '1 when the host is UP, 0 when DOWN or in MAINTENANCE' });
+  const vmMeters = meter.createObservableGauge('stratus_instance_meter', { description: 'The latest sample of each instance meter (cpu_util in %, memory.usage in MB, ...)' });
   const durations = meter.createHistogram('stratus_operation_duration_seconds', {
     description: 'From request to end, for operations that finished',
     unit: 's',
@@ -61,8 +63,9 @@ export function prometheusEndpoint(rt: Runtime) {
         );
         result.observe(lag, row?.n ?? 0, { projection: name });
       }
+      for (const s of await latestSamples(rt)) result.observe(vmMeters, s.value, { instance_id: s.resourceId, project_id: s.projectId, meter: s.meter });
     },
-    [operations, lag, capacity, allocated, hostUp],
+    [operations, lag, capacity, allocated, hostUp, vmMeters],
   );
 
   let finishedAfter = new Date(0);
