@@ -1,5 +1,5 @@
 import { Id } from '../domain/scalars.js';
-import { samplesOf } from '../domain/meters.js';
+import { samplesOf, type Sample } from '../domain/meters.js';
 import type { Queryable } from '../eventstore/index.js';
 import { RAW_RETENTION_MS } from '../projections/meterTables.js';
 import { componentLog } from '../server/log.js';
@@ -33,6 +33,17 @@ export async function downsampleMeters(db: Pick<Runtime['db'], 'transaction'>, c
   });
 }
 
+/** Stores one round of samples in one statement; a repeated round (a retried activity) stores nothing twice. */
+export async function storeSamples(db: Queryable, rows: (Sample & { projectId: string })[]): Promise<void> {
+  await db.query(
+    `INSERT INTO meter_samples (resource_id, project_id, meter, at, value, unit)
+     SELECT x."resourceId", x."projectId", x.meter, x.timestamp, x.value, x.unit
+       FROM jsonb_to_recordset($1::jsonb) AS x("resourceId" uuid, "projectId" uuid, meter text, timestamp timestamptz, value float8, unit text)
+     ON CONFLICT DO NOTHING`,
+    [JSON.stringify(rows)],
+  );
+}
+
 /** The pollster's step (workflows/pollHostMeters.ts): one reading of every VM on a host, stored as samples. */
 export function meterSteps(rt: Runtime) {
   return {
@@ -55,15 +66,9 @@ export function meterSteps(rt: Runtime) {
       );
       const prev = new Map(previous.map((p) => [p.resource_id, { at: p.at.toISOString(), cpuNs: p.value }]));
       const rows = owned.flatMap((r) =>
-        samplesOf(r.labels.instanceId!, r, prev.get(r.labels.instanceId!)).map((s) => ({ ...s, projectId: r.labels.projectId })),
+        samplesOf(r.labels.instanceId!, r, prev.get(r.labels.instanceId!)).map((s) => ({ ...s, projectId: r.labels.projectId! })),
       );
-      await rt.db.query(
-        `INSERT INTO meter_samples (resource_id, project_id, meter, at, value, unit)
-         SELECT x."resourceId", x."projectId", x.meter, x.timestamp, x.value, x.unit
-           FROM jsonb_to_recordset($1::jsonb) AS x("resourceId" uuid, "projectId" uuid, meter text, timestamp timestamptz, value float8, unit text)
-         ON CONFLICT DO NOTHING`,
-        [JSON.stringify(rows)],
-      );
+      await storeSamples(rt.db, rows);
       await downsampleMeters(rt.db, new Date(Date.now() - RAW_RETENTION_MS));
       return { vms: owned.length, samples: rows.length };
     },

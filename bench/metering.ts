@@ -6,13 +6,15 @@
  *
  * PostgreSQL: BENCH_DATABASE_URL if set (a database named metering_bench is made on that server), else
  * a throwaway server. The log is 1,000,000 events by default: instances of 10 projects booted across a
- * day, each stopped and started three times, their events interleaved as many tenants' would be, with
- * the metering clock's hourly ticks among them.
+ * day, each stopped and started three times, their events interleaved as many tenants' would be.
  */
 import { performance } from 'node:perf_hooks';
 import { eventRegistry } from '../domain/events.js';
 import { openDatabase, openEventStore, type Checkpoint, type Database } from '../eventstore/index.js';
-import { rebuildProjection } from '../projections/index.js';
+import { randomUUID } from 'node:crypto';
+import { storeSamples } from '../activities/meterSamples.js';
+import { samplesOf } from '../domain/meters.js';
+import { migrateProjections, rebuildProjection } from '../projections/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { createDatabase, startPostgres, type PostgresServer } from '../test/support/postgres.js';
 
@@ -60,13 +62,6 @@ async function loadLog(db: Database, instances: number): Promise<void> {
      FROM e ORDER BY k, i`,
     [instances],
   );
-  // The clock's ticks, one per hour of the simulated days, appended after the lifecycle.
-  await db.query(
-    `INSERT INTO events (id, stream_id, version, type, data, metadata)
-     SELECT gen_random_uuid(), 'meteringclock-' || to_char(h, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 1, 'UsageClockTicked',
-            jsonb_build_object('at', to_char(h + interval '1 minute', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), '{"actor":"system"}'::jsonb
-       FROM generate_series(timestamptz '2026-11-01 01:00:00+00', timestamptz '2026-11-02 06:00:00+00', interval '1 hour') h`,
-  );
   await db.exec('ANALYZE events');
 }
 
@@ -105,6 +100,25 @@ async function main() {
     const meteringRatio = eventsPerSec / catchupPerSec;
     say(`fold / catch-up                           ${meteringRatio.toFixed(2).padStart(9)}   (target >= 0.3)`);
 
+    // 3. The pollsters' writes: rounds of one host's 100 VMs, each round one statement, as sampleHost stores them.
+    await migrateProjections(db);
+    const vms = Array.from({ length: 100 }, () => ({ id: randomUUID(), projectId: randomUUID() }));
+    const ROUNDS = 200;
+    let stored = 0;
+    const sampleStart = performance.now();
+    for (let round = 0; round < ROUNDS; round++) {
+      const at = new Date(Date.parse('2026-11-01T00:00:00Z') + round * 60_000).toISOString();
+      const previousAt = new Date(Date.parse(at) - 60_000).toISOString();
+      const rows = vms.flatMap((vm, i) =>
+        samplesOf(vm.id, { at, vcpus: 1, cpuNs: (round + 1) * 6e9 * (i % 10) / 10, memoryMb: 256, diskReadBytes: round * 4096, diskWriteBytes: round * 1024 },
+          round > 0 ? { at: previousAt, cpuNs: round * 6e9 * (i % 10) / 10 } : undefined).map((x) => ({ ...x, projectId: vm.projectId })),
+      );
+      await storeSamples(db, rows);
+      stored += rows.length;
+    }
+    const samplesPerSec = stored / ((performance.now() - sampleStart) / 1000);
+    say(`samples stored (${stored}, 100 VMs a round) ${samplesPerSec.toFixed(0).padStart(9)} /s`);
+
     if (json) {
       console.log(JSON.stringify({
         backend: 'postgres',
@@ -113,6 +127,7 @@ async function main() {
         catchupPerSec: Math.round(catchupPerSec),
         eventsPerSec: Math.round(eventsPerSec),
         meteringRatio: Number(meteringRatio.toFixed(3)),
+        samplesPerSec: Math.round(samplesPerSec),
       }));
     }
   } finally {

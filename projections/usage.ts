@@ -7,6 +7,8 @@ import { eventTime, usageSourceOf, usageSources } from './usageSources.js';
 
 export const USAGE_PROJECTION = 'usage';
 
+const RECORDS_PER_STATEMENT = 5000;
+
 /** A record's key in a `usage` change and in `usageRecord`: one resource, one usage type, one start. */
 export const usageRecordKey = (r: Pick<UsageRecord, 'resourceId' | 'usageType' | 'start'>) => `${r.resourceId}|${r.usageType}|${r.start}`;
 
@@ -124,13 +126,16 @@ async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promi
       );
     }
   }
-  if (records.length > 0) {
+  // In slices: a tick after a long outage can close a day of hours for every instance at once, more
+  // than one jsonb parameter may hold.
+  for (let i = 0; i < records.length; i += RECORDS_PER_STATEMENT) {
+    const slice = records.slice(i, i + RECORDS_PER_STATEMENT);
     await tx.query(
       `INSERT INTO usage_records (resource_id, usage_type, start_at, end_at, resource_type, project_id, size, flavor_id, quantity, unit)
        SELECT * FROM jsonb_to_recordset($1::jsonb)
          AS x("resourceId" text, "usageType" text, start timestamptz, "end" timestamptz, "resourceType" text, "projectId" uuid,
               size float8, "flavorId" uuid, quantity float8, unit text)`,
-      [JSON.stringify(records.map((r) => ({ resourceId: r.resourceId, usageType: r.usageType, start: r.start, end: r.end, resourceType: r.resourceType, projectId: r.projectId, size: r.size, flavorId: r.flavorId, quantity: r.quantity, unit: r.unit })))],
+      [JSON.stringify(slice.map((r) => ({ resourceId: r.resourceId, usageType: r.usageType, start: r.start, end: r.end, resourceType: r.resourceType, projectId: r.projectId, size: r.size, flavorId: r.flavorId, quantity: r.quantity, unit: r.unit })))],
     );
   }
   for (const p of prices) {
