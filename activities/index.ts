@@ -4,6 +4,8 @@ import { actionSteps } from './actionSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
 import { operatorSteps } from './operatorSteps.js';
+import { meteringSteps } from './meteringClock.js';
+import { meterSteps } from './meterSamples.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
@@ -21,6 +23,8 @@ export function createActivities(rt: Runtime) {
     ...bootSteps(rt),
     ...actionSteps(rt),
     ...operatorSteps(rt),
+    ...meteringSteps(rt),
+    ...meterSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -21,6 +21,8 @@ const roles: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./operationCommands.js'),
   () => import('./eventsCommand.js'),
   () => import('./workflowCommand.js'),
+  () => import('./meteringCommand.js'),
+  () => import('./usageCommand.js'),
 ];
 for (const load of roles) (await load()).register(program);
 

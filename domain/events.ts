@@ -4,6 +4,8 @@ import { hostEvents, type HostEvent } from './host.js';
 import { identityEvents, type IdentityEvent } from './identity.js';
 import { instanceEvents, type InstanceEvent } from './instance.js';
 import { operationEvents, type OperationEvent } from './operation.js';
+import { priceSheetEvents, type PriceSheetEvent } from './priceSheet.js';
+import { usageEvents, type UsageEvent } from './usage.js';
 
 /**
  * Every domain event type and the schema of its data. The event store validates each append against
@@ -15,10 +17,12 @@ export const eventRegistry = {
   ...operationEvents,
   ...catalogEvents,
   ...identityEvents,
+  ...usageEvents,
+  ...priceSheetEvents,
 } satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof eventRegistry;
-export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent;
+export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | UsageEvent | PriceSheetEvent;
 
 export const instanceStream = (id: string) => `instance-${id}`;
 export const hostStream = (id: string) => `host-${id}`;

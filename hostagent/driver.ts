@@ -49,6 +49,24 @@ export const VmInfo = z.object({
 });
 export type VmInfo = z.infer<typeof VmInfo>;
 
+/**
+ * One VM's counters at one moment (Ceilometer's pollster readings). Counters are cumulative since the
+ * VM's process started; the controller derives rates (cpu_util) from two readings.
+ */
+export const VmSample = z.object({
+  name: VmName,
+  labels: z.record(z.string(), z.string()),
+  at: z.string(),
+  vcpus: z.number().int(),
+  /** CPU time the VM's process has used, user and system, in nanoseconds. */
+  cpuNs: z.number().nonnegative(),
+  /** Resident memory of the VM's process, in MB. */
+  memoryMb: z.number().nonnegative(),
+  diskReadBytes: z.number().nonnegative(),
+  diskWriteBytes: z.number().nonnegative(),
+});
+export type VmSample = z.infer<typeof VmSample>;
+
 export const Resources = z.object({ vcpus: z.number().int(), memoryMb: z.number().int(), diskGb: z.number().int() });
 export type Resources = z.infer<typeof Resources>;
 
@@ -142,6 +160,8 @@ export interface HypervisorDriver {
   /** Source side: send the VM; on success the source is cleaned up, on failure it keeps running here. */
   migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult>;
   consoleLog(name: string, opts: { lines: number }): Promise<{ text: string }>;
+  /** The counters of every VM that is running (or paused) now. */
+  sampleVms(): Promise<VmSample[]>;
   /** Agent shutdown: release handles; running VMs keep running where the hypervisor allows it. */
   close(): Promise<void>;
 }

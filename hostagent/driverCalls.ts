@@ -16,6 +16,7 @@ export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> 
   listVms: async (d) => ({ vms: await d.listVms() }),
   getVm: (d, p) => d.getVm(p.name),
   consoleLog: (d, p) => d.consoleLog(p.name, { lines: p.lines }),
+  sampleVms: async (d) => ({ samples: await d.sampleVms() }),
   createVm: (d, p, ctx) => d.createVm(p.spec, ctx),
   startVm: (d, p, ctx) => d.startVm(p.name, ctx),
   stopVm: (d, p, ctx) => d.stopVm(p.name, { force: p.force }, ctx),

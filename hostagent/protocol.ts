@@ -8,6 +8,7 @@ import {
   SnapshotResult,
   VmInfo,
   VmName,
+  VmSample,
   VmSpec,
 } from './driver.js';
 
@@ -77,6 +78,7 @@ export const methods = {
     z.object({ text: z.string() }),
     false,
   ),
+  sampleVms: method(z.object({}).default({}), z.object({ samples: z.array(VmSample) }), false),
   createVm: method(z.object({ spec: VmSpec }), vmResult, true),
   startVm: method(byName, vmResult, true),
   stopVm: method(byName.extend({ force: z.boolean().default(false) }), vmResult, true),

@@ -15,7 +15,7 @@ export const RESET_CHANNEL = 'stratus_projection_reset';
  * capped at 8000 bytes): listeners load the row itself, and check tenancy on `projectId`.
  */
 export interface Change {
-  kind: 'instance' | 'operation' | 'host' | 'event' | 'flavor' | 'image' | 'project' | 'token';
+  kind: 'instance' | 'operation' | 'host' | 'event' | 'flavor' | 'image' | 'project' | 'token' | 'usage';
   id: string;
   /** The owning project, or null for resources outside any project (hosts, flavors, images). */
   projectId: string | null;
@@ -40,6 +40,8 @@ export interface Projection {
    */
   streamPrefixes?: readonly string[];
   apply(tx: Queryable, event: StratusEvent): Promise<Change[]>;
+  /** The same as `apply` over many events at once, for a projection that folds a page in memory; a rebuild uses it. */
+  applyBatch?(tx: Queryable, events: readonly StratusEvent[]): Promise<Change[]>;
 }
 
 /** Inserts `row` or replaces every column of the row with the same key. Column names are ours, never user input. */

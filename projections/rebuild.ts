@@ -4,7 +4,7 @@ import { checkpointOf, compareCheckpoints, START, type Checkpoint } from '../eve
 import type { Runtime } from '../server/runtime.js';
 import { readCheckpoint, resetCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { migrateProjections, projectionNamed, projectionNames } from './registry.js';
-import { RESET_CHANNEL } from './projection.js';
+import { readsStream, RESET_CHANNEL } from './projection.js';
 
 /**
  * Empties a projection's tables and replays the whole log into them, in ONE transaction: readers keep
@@ -23,9 +23,14 @@ export async function rebuildProjection(rt: Runtime, name: string): Promise<{ na
     let events = 0;
     for (;;) {
       const page = await rt.store.readAll({ after, limit: 1000, tx });
-      for (const event of page) {
-        await projection.apply(tx, event);
-        after = checkpointOf(event);
+      if (projection.applyBatch) {
+        if (page.length > 0) await projection.applyBatch(tx, page.filter((event) => readsStream(projection, event)));
+        if (page.length > 0) after = checkpointOf(page.at(-1)!);
+      } else {
+        for (const event of page) {
+          await projection.apply(tx, event);
+          after = checkpointOf(event);
+        }
       }
       events += page.length;
       if (page.length < 1000) break;

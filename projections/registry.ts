@@ -8,6 +8,8 @@ import { identityProjection } from './identity.js';
 import { instancesProjection } from './instances.js';
 import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
+import { usageProjection } from './usage.js';
+import { meterMigrations } from './meterTables.js';
 
 
 /** Every read-model projection, by name. */
@@ -18,6 +20,7 @@ export const projections: readonly Projection[] = [
   instancesProjection,
   operationsProjection,
   auditProjection,
+  usageProjection,
 ];
 
 export const projectionNames = projections.map((p) => p.name);
@@ -30,5 +33,5 @@ export function projectionNamed(name: string): Projection {
 
 /** Creates the checkpoint table and every projection's tables; the API runs it too, so reads never meet a missing table. */
 export async function migrateProjections(db: Database): Promise<void> {
-  await migrate(db, [...checkpointMigrations, ...projections.flatMap((p) => p.migrations)]);
+  await migrate(db, [...checkpointMigrations, ...projections.flatMap((p) => p.migrations), ...meterMigrations]);
 }

@@ -7,6 +7,7 @@ import { WebSocketServer } from 'ws';
 import { migrateProjections } from '../projections/index.js';
 import { authenticate, bearerToken, ChangeFeed, stratusSchema, toGraphQLError, type Context } from '../schema/index.js';
 import { componentLog } from './log.js';
+import { prometheusEndpoint } from './prometheus.js';
 import type { Runtime } from './runtime.js';
 
 const log = componentLog('api');
@@ -62,7 +63,12 @@ export async function startApi(rt: Runtime, options: { port: number; host?: stri
     },
   });
 
+  const metrics = prometheusEndpoint(rt);
   const server = createServer((req, res) => {
+    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+      void metrics.handle(req, res);
+      return;
+    }
     if (req.url === '/healthz' || req.url?.startsWith('/healthz?')) {
       void health(rt).then(({ ok, body }) => {
         res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
@@ -114,6 +120,7 @@ export async function startApi(rt: Runtime, options: { port: number; host?: stri
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await changes.close();
+        await metrics.shutdown();
       })()),
   };
 }

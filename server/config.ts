@@ -19,6 +19,7 @@ const Env = z.object({
   STRATUS_SSH_KEY: nonEmpty.optional(),
   /** Seconds a failed run waits for resetOperation before it undoes its steps; 0: undo at once. */
   STRATUS_FAILURE_HOLD: z.coerce.number().int().min(0).max(7 * 24 * 3600).default(0),
+  STRATUS_METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
 export const RuntimeConfig = z.object({
@@ -37,6 +38,8 @@ export const RuntimeConfig = z.object({
   sshKeyPath: z.string(),
   /** STRATUS_FAILURE_HOLD in milliseconds: passed to every workflow started (workflows/runbook.ts holdForOperator). */
   failureHoldMs: z.number().int().min(0).optional(),
+  /** A token that may read GET /metrics and nothing else (a Prometheus scraper's); admin tokens may too. */
+  metricsToken: z.string().optional(),
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
 
@@ -62,6 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     ...(e.STRATUS_ADMIN_TOKEN ? { adminToken: e.STRATUS_ADMIN_TOKEN } : {}),
     sshKeyPath: resolve(e.STRATUS_SSH_KEY ?? join(dataDir, 'controller_ed25519')),
     ...(e.STRATUS_FAILURE_HOLD ? { failureHoldMs: e.STRATUS_FAILURE_HOLD * 1000 } : {}),
+    ...(e.STRATUS_METRICS_TOKEN ? { metricsToken: e.STRATUS_METRICS_TOKEN } : {}),
   };
 }
 

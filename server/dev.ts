@@ -13,6 +13,7 @@ import { createRuntime, type Runtime } from './runtime.js';
 import { startTemporalDevServer } from './temporalDevServer.js';
 import { routeTemporalLogs } from './temporalLogs.js';
 import { startWorker } from './worker.js';
+import { ensureMeteringClock, keepMeterPollers } from './meteringClock.js';
 
 const log = componentLog('dev');
 
@@ -68,6 +69,9 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, say: (line:
     stoppers.push({ name: 'worker', stop: () => worker.stop() });
     const projections = await startProjections(rt);
     stoppers.push({ name: 'projections', stop: () => projections.stop() });
+    await ensureMeteringClock(rt);
+    const pollsters = await keepMeterPollers(rt);
+    stoppers.push({ name: 'meter pollsters', stop: pollsters });
 
     const seeded = await seedFirstStart(rt, agent.value);
     const api = await startApi(rt, { port: config.port, host: config.host });

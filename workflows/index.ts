@@ -9,4 +9,6 @@ export { suspendInstance } from './suspendInstance.js';
 export { resumeInstance } from './resumeInstance.js';
 export { deleteInstance } from './deleteInstance.js';
 export { bareWorkflow } from './bench.js';
+export { meteringClock } from './meteringClock.js';
+export { pollHostMeters } from './pollHostMeters.js';
 export type { OperationInput } from './runbook.js';

@@ -18,3 +18,4 @@ export { createProject, createToken } from './identity.js';
 export { retryOperation } from './retryOperation.js';
 export type { LifecycleResult } from './operations.js';
 export { resetOperation } from './resetOperation.js';
+export { setPrice } from './metering.js';

@@ -12,6 +12,7 @@ import { gzipSync } from 'node:zlib';
  *   STRATUS-HEARTBEAT <n>        every second, n counting from 1 since boot (a restored VM continues)
  *   STRATUS-BLOCK vda,vdb        whenever the set of virtio disks changes ("-" for none)
  *   STRATUS-POWERDOWN            before it powers off on the ACPI power button
+ * With `stratus.burn` on its kernel command line it also spins a busy loop (a guest burning CPU).
  */
 
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
@@ -48,6 +49,8 @@ done
 # Printed only once the power button is watched (dd given a moment to open it), so "booted" means "stop works".
 sleep 0.3
 echo ${BOOT_MARKER}
+# stratus.burn on the kernel command line: a guest that keeps its vCPU busy, for the CPU meters.
+grep -q stratus.burn /proc/cmdline && ( while :; do :; done ) &
 n=0; last=
 while true; do
   n=$((n+1))

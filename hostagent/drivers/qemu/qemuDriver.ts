@@ -4,7 +4,7 @@ import { componentLog } from '../../../server/log.js';
 import {
   AgentError, VmName,
   type CallContext, type HostCapacity, type HypervisorDriver, type MigrationResult, type MigrationTarget,
-  type Resources, type SnapshotResult, type VmInfo, type VmSpec,
+  type Resources, type SnapshotResult, type VmInfo, type VmSample, type VmSpec,
 } from '../../driver.js';
 import { nextVmState, type VmAction, type VmState } from '../../vmStates.js';
 import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } from './commandLine.js';
@@ -13,6 +13,7 @@ import { QemuOptions } from './options.js';
 import type { QmpClient } from './qmp.js';
 import { createDisk, ensureVolumeFile, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
 import { VmLifecycle } from './vmLifecycle.js';
+import { sampleQemuVm } from './vmSamples.js';
 import { connectQmp, isQemuAlive, killHard, readPid, readRecord, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
 
 const log = componentLog('qemu-driver');
@@ -85,6 +86,17 @@ export class QemuDriver implements HypervisorDriver {
       if (rec) out.push(await this.info(name, rec));
     }
     return out;
+  }
+
+  async sampleVms(): Promise<VmSample[]> {
+    const samples: VmSample[] = [];
+    for (const vm of await this.listVms()) {
+      if (vm.pid === undefined || (vm.state !== 'running' && vm.state !== 'paused')) continue;
+      // A VM that stops between the listing and its reading is simply not sampled this round.
+      const sample = await sampleQemuVm({ ...vm, pid: vm.pid }, await this.qmpOf(vm.name)).catch(() => undefined);
+      if (sample) samples.push(sample);
+    }
+    return samples;
   }
 
   async getVm(name: string): Promise<VmInfo> {

@@ -10,6 +10,7 @@ import {
   type MigrationTarget,
   type Resources,
   type SnapshotResult,
+  type VmSample,
   type VmSpec,
 } from '../../driver.js';
 import { nextVmState, type VmAction } from '../../vmStates.js';
@@ -239,6 +240,30 @@ export class SimDriver implements HypervisorDriver {
     say(vm, note);
     this.store.state.vms[name] = vm;
     return vm;
+  }
+
+  /**
+   * Plausible counters from the clock alone: CPU time at a steady share of the vCPUs (label
+   * `simCpuLoad`, 0-1, default 0.05), half the memory resident, a trickle of disk traffic.
+   */
+  async sampleVms(): Promise<VmSample[]> {
+    const now = Date.now();
+    return Object.values(this.store.state.vms)
+      .filter(({ info }) => info.state === 'running' || info.state === 'paused')
+      .map(({ info }) => {
+        const elapsedMs = Math.max(0, now - Date.parse(info.createdAt));
+        const load = Math.min(1, Math.max(0, Number(info.labels.simCpuLoad ?? 0.05) || 0));
+        return {
+          name: info.name,
+          labels: { ...info.labels },
+          at: new Date(now).toISOString(),
+          vcpus: info.vcpus,
+          cpuNs: Math.round(elapsedMs * 1e6 * info.vcpus * load),
+          memoryMb: info.memoryMb / 2,
+          diskReadBytes: Math.round(elapsedMs * 4),
+          diskWriteBytes: Math.round(elapsedMs * 2),
+        };
+      });
   }
 
   /** Every VM on the host holds its resources, running or not, as Nova's resource tracker counts them. */

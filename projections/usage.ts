@@ -1,0 +1,202 @@
+import { parseStreamId } from '../domain/events.js';
+import { PRICE_SHEET_STREAM } from '../domain/priceSheet.js';
+import { changeMeters, closeEndedHours, hourFloor, type OpenUsage, type UsageRecord, type UsageType } from '../domain/usage.js';
+import type { Queryable } from '../eventstore/index.js';
+import type { Change, Projection, StratusEvent } from './projection.js';
+import { eventTime, usageSourceOf, usageSources } from './usageSources.js';
+
+export const USAGE_PROJECTION = 'usage';
+
+const RECORDS_PER_STATEMENT = 5000;
+
+/** A record's key in a `usage` change and in `usageRecord`: one resource, one usage type, one start. */
+export const usageRecordKey = (r: Pick<UsageRecord, 'resourceId' | 'usageType' | 'start'>) => `${r.resourceId}|${r.usageType}|${r.start}`;
+
+interface OpenRow {
+  resource_id: string;
+  usage_type: UsageType;
+  resource_type: string;
+  project_id: string;
+  size: number;
+  flavor_id: string | null;
+  since: Date;
+}
+
+const openFromRow = (r: OpenRow): OpenUsage => ({
+  resourceId: r.resource_id,
+  resourceType: r.resource_type,
+  projectId: r.project_id,
+  usageType: r.usage_type,
+  size: r.size,
+  flavorId: r.flavor_id,
+  since: r.since.toISOString(),
+});
+
+/**
+ * Folds a batch of events in memory and writes what changed in a few set-wise statements: the state of
+ * each metered resource (its domain doc, folded with the domain's evolve), its open intervals, the
+ * records closed, and the prices set. Loading and writing once per batch, not per event, is what lets a
+ * rebuild keep up with the log's own read speed.
+ */
+async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promise<Change[]> {
+  const subjectIds = new Set<string>();
+  let tickBoundary = -Infinity;
+  for (const e of events) {
+    if (usageSourceOf(e.streamId)) subjectIds.add(parseStreamId(e.streamId)!.id);
+    else if (e.type === 'UsageClockTicked') tickBoundary = Math.max(tickBoundary, hourFloor(Date.parse(e.data.at)));
+  }
+  const ids = [...subjectIds];
+
+  const docs = new Map<string, unknown>();
+  if (ids.length > 0) {
+    const rows = await tx.query<{ id: string; doc: unknown }>('SELECT id, doc FROM usage_subjects WHERE id = ANY($1::text[])', [ids]);
+    for (const r of rows) docs.set(r.id, r.doc);
+  }
+  const open = new Map<string, OpenUsage[]>();
+  const openRows = ids.length > 0 ? await tx.query<OpenRow>('SELECT * FROM usage_open WHERE resource_id = ANY($1::text[])', [ids]) : [];
+  // A tick closes every interval opened before its hour, whichever resource it belongs to.
+  if (Number.isFinite(tickBoundary)) {
+    openRows.push(...(await tx.query<OpenRow>('SELECT * FROM usage_open WHERE since < $1 AND NOT resource_id = ANY($2::text[])', [new Date(tickBoundary), ids])));
+  }
+  for (const r of openRows) open.set(r.resource_id, [...(open.get(r.resource_id) ?? []), openFromRow(r)]);
+
+  const touchedDocs = new Set<string>();
+  const touchedOpen = new Set<string>();
+  const records: UsageRecord[] = [];
+  const prices: { position: string; data: unknown }[] = [];
+
+  for (const e of events) {
+    const source = usageSourceOf(e.streamId);
+    if (source) {
+      const id = parseStreamId(e.streamId)!.id;
+      const state = source.evolve(docs.get(id) ?? null, e);
+      docs.set(id, state);
+      touchedDocs.add(id);
+      if (state === null) continue;
+      const subject = { resourceId: id, resourceType: source.resourceType, projectId: source.projectOf(state) };
+      const before = open.get(id) ?? [];
+      const after = changeMeters(before, source.meters(state), subject, eventTime(e));
+      if (after.records.length > 0 || after.open.length !== before.length || after.open.some((o, i) => o !== before[i])) {
+        records.push(...after.records);
+        open.set(id, after.open);
+        touchedOpen.add(id);
+      }
+    } else if (e.type === 'UsageClockTicked') {
+      for (const [id, intervals] of open) {
+        let closedAny = false;
+        const next = intervals.map((o) => {
+          const closed = closeEndedHours(o, e.data.at);
+          if (closed.records.length > 0) {
+            records.push(...closed.records);
+            closedAny = true;
+          }
+          return closed.open;
+        });
+        if (closedAny) {
+          open.set(id, next);
+          touchedOpen.add(id);
+        }
+      }
+    } else if (e.type === 'PriceSet') {
+      prices.push({ position: e.position, data: e.data });
+    }
+  }
+
+  if (touchedDocs.size > 0) {
+    const rows = [...touchedDocs].flatMap((id) => {
+      const doc = docs.get(id);
+      return doc == null ? [] : [{ id, doc }];
+    });
+    await tx.query(
+      `INSERT INTO usage_subjects (id, doc) SELECT x.id, x.doc FROM jsonb_to_recordset($1::jsonb) AS x(id text, doc jsonb)
+       ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc`,
+      [JSON.stringify(rows)],
+    );
+  }
+  if (touchedOpen.size > 0) {
+    const touched = [...touchedOpen];
+    await tx.query('DELETE FROM usage_open WHERE resource_id = ANY($1::text[])', [touched]);
+    const rows = touched.flatMap((id) => open.get(id) ?? []);
+    if (rows.length > 0) {
+      await tx.query(
+        `INSERT INTO usage_open (resource_id, usage_type, resource_type, project_id, size, flavor_id, since)
+         SELECT * FROM jsonb_to_recordset($1::jsonb)
+           AS x("resourceId" text, "usageType" text, "resourceType" text, "projectId" uuid, size float8, "flavorId" uuid, since timestamptz)`,
+        [JSON.stringify(rows.map((o) => ({ resourceId: o.resourceId, usageType: o.usageType, resourceType: o.resourceType, projectId: o.projectId, size: o.size, flavorId: o.flavorId, since: o.since })))],
+      );
+    }
+  }
+  // In slices: a tick after a long outage can close a day of hours for every instance at once, more
+  // than one jsonb parameter may hold.
+  for (let i = 0; i < records.length; i += RECORDS_PER_STATEMENT) {
+    const slice = records.slice(i, i + RECORDS_PER_STATEMENT);
+    await tx.query(
+      `INSERT INTO usage_records (resource_id, usage_type, start_at, end_at, resource_type, project_id, size, flavor_id, quantity, unit)
+       SELECT * FROM jsonb_to_recordset($1::jsonb)
+         AS x("resourceId" text, "usageType" text, start timestamptz, "end" timestamptz, "resourceType" text, "projectId" uuid,
+              size float8, "flavorId" uuid, quantity float8, unit text)`,
+      [JSON.stringify(slice.map((r) => ({ resourceId: r.resourceId, usageType: r.usageType, start: r.start, end: r.end, resourceType: r.resourceType, projectId: r.projectId, size: r.size, flavorId: r.flavorId, quantity: r.quantity, unit: r.unit })))],
+    );
+  }
+  for (const p of prices) {
+    const d = p.data as { usageType: string; flavorId: string | null; unitPrice: number; currency: string; effectiveFrom: string };
+    await tx.query(
+      'INSERT INTO usage_prices (position, usage_type, flavor_id, unit_price, currency, effective_from) VALUES ($1, $2, $3, $4, $5, $6)',
+      [p.position, d.usageType, d.flavorId, d.unitPrice, d.currency, d.effectiveFrom],
+    );
+  }
+  return records.map((r) => ({ kind: 'usage', id: usageRecordKey(r), projectId: r.projectId }));
+}
+
+/**
+ * The metering consumer (CloudStack's usage server): lifecycle events in, usage records per resource,
+ * usage type and clock hour out. A projection like the others, so its checkpoint commits with its rows
+ * and `rebuildProjection('usage')` replays it to the same records.
+ */
+export const usageProjection: Projection = {
+  name: USAGE_PROJECTION,
+  tables: ['usage_records', 'usage_open', 'usage_subjects', 'usage_prices'],
+  streamPrefixes: [...usageSources.map((s) => s.streamPrefix), 'meteringclock-', `${PRICE_SHEET_STREAM}`],
+  migrations: [
+    {
+      id: 'projections/usage/001-tables',
+      sql: `
+        CREATE TABLE usage_subjects (id text PRIMARY KEY, doc jsonb NOT NULL);
+        CREATE TABLE usage_open (
+          resource_id text NOT NULL,
+          usage_type text NOT NULL,
+          resource_type text NOT NULL,
+          project_id uuid NOT NULL,
+          size double precision NOT NULL,
+          flavor_id uuid,
+          since timestamptz NOT NULL,
+          PRIMARY KEY (resource_id, usage_type)
+        );
+        CREATE INDEX usage_open_since ON usage_open (since);
+        CREATE TABLE usage_records (
+          resource_id text NOT NULL,
+          usage_type text NOT NULL,
+          start_at timestamptz NOT NULL,
+          end_at timestamptz NOT NULL,
+          resource_type text NOT NULL,
+          project_id uuid NOT NULL,
+          size double precision NOT NULL,
+          flavor_id uuid,
+          quantity double precision NOT NULL,
+          unit text NOT NULL,
+          PRIMARY KEY (resource_id, usage_type, start_at)
+        );
+        CREATE INDEX usage_records_project ON usage_records (project_id, start_at);
+        CREATE TABLE usage_prices (
+          position bigint PRIMARY KEY,
+          usage_type text NOT NULL,
+          flavor_id uuid,
+          unit_price double precision NOT NULL,
+          currency text NOT NULL,
+          effective_from timestamptz NOT NULL
+        );`,
+    },
+  ],
+  apply: (tx, event) => applyUsage(tx, [event]),
+  applyBatch: applyUsage,
+};
