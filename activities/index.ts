@@ -3,9 +3,11 @@ import type { Runtime } from '../server/runtime.js';
 import { actionSteps } from './actionSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
+import { volumeSteps } from './volumeSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
+export type { VolumeContext } from './volumeRecords.js';
 
 /** How often a running activity tells Temporal it is alive; the workflows' heartbeatTimeout is a few times this. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
@@ -19,6 +21,7 @@ export function createActivities(rt: Runtime) {
   const activities = {
     ...bootSteps(rt),
     ...actionSteps(rt),
+    ...volumeSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -4,6 +4,7 @@ import { hostEvents, type HostEvent } from './host.js';
 import { identityEvents, type IdentityEvent } from './identity.js';
 import { instanceEvents, type InstanceEvent } from './instance.js';
 import { operationEvents, type OperationEvent } from './operation.js';
+import { volumeEvents, type VolumeEvent } from './volume.js';
 
 /**
  * Every domain event type and the schema of its data. The event store validates each append against
@@ -15,10 +16,11 @@ export const eventRegistry = {
   ...operationEvents,
   ...catalogEvents,
   ...identityEvents,
+  ...volumeEvents,
 } satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof eventRegistry;
-export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent;
+export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | VolumeEvent;
 
 export const instanceStream = (id: string) => `instance-${id}`;
 export const hostStream = (id: string) => `host-${id}`;
@@ -27,6 +29,7 @@ export const flavorStream = (id: string) => `flavor-${id}`;
 export const imageStream = (id: string) => `image-${id}`;
 export const projectStream = (id: string) => `project-${id}`;
 export const tokenStream = (id: string) => `token-${id}`;
+export const volumeStream = (id: string) => `volume-${id}`;
 
 /** The resource kind and id a stream id names, e.g. `instance-<uuid>` → `{ kind: 'instance', id }`. */
 export function parseStreamId(streamId: string): { kind: string; id: string } | undefined {

@@ -28,6 +28,10 @@ export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> 
   snapshotVm: (d, p, ctx) => d.snapshotVm(p.name, { imageName: p.imageName }, ctx),
   attachVolume: (d, p, ctx) => d.attachVolume(p.name, { volumeId: p.volumeId, sizeGb: p.sizeGb }, ctx),
   detachVolume: (d, p, ctx) => d.detachVolume(p.name, { volumeId: p.volumeId }, ctx),
+  createVolume: (d, p, ctx) =>
+    d.createVolume({ volumeId: p.volumeId, sizeGb: p.sizeGb, ...(p.fromSnapshotId ? { fromSnapshotId: p.fromSnapshotId } : {}) }, ctx),
+  deleteVolume: (d, p, ctx) => d.deleteVolume({ volumeId: p.volumeId, snapshotIds: p.snapshotIds }, ctx),
+  snapshotVolume: (d, p, ctx) => d.snapshotVolume({ volumeId: p.volumeId, snapshotId: p.snapshotId }, ctx),
   migrateReceive: (d, p, ctx) => d.migrateReceive(p.spec, ctx),
   migrateSend: (d, p, ctx) => d.migrateSend(p.name, p.target, ctx),
 };

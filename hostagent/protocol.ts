@@ -4,11 +4,13 @@ import {
   HostCapacity,
   MigrationResult,
   MigrationTarget,
+  PoolVolume,
   Progress,
   SnapshotResult,
   VmInfo,
   VmName,
   VmSpec,
+  VolumeId,
 } from './driver.js';
 
 /**
@@ -93,6 +95,13 @@ export const methods = {
     true,
   ),
   detachVolume: method(byName.extend({ volumeId: z.string().min(1).max(128) }), vmResult, true),
+  createVolume: method(
+    z.object({ volumeId: VolumeId, sizeGb: z.number().int().min(1).max(65536), fromSnapshotId: VolumeId.optional() }),
+    PoolVolume,
+    true,
+  ),
+  deleteVolume: method(z.object({ volumeId: VolumeId, snapshotIds: z.array(VolumeId).max(1000).default([]) }), z.object({ deleted: z.boolean() }), true),
+  snapshotVolume: method(z.object({ volumeId: VolumeId, snapshotId: VolumeId }), PoolVolume, true),
   migrateReceive: method(z.object({ spec: VmSpec }), MigrationTarget, true),
   migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
 } as const;

@@ -8,6 +8,7 @@ import { identityProjection } from './identity.js';
 import { instancesProjection } from './instances.js';
 import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
+import { volumesProjection } from './volumes.js';
 
 
 /** Every read-model projection, by name. */
@@ -17,6 +18,7 @@ export const projections: readonly Projection[] = [
   hostsProjection,
   instancesProjection,
   operationsProjection,
+  volumesProjection,
   auditProjection,
 ];
 

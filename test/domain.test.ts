@@ -108,6 +108,8 @@ const expectedRules: Record<InstanceAction, { from: InstanceState[]; to: Instanc
   MIGRATE: { from: ['RUNNING'], to: 'same' },
   SNAPSHOT: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
   DELETE: { from: ['BUILDING', 'RUNNING', 'STOPPED', 'PAUSED', 'SUSPENDED', 'ERROR'], to: 'DELETED' },
+  ATTACH_VOLUME: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
+  DETACH_VOLUME: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
 };
 
 const requestOf = (action: InstanceAction): { kind: InstanceActionKind; hard?: boolean } =>

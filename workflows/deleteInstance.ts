@@ -1,10 +1,16 @@
+import { patched } from '@temporalio/workflow';
 import { operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
 
-/** Delete: destroy the VM and its disk on the host, give the host's capacity back, record the instance DELETED. */
+/**
+ * Delete: destroy the VM and its disk on the host, detach its volumes (they survive, AVAILABLE), give the
+ * host's capacity back, record the instance DELETED.
+ */
 export async function deleteInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
   try {
     await steps.destroyVm(ctx);
+    // Histories recorded before volumes existed have no such step; they replay without it.
+    if (patched('delete-releases-volumes')) await steps.releaseVolumes(ctx);
     await steps.releaseClaim(ctx);
     await steps.recordTransition(ctx, { step: 'recordDeleted', result: { kind: 'DELETE' } });
   } catch (err) {

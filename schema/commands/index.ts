@@ -16,4 +16,5 @@ export { registerHost, setHostState } from './hosts.js';
 export { createFlavor, registerImage } from './catalog.js';
 export { createProject, createToken } from './identity.js';
 export { retryOperation } from './retryOperation.js';
+export { createVolume, deleteVolume, attachVolume, detachVolume, snapshotVolume, type VolumeResult } from './volumes.js';
 export type { LifecycleResult } from './operations.js';
