@@ -78,7 +78,7 @@ describe('volumes over the GraphQL API, on real PostgreSQL, Temporal and a sim h
     expect(operation).toMatchObject({ kind: 'CREATE_VOLUME', status: 'PENDING', resourceId: v.id });
     expect(v).toMatchObject({ state: 'CREATING', task: 'CREATE_VOLUME' });
     await expect.poll(async () => (await volume(tokens.aMember, v.id))?.state, { timeout: 60_000, interval: 100 }).toBe('AVAILABLE');
-    await expect.poll(() => sub.items.some((r) => r.data?.volumeChanged.id === v.id && r.data.volumeChanged.state === 'AVAILABLE'), { timeout: 10_000 }).toBe(true);
+    await expect.poll(() => sub.items.some((r) => r.data?.volumeChanged.id === v.id && r.data?.volumeChanged.state === 'AVAILABLE'), { timeout: 10_000 }).toBe(true);
 
     const boot = await ok(tokens.aMember, `mutation($i: BootInstanceInput!) { bootInstance(input: $i) { operation { id } instance { id } } }`, { i: { name: 'vm-1', flavorId, imageId } });
     const instanceId = boot.bootInstance.instance.id as string;
