@@ -6,9 +6,12 @@ import { bootSteps } from './bootSteps.js';
 import { operatorSteps } from './operatorSteps.js';
 import { meteringSteps } from './meteringClock.js';
 import { meterSteps } from './meterSamples.js';
+import { volumeSteps } from './volumeSteps.js';
+import { imageFetchSteps } from './imageFetch.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
+export type { VolumeContext } from './volumeRecords.js';
 
 /** How often a running activity tells Temporal it is alive; the workflows' heartbeatTimeout is a few times this. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
@@ -25,6 +28,8 @@ export function createActivities(rt: Runtime) {
     ...operatorSteps(rt),
     ...meteringSteps(rt),
     ...meterSteps(rt),
+    ...volumeSteps(rt),
+    ...imageFetchSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

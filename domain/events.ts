@@ -6,6 +6,8 @@ import { instanceEvents, type InstanceEvent } from './instance.js';
 import { operationEvents, type OperationEvent } from './operation.js';
 import { priceSheetEvents, type PriceSheetEvent } from './priceSheet.js';
 import { usageEvents, type UsageEvent } from './usage.js';
+import { volumeEvents, type VolumeEvent } from './volume.js';
+import { imageEvents, type ImageLifecycleEvent } from './image.js';
 
 /**
  * Every domain event type and the schema of its data. The event store validates each append against
@@ -19,10 +21,21 @@ export const eventRegistry = {
   ...identityEvents,
   ...usageEvents,
   ...priceSheetEvents,
+  ...volumeEvents,
+  ...imageEvents,
 } satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof eventRegistry;
-export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | UsageEvent | PriceSheetEvent;
+export type DomainEvent =
+  | InstanceEvent
+  | HostEvent
+  | OperationEvent
+  | CatalogEvent
+  | IdentityEvent
+  | UsageEvent
+  | PriceSheetEvent
+  | VolumeEvent
+  | ImageLifecycleEvent;
 
 export const instanceStream = (id: string) => `instance-${id}`;
 export const hostStream = (id: string) => `host-${id}`;
@@ -31,6 +44,7 @@ export const flavorStream = (id: string) => `flavor-${id}`;
 export const imageStream = (id: string) => `image-${id}`;
 export const projectStream = (id: string) => `project-${id}`;
 export const tokenStream = (id: string) => `token-${id}`;
+export const volumeStream = (id: string) => `volume-${id}`;
 
 /** The resource kind and id a stream id names, e.g. `instance-<uuid>` → `{ kind: 'instance', id }`. */
 export function parseStreamId(streamId: string): { kind: string; id: string } | undefined {

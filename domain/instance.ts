@@ -25,7 +25,9 @@ export const TaskOutcome = z.enum(['SUCCEEDED', 'FAILED', 'CANCELED']);
 export type TaskOutcome = z.infer<typeof TaskOutcome>;
 
 /** The operation kinds that act on an existing instance (BOOT creates one; volumes and IPs have their own). */
-export const InstanceActionKind = z.enum(['START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE']);
+export const InstanceActionKind = z.enum([
+  'START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE', 'ATTACH_VOLUME', 'DETACH_VOLUME',
+]);
 export type InstanceActionKind = z.infer<typeof InstanceActionKind>;
 
 const Op = { operationId: Id, at: Timestamp };
@@ -91,6 +93,8 @@ export type InstanceDeciderState = Instance | null;
 /** The payload an action's completion records, by kind; RESIZE, MIGRATE and SNAPSHOT say what changed. */
 export type TransitionResult =
   | { kind: 'START' | 'STOP' | 'PAUSE' | 'UNPAUSE' | 'SUSPEND' | 'RESUME' | 'DELETE' }
+  /** The attachment itself is recorded on the volume's stream; the instance only held the task. */
+  | { kind: 'ATTACH_VOLUME' | 'DETACH_VOLUME' }
   | { kind: 'REBOOT'; hard: boolean }
   | { kind: 'RESIZE'; flavor: FlavorSnapshot }
   | { kind: 'MIGRATE'; hostId: string }
@@ -156,7 +160,7 @@ function requireTask(state: InstanceDeciderState, operationId: string): Instance
   return state;
 }
 
-const transitionEvent = (r: TransitionResult & { operationId: string; at: string }, from: Instance): InstanceEvent => {
+const transitionEvent = (r: TransitionResult & { operationId: string; at: string }, from: Instance): InstanceEvent | null => {
   const { operationId, at } = r;
   switch (r.kind) {
     case 'START': return { type: 'InstanceStarted', data: { operationId, at } };
@@ -170,6 +174,7 @@ const transitionEvent = (r: TransitionResult & { operationId: string; at: string
     case 'MIGRATE': return { type: 'InstanceMigrated', data: { operationId, at, fromHostId: from.hostId, hostId: r.hostId } };
     case 'SNAPSHOT': return { type: 'InstanceSnapshotted', data: { operationId, at, imageId: r.imageId } };
     case 'DELETE': return { type: 'InstanceDeleted', data: { operationId, at } };
+    case 'ATTACH_VOLUME': case 'DETACH_VOLUME': return null;
   }
 };
 
@@ -214,7 +219,8 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
       if (instance.task !== command.data.kind) {
         throw new StratusError('CONFLICT', `instance ${instance.id} runs ${instance.task}, not ${command.data.kind}`);
       }
-      return [transitionEvent(command.data, instance)];
+      const event = transitionEvent(command.data, instance);
+      return event ? [event] : [];
     }
     case 'recordFailure': {
       const { operationId, code, message, at } = command.data;

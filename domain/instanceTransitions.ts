@@ -7,6 +7,7 @@ export type InstanceState = z.infer<typeof InstanceState>;
 export const OperationKind = z.enum([
   'BOOT', 'START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE',
   'CREATE_VOLUME', 'DELETE_VOLUME', 'ATTACH_VOLUME', 'DETACH_VOLUME', 'ALLOCATE_IP', 'RELEASE_IP',
+  'SNAPSHOT_VOLUME',
 ]);
 export type OperationKind = z.infer<typeof OperationKind>;
 
@@ -16,6 +17,7 @@ export type OperationKind = z.infer<typeof OperationKind>;
  */
 export const InstanceAction = z.enum([
   'START', 'STOP', 'REBOOT', 'HARD_REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE',
+  'ATTACH_VOLUME', 'DETACH_VOLUME',
 ]);
 export type InstanceAction = z.infer<typeof InstanceAction>;
 
@@ -35,6 +37,8 @@ const S = InstanceState.enum;
  *   all three leave the state as it was.
  * - DELETE from every state but DELETED, including BUILDING and ERROR, so nothing is ever stuck.
  * - BUILDING allows nothing but DELETE, and only once the boot's task has finished (one action at a time).
+ * - ATTACH_VOLUME and DETACH_VOLUME hold the instance as well as the volume, so a delete never races an
+ *   attach; from STOPPED or PAUSED they are cold (the VM picks the volume up at its next start).
  */
 export const instanceTransitions = {
   START: { from: [S.STOPPED], to: S.RUNNING },
@@ -49,6 +53,8 @@ export const instanceTransitions = {
   MIGRATE: { from: [S.RUNNING], to: 'same' },
   SNAPSHOT: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
   DELETE: { from: [S.BUILDING, S.RUNNING, S.STOPPED, S.PAUSED, S.SUSPENDED, S.ERROR], to: S.DELETED },
+  ATTACH_VOLUME: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
+  DETACH_VOLUME: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
 } as const satisfies Record<InstanceAction, { from: readonly InstanceState[]; to: InstanceState | 'same' }>;
 
 /** The instance action an operation of `kind` performs, or undefined for kinds that are not instance actions. */

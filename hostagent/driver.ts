@@ -33,6 +33,9 @@ export const VmSpec = z.object({
 export type VmSpec = z.infer<typeof VmSpec>;
 export type VmSpecInput = z.input<typeof VmSpec>;
 
+/** A volume or snapshot id: a file name in the pool, so no path separators. */
+export const VolumeId = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'a volume id is 1-128 letters, digits, _ . -');
+
 export const VolumeInfo = z.object({ volumeId: z.string(), device: z.string(), path: z.string().optional() });
 
 export const VmInfo = z.object({
@@ -126,6 +129,9 @@ export class AgentError extends Error {
 
 export const SnapshotResult = z.object({ imagePath: z.string(), sizeBytes: z.number().int().min(0) });
 export type SnapshotResult = z.infer<typeof SnapshotResult>;
+/** A volume file in the shared storage pool, as the host sees it. */
+export const PoolVolume = z.object({ volumeId: z.string(), path: z.string(), sizeBytes: z.number().int().min(0) });
+export type PoolVolume = z.infer<typeof PoolVolume>;
 export const MigrationTarget = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
 export type MigrationTarget = z.infer<typeof MigrationTarget>;
 export const MigrationResult = z.object({
@@ -137,6 +143,8 @@ export type MigrationResult = z.infer<typeof MigrationResult>;
 
 export interface HypervisorDriver {
   readonly kind: 'sim' | 'qemu';
+  /** Where the host caches base images by checksum (hostagent/imageCache.ts). */
+  readonly imageCacheDir: string;
   /** Called once at agent start: load state, re-attach to running VMs, probe the accelerator. */
   init(): Promise<void>;
   hostInfo(): Promise<HostCapacity>;
@@ -155,6 +163,12 @@ export interface HypervisorDriver {
   snapshotVm(name: string, opts: { imageName: string }, ctx: CallContext): Promise<SnapshotResult>;
   attachVolume(name: string, opts: { volumeId: string; sizeGb: number }, ctx: CallContext): Promise<VmInfo>;
   detachVolume(name: string, opts: { volumeId: string }, ctx: CallContext): Promise<VmInfo>;
+  /** Makes a volume file in the shared storage pool, blank or a copy of a snapshot; an existing one is kept. */
+  createVolume(opts: { volumeId: string; sizeGb: number; fromSnapshotId?: string }, ctx: CallContext): Promise<PoolVolume>;
+  /** Removes a volume and its snapshots from the pool; one that is not there is not an error. */
+  deleteVolume(opts: { volumeId: string; snapshotIds: string[] }, ctx: CallContext): Promise<{ deleted: boolean }>;
+  /** A point-in-time copy of a detached volume, kept in the pool under the snapshot's id. */
+  snapshotVolume(opts: { volumeId: string; snapshotId: string }, ctx: CallContext): Promise<PoolVolume>;
   /** Destination side: start a paused VM waiting for an incoming migration; returns where to send it. */
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget>;
   /** Source side: send the VM; on success the source is cleaned up, on failure it keeps running here. */

@@ -5,6 +5,7 @@ import type { Projection, StratusEvent } from './projection.js';
 function projectNamedBy(event: StratusEvent): string | null {
   switch (event.type) {
     case 'InstanceBootRequested':
+    case 'VolumeCreateRequested':
     case 'OperationRequested':
     case 'TokenCreated':
       return event.data.projectId;

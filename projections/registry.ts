@@ -10,6 +10,7 @@ import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
 import { usageProjection } from './usage.js';
 import { meterMigrations } from './meterTables.js';
+import { volumesProjection } from './volumes.js';
 
 
 /** Every read-model projection, by name. */
@@ -19,6 +20,7 @@ export const projections: readonly Projection[] = [
   hostsProjection,
   instancesProjection,
   operationsProjection,
+  volumesProjection,
   auditProjection,
   usageProjection,
 ];

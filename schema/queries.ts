@@ -3,6 +3,7 @@ import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
 import { parseInput } from './errors.js';
 import { FailedOperationsArgs, failedOperationsPage } from './failedOperations.js';
+import { imagesVisibleTo } from './imageTypes.js';
 import {
   EventType,
   FlavorType,
@@ -15,7 +16,6 @@ import {
   OperationKindEnum,
   OperationStatusEnum,
   OperationType,
-  VolumeType,
 } from './types.js';
 
 const InstanceFilter = builder.inputType('InstanceFilter', {
@@ -67,8 +67,12 @@ builder.queryType({
       resolve: (_r, { id }, ctx) => read.hostById(ctx.rt, String(id)),
     }),
     flavors: t.field({ type: [FlavorType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allFlavors(ctx.rt) }),
-    images: t.field({ type: [ImageType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allImages(ctx.rt) }),
-    volumes: t.field({ type: [VolumeType], authScopes: { reader: true }, description: 'Volumes come with a later issue: empty for now.', resolve: () => [] }),
+    images: t.field({
+      type: [ImageType],
+      authScopes: { reader: true },
+      description: "PUBLIC images and the caller's project's PRIVATE ones.",
+      resolve: async (_r, _a, ctx) => (await imagesVisibleTo(ctx.rt, callerOf(ctx))) as unknown as Awaited<ReturnType<typeof read.allImages>>,
+    }),
     networks: t.field({ type: [NetworkType], authScopes: { reader: true }, description: 'Networks come with a later issue: empty for now.', resolve: () => [] }),
     operation: t.field({
       type: OperationType,

@@ -124,7 +124,7 @@ describe('instance lifecycle through the command layer, on real Temporal, Postgr
 
     const del = await commands.deleteInstance(rt, caller, { id });
     const deleted = await settled(rt, del.operation.id);
-    expect(deleted.steps.map((s) => s.name)).toEqual(['destroyVm', 'releaseClaim', 'recordDeleted']);
+    expect(deleted.steps.map((s) => s.name)).toEqual(['destroyVm', 'releaseVolumes', 'releaseClaim', 'recordDeleted']);
     expect((await instanceOf(rt, id)).state).toBe('DELETED');
     expect((await hostOf(rt, hostId)).claims[id]).toBeUndefined();
     await expect(vmState(id)).rejects.toMatchObject({ code: 'NOT_FOUND' });

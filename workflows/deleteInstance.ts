@@ -1,11 +1,17 @@
+import { patched } from '@temporalio/workflow';
 import { eventSteps, operationContext, recordFailure, steps, type OperationInput } from './runbook.js';
 
-/** Delete: destroy the VM and its disk on the host, give the host's capacity back, record the instance DELETED. */
+/**
+ * Delete: destroy the VM and its disk on the host, detach its volumes (they survive, AVAILABLE), give the
+ * host's capacity back, record the instance DELETED.
+ */
 export async function deleteInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
   const record = eventSteps();
   try {
     await steps.destroyVm(ctx);
+    // Histories recorded before volumes existed have no such step; they replay without it.
+    if (patched('delete-releases-volumes')) await steps.releaseVolumes(ctx);
     await record.releaseClaim(ctx);
     await record.recordTransition(ctx, { step: 'recordDeleted', result: { kind: 'DELETE' } });
   } catch (err) {

@@ -16,6 +16,8 @@ export { registerHost, setHostState } from './hosts.js';
 export { createFlavor, registerImage } from './catalog.js';
 export { createProject, createToken } from './identity.js';
 export { retryOperation } from './retryOperation.js';
+export { createVolume, deleteVolume, attachVolume, detachVolume, snapshotVolume, type VolumeResult } from './volumes.js';
+export { createImage, deleteImage } from './images.js';
 export type { LifecycleResult } from './operations.js';
 export { resetOperation } from './resetOperation.js';
 export { setPrice } from './metering.js';

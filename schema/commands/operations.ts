@@ -33,6 +33,11 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   SUSPEND: 'suspendInstance',
   RESUME: 'resumeInstance',
   DELETE: 'deleteInstance',
+  CREATE_VOLUME: 'createVolume',
+  DELETE_VOLUME: 'deleteVolume',
+  ATTACH_VOLUME: 'attachVolume',
+  DETACH_VOLUME: 'detachVolume',
+  SNAPSHOT_VOLUME: 'snapshotVolume',
 };
 
 export const now = () => new Date().toISOString();

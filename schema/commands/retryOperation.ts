@@ -5,6 +5,7 @@ import { instanceStream, operationStream } from '../../domain/events.js';
 import type { Caller } from '../../domain/identity.js';
 import { decideInstance, instanceDecider, InstanceActionKind, type Instance } from '../../domain/instance.js';
 import { decideOperation, operationDecider, type Operation } from '../../domain/operation.js';
+import { VolumeActionKind } from '../../domain/volume.js';
 import { decideAndAppend } from '../../activities/events.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireAdmin } from './access.js';
@@ -30,6 +31,10 @@ export async function retryOperation(rt: Runtime, caller: Caller, input: { id: s
   if (!op) throw new StratusError('NOT_FOUND', `operation ${input.id} not found`, { id: input.id });
   if (op.status !== 'FAILED') throw new StratusError('CONFLICT', `operation ${op.id} is ${op.status}; only a FAILED operation can be retried`, { id: op.id, status: op.status });
   const kind = InstanceActionKind.safeParse(op.kind);
+  if (VolumeActionKind.safeParse(op.kind).success) {
+    // A failed volume action has released its volume and compensated: the caller simply asks again.
+    throw new StratusError('CONFLICT', `a failed ${op.kind} is not retried: request the volume action again`, { id: op.id, kind: op.kind });
+  }
   if (!kind.success) {
     throw new StratusError('CONFLICT', `a failed ${op.kind} cannot be retried: delete the instance and boot a new one`, { id: op.id, kind: op.kind });
   }

@@ -22,5 +22,7 @@ export const QemuOptions = z.object({
   migrationListen: z.string().default('127.0.0.1'),
   migrationAdvertise: z.string().optional(),
   uefiFirmware: z.string().optional(),
+  /** The shared storage pool (the same path on every host); <stateDir>/volumes when unset. */
+  storagePool: z.string().optional(),
 });
 export type QemuOptions = z.infer<typeof QemuOptions>;

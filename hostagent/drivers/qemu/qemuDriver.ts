@@ -4,7 +4,7 @@ import { componentLog } from '../../../server/log.js';
 import {
   AgentError, VmName,
   type CallContext, type HostCapacity, type HypervisorDriver, type MigrationResult, type MigrationTarget,
-  type Resources, type SnapshotResult, type VmInfo, type VmSample, type VmSpec,
+  type PoolVolume, type Resources, type SnapshotResult, type VmInfo, type VmSample, type VmSpec,
 } from '../../driver.js';
 import { nextVmState, type VmAction, type VmState } from '../../vmStates.js';
 import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } from './commandLine.js';
@@ -14,6 +14,7 @@ import type { QmpClient } from './qmp.js';
 import { createDisk, ensureVolumeFile, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
 import { VmLifecycle } from './vmLifecycle.js';
 import { sampleQemuVm } from './vmSamples.js';
+import { VolumePool } from './volumePool.js';
 import { connectQmp, isQemuAlive, killHard, readPid, readRecord, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
 
 const log = componentLog('qemu-driver');
@@ -21,7 +22,7 @@ const log = componentLog('qemu-driver');
 /**
  * The QEMU driver: one daemonized QEMU per running VM, driven over QMP. Files live in
  * <stateDir>/vms/<name>/ (vm.json, spec.json, disk.qcow2, console.log, qmp.sock, qemu.pid), images in
- * <stateDir>/images and volumes in <stateDir>/volumes. The record says what the driver asked for, the
+ * <stateDir>/images and volumes in the shared storage pool (the `storagePool` option; <stateDir>/volumes by default). The record says what the driver asked for, the
  * live process says what is; see `stateOf`.
  */
 export class QemuDriver implements HypervisorDriver {
@@ -33,6 +34,8 @@ export class QemuDriver implements HypervisorDriver {
   private readonly qmps = new Map<string, QmpClient>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly lifecycle: VmLifecycle;
+  readonly pool: VolumePool;
+  readonly imageCacheDir: string;
 
   constructor(
     readonly stateDir: string,
@@ -40,10 +43,13 @@ export class QemuDriver implements HypervisorDriver {
   ) {
     this.options = QemuOptions.parse(rawOptions);
     this.lifecycle = new VmLifecycle(this);
+    this.pool = new VolumePool(this.options.storagePool ?? join(stateDir, 'volumes'));
+    this.imageCacheDir = join(stateDir, 'image-cache');
   }
 
   async init(): Promise<void> {
-    for (const d of ['vms', 'images', 'volumes']) mkdirSync(join(this.stateDir, d), { recursive: true });
+    for (const d of ['vms', 'images']) mkdirSync(join(this.stateDir, d), { recursive: true });
+    mkdirSync(this.pool.dir, { recursive: true });
     this.capacity = parseCapacity(this.options.capacity, hostResources(this.stateDir));
     if (this.options.accel === 'auto') {
       const probe = await probeKvm({ kernel: this.options.probeKernel, timeoutMs: this.options.probeTimeoutMs });
@@ -191,7 +197,7 @@ export class QemuDriver implements HypervisorDriver {
       if (live && this.options.machine === 'microvm') {
         throw new AgentError('INVALID_STATE', 'microvm has no hot-plug: stop the VM to attach a volume');
       }
-      const volume = { volumeId: opts.volumeId, sizeGb: opts.sizeGb, path: join(this.stateDir, 'volumes', `${opts.volumeId}.qcow2`), slot };
+      const volume = { volumeId: opts.volumeId, sizeGb: opts.sizeGb, path: this.pool.volumePath(opts.volumeId), slot };
       ctx.progress({ message: 'creating the volume' });
       await ensureVolumeFile(volume.path, opts.sizeGb);
       if (live) await hotplugVolume(await this.qmpOf(name), volume);
@@ -210,6 +216,25 @@ export class QemuDriver implements HypervisorDriver {
       }
       writeRecord(this.paths(name), { ...rec, volumes: rec.volumes.filter((v) => v !== volume) });
     });
+  }
+
+  createVolume(opts: { volumeId: string; sizeGb: number; fromSnapshotId?: string }, ctx: CallContext): Promise<PoolVolume> {
+    return this.locked(`volume:${opts.volumeId}`, () => this.pool.create(opts, ctx));
+  }
+
+  deleteVolume(opts: { volumeId: string; snapshotIds: string[] }): Promise<{ deleted: boolean }> {
+    return this.locked(`volume:${opts.volumeId}`, async () => {
+      for (const other of this.vmNames()) {
+        if (readRecord(this.paths(other))?.volumes.some((v) => v.volumeId === opts.volumeId)) {
+          throw new AgentError('INVALID_STATE', `volume ${opts.volumeId} is attached to ${other}`);
+        }
+      }
+      return this.pool.delete(opts);
+    });
+  }
+
+  snapshotVolume(opts: { volumeId: string; snapshotId: string }, ctx: CallContext): Promise<PoolVolume> {
+    return this.locked(`volume:${opts.volumeId}`, () => this.pool.snapshot(opts, ctx));
   }
 
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {

@@ -8,6 +8,7 @@ import {
   type HypervisorDriver,
   type MigrationResult,
   type MigrationTarget,
+  type PoolVolume,
   type Resources,
   type SnapshotResult,
   type VmSample,
@@ -38,6 +39,7 @@ export class SimDriver implements HypervisorDriver {
   private readonly capacity: Resources;
   private readonly faults: SimFaultInjector;
   private readonly incoming = new Map<string, Server>();
+  readonly imageCacheDir: string;
 
   constructor(
     private readonly stateDir: string,
@@ -45,6 +47,7 @@ export class SimDriver implements HypervisorDriver {
   ) {
     this.capacity = SimCapacity.parse(options);
     this.faults = new SimFaultInjector(stateDir, options);
+    this.imageCacheDir = join(stateDir, 'image-cache');
   }
 
   async init() {
@@ -133,6 +136,44 @@ export class SimDriver implements HypervisorDriver {
       say(vm, `volume ${opts.volumeId} detached`);
       return vm.info;
     });
+  }
+
+  /** The sim's pool is a table in its state file; a file that is there already is kept, as on qemu. */
+  async createVolume(opts: { volumeId: string; sizeGb: number; fromSnapshotId?: string }, ctx: CallContext): Promise<PoolVolume> {
+    return this.once(ctx, async () => {
+      if (opts.fromSnapshotId && !this.store.state.volumes[opts.fromSnapshotId]) {
+        throw new AgentError('NOT_FOUND', `snapshot ${opts.fromSnapshotId} is not in the pool`);
+      }
+      await this.faults.apply('createVolume', opts.volumeId, ctx);
+      this.store.state.volumes[opts.volumeId] ??= { sizeGb: opts.sizeGb };
+      return this.poolVolume(opts.volumeId);
+    });
+  }
+
+  async deleteVolume(opts: { volumeId: string; snapshotIds: string[] }, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      const user = Object.values(this.store.state.vms).find((vm) => vm.info.volumes.some((v) => v.volumeId === opts.volumeId));
+      if (user) throw new AgentError('INVALID_STATE', `volume ${opts.volumeId} is attached to ${user.info.name}`);
+      await this.faults.apply('deleteVolume', opts.volumeId, ctx);
+      const existed = this.store.state.volumes[opts.volumeId] !== undefined;
+      for (const id of [opts.volumeId, ...opts.snapshotIds]) delete this.store.state.volumes[id];
+      return { deleted: existed };
+    });
+  }
+
+  async snapshotVolume(opts: { volumeId: string; snapshotId: string }, ctx: CallContext): Promise<PoolVolume> {
+    return this.once(ctx, async () => {
+      const source = this.store.state.volumes[opts.volumeId];
+      if (!source) throw new AgentError('NOT_FOUND', `volume ${opts.volumeId} is not in the pool`);
+      await this.faults.apply('snapshotVolume', opts.volumeId, ctx);
+      this.store.state.volumes[opts.snapshotId] ??= { sizeGb: source.sizeGb, snapshotOf: opts.volumeId };
+      return this.poolVolume(opts.snapshotId);
+    });
+  }
+
+  private poolVolume(id: string): PoolVolume {
+    const v = this.store.state.volumes[id]!;
+    return { volumeId: id, path: join(this.stateDir, 'sim', 'pool', `${id}.qcow2`), sizeBytes: v.sizeGb * 1024 * 1024 };
   }
 
   async migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {

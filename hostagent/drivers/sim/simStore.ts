@@ -9,8 +9,12 @@ export type SimVm = z.infer<typeof SimVm>;
 /** Keys of calls whose change is in this file, with their results: the change and its outcome commit together. */
 const Applied = z.object({ key: z.string(), result: z.unknown(), at: z.number() });
 
+/** A volume or snapshot file of the pool, as the sim pretends to keep it. */
+export const SimVolume = z.object({ sizeGb: z.number().int(), snapshotOf: z.string().optional() });
+
 export const SimState = z.object({
   vms: z.record(z.string(), SimVm).default({}),
+  volumes: z.record(z.string(), SimVolume).default({}),
   applied: z.array(Applied).default([]),
 });
 export type SimState = z.infer<typeof SimState>;
