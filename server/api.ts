@@ -6,6 +6,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { migrateProjections } from '../projections/index.js';
 import { authenticate, bearerToken, ChangeFeed, stratusSchema, toGraphQLError, type Context } from '../schema/index.js';
+import { consoleSite } from './console.js';
 import { componentLog } from './log.js';
 import type { Runtime } from './runtime.js';
 
@@ -44,6 +45,7 @@ type WsInitial = { connectionParams?: Record<string, unknown>; req?: IncomingMes
 export async function startApi(rt: Runtime, options: { port: number; host?: string }): Promise<{ url: string; close(): Promise<void> }> {
   await migrateProjections(rt.db);
   const changes = await ChangeFeed.start(rt.db);
+  const webConsole = await consoleSite();
 
   const yoga = createYoga<{ req?: IncomingMessage; res?: ServerResponse } & WsInitial, Context>({
     schema: stratusSchema(),
@@ -70,6 +72,7 @@ export async function startApi(rt: Runtime, options: { port: number; host?: stri
       });
       return;
     }
+    if (webConsole(req, res)) return;
     void yoga.handle(req, res);
   });
 
