@@ -79,7 +79,8 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     rt = await testRuntime('console_e', { adminToken: ADMIN });
     runner = await startProjections(rt);
     worker = await startWorker(rt, { taskQueue: rt.config.taskQueue });
-    agent = await startAgentProcess({ authorizedKeys: [readFileSync(`${rt.config.sshKeyPath}.pub`, 'utf8')] });
+    // A modest host, so the allocation bars on the hosts page show something.
+    agent = await startAgentProcess({ driverOptions: { vcpus: 8, memoryMb: 16_384, diskGb: 200 }, authorizedKeys: [readFileSync(`${rt.config.sshKeyPath}.pub`, 'utf8')] });
     api = await startApi(rt, { port: 0 });
     base = api.url.replace(/\/graphql$/, '/');
 
@@ -246,7 +247,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'sim-1' }) });
     await card.getByText('UP', { exact: true }).waitFor();
     // web-1 is stopped but keeps its claim on the host: one m1.tiny allocated.
-    expect(await card.getByRole('meter', { name: 'Memory allocated' }).getAttribute('aria-valuetext')).toBe('512 MB of 1 TB');
+    expect(await card.getByRole('meter', { name: 'Memory allocated' }).getAttribute('aria-valuetext')).toBe('512 MB of 16 GB');
     await page.screenshot({ path: join(screenshots, 'hosts.png'), fullPage: true });
 
     await card.getByRole('button', { name: 'Enter maintenance' }).click();
@@ -298,5 +299,27 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await phone.page.getByRole('rowheader', { name: 'STOP' }).waitFor();
     await phone.page.screenshot({ path: join(screenshots, 'operations-phone.png'), fullPage: true });
     await phone.context.close();
+  });
+
+  it('an admin sees a failed operation with its failing step, retries it from the list, and watches it succeed', async () => {
+    faults({ failMethods: ['pauseVm'] });
+    const dbId = (await gql(api.url, tokens.aMember, '{ instances(filter: {name: "db-1"}) { edges { node { id } } } }')).data!.instances.edges[0].node.id as string;
+    const paused = await gql(api.url, tokens.aMember, 'mutation($id: ID!) { pauseInstance(input: {id: $id}) { operation { id } } }', { id: dbId });
+    const opId = paused.data!.pauseInstance.operation.id as string;
+
+    const { context, page } = await signedIn(ADMIN);
+    await page.getByRole('link', { name: 'Operations' }).click();
+    const row = page.locator(`tr[data-operation-id="${opId}"]`);
+    await row.getByText('FAILED', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await row.getByRole('cell').nth(2).textContent()).toMatch(/^pauseVm.*injected pauseVm failure/);
+    await page.screenshot({ path: join(screenshots, 'operations.png'), fullPage: true });
+
+    faults({});
+    await row.getByRole('button', { name: 'Retry' }).click();
+    await row.getByText('SUCCEEDED', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await row.getByRole('button', { name: 'Retry' }).count()).toBe(0);
+    expect(await sameDocument(page)).toBe('same document');
+    expect((await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state } }', { id: dbId })).data!.instance.state).toBe('PAUSED');
+    await context.close();
   });
 });
