@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { extname, join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { componentLog } from './log.js';
@@ -27,17 +27,18 @@ const types: Record<string, string> = {
  * never serves a half-written build and two processes building at once (two first starts) both end
  * with one whole build, whichever rename wins.
  */
-export async function buildConsole(options: { replace?: boolean } = {}): Promise<void> {
+export async function buildConsole(options: { into?: string; replace?: boolean } = {}): Promise<void> {
   const { build } = await import('vite');
-  const outDir = await mkdtemp(join(consoleDir, '.dist-'));
+  const into = options.into ?? consoleDist;
+  const outDir = await mkdtemp(join(dirname(into), '.dist-'));
   try {
     await build({ configFile: join(consoleDir, 'vite.config.ts'), build: { outDir, emptyOutDir: true }, logLevel: 'warn' });
-    if (options.replace && existsSync(consoleDist)) {
+    if (options.replace && existsSync(into)) {
       const old = `${outDir}-old`;
-      await rename(consoleDist, old).catch(() => {});
+      await rename(into, old).catch(() => {});
       await rm(old, { recursive: true, force: true });
     }
-    await rename(outDir, consoleDist).catch((e: NodeJS.ErrnoException) => {
+    await rename(outDir, into).catch((e: NodeJS.ErrnoException) => {
       // Another process put its build there first (ENOTEMPTY/EEXIST): that one is whole too.
       if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST') throw e;
     });
@@ -53,17 +54,17 @@ interface Asset {
   immutable: boolean;
 }
 
-function loadAssets(): Map<string, Asset> {
+function loadAssets(dist: string): Map<string, Asset> {
   const assets = new Map<string, Asset>();
   const add = (urlPath: string, file: string, immutable: boolean) => {
     const body = readFileSync(file);
     assets.set(urlPath, { body, gzip: gzipSync(body), type: types[extname(file)] ?? 'application/octet-stream', immutable });
   };
-  add('/', join(consoleDist, 'index.html'), false);
-  for (const entry of readdirSync(consoleDist, { withFileTypes: true })) {
-    if (entry.isFile() && entry.name !== 'index.html') add(`/${entry.name}`, join(consoleDist, entry.name), false);
+  add('/', join(dist, 'index.html'), false);
+  for (const entry of readdirSync(dist, { withFileTypes: true })) {
+    if (entry.isFile() && entry.name !== 'index.html') add(`/${entry.name}`, join(dist, entry.name), false);
   }
-  const assetDir = join(consoleDist, 'assets');
+  const assetDir = join(dist, 'assets');
   if (existsSync(assetDir)) for (const name of readdirSync(assetDir)) add(`/assets/${name}`, join(assetDir, name), true);
   return assets;
 }
@@ -76,11 +77,11 @@ export type ConsoleHandler = (req: IncomingMessage, res: ServerResponse) => bool
  * without `npm install`) is built here once, with a message saying so; if that fails the API still
  * starts and `/` says how to build the console.
  */
-export async function consoleSite(): Promise<ConsoleHandler> {
-  if (!existsSync(join(consoleDist, 'index.html'))) {
-    log.warn({ dir: consoleDist }, 'the web console is not built yet (npm install builds it): building it now with Vite, once');
+export async function consoleSite(dist = consoleDist): Promise<ConsoleHandler> {
+  if (!existsSync(join(dist, 'index.html'))) {
+    log.warn({ dir: dist }, 'the web console is not built yet (npm install builds it): building it now with Vite, once');
     try {
-      await buildConsole();
+      await buildConsole({ into: dist });
     } catch (err) {
       log.error({ err }, 'could not build the web console; run `npm run build:console`');
       return (req, res) => {
@@ -91,7 +92,7 @@ export async function consoleSite(): Promise<ConsoleHandler> {
       };
     }
   }
-  const assets = loadAssets();
+  const assets = loadAssets(dist);
   return (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const path = (req.url ?? '/').split('?')[0]!;

@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -7,7 +10,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProjections, type ProjectionRunner } from '../projections/index.js';
 import { startApi } from '../server/api.js';
-import { buildConsole, consoleDist } from '../server/console.js';
+import { buildConsole, consoleDir, consoleDist, consoleSite } from '../server/console.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import { gql } from './support/graphqlClient.js';
@@ -18,6 +21,19 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const screenshots = join(repoRoot, '.tmp', 'console-screenshots');
 const ADMIN = `admin-${randomUUID()}`;
 const CHROMIUM = process.env.STRATUS_CHROMIUM ?? '/usr/bin/chromium';
+
+const newestMtime = (path: string): number =>
+  statSync(path).isDirectory() ? Math.max(0, ...readdirSync(path).map((f) => newestMtime(join(path, f)))) : statSync(path).mtimeMs;
+
+/**
+ * `npm ci` builds console/dist; a developer who changed the console since gets a fresh build here, so
+ * the test never runs against stale assets (and a clean CI run never swaps the build under other tests).
+ */
+async function ensureFreshConsole(): Promise<void> {
+  const built = join(consoleDist, 'index.html');
+  const sources = [join(consoleDir, 'src'), join(consoleDir, 'index.html'), join(consoleDir, 'vite.config.ts'), join(repoRoot, 'domain', 'instanceTransitions.ts')];
+  if (!existsSync(built) || Math.max(...sources.map(newestMtime)) > statSync(built).mtimeMs) await buildConsole({ replace: true });
+}
 
 /**
  * The web console in a real browser (Debian's chromium through playwright-core) against a real stack:
@@ -75,7 +91,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
   const recorded = (page: Page, key: string) => page.evaluate((key) => (window as unknown as Record<string, string[]>)[key] ?? [], key);
 
   beforeAll(async () => {
-    await buildConsole({ replace: true });
+    await ensureFreshConsole();
     rt = await testRuntime('console_e', { adminToken: ADMIN });
     runner = await startProjections(rt);
     worker = await startWorker(rt, { taskQueue: rt.config.taskQueue });
@@ -128,6 +144,32 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const assets = readdirSync(join(consoleDist, 'assets'));
     const gzipBytes = (ext: string) => assets.filter((f) => f.endsWith(ext)).reduce((n, f) => n + gzipSync(readFileSync(join(consoleDist, 'assets', f))).length, 0);
     console.log(JSON.stringify({ consoleBundle: { jsGzipBytes: gzipBytes('.js'), cssGzipBytes: gzipBytes('.css') } }));
+  });
+
+  it('the API tells a console who the token is, lists projects to admins only, and nothing else of other projects', async () => {
+    expect((await gql(api.url, tokens.aReader, '{ viewer { role project { name } } }')).data).toEqual({ viewer: { role: 'READER', project: { name: 'alpha' } } });
+    expect((await gql(api.url, ADMIN, '{ projects { name } }')).data!.projects.map((p: { name: string }) => p.name)).toEqual(['alpha', 'bravo']);
+    const refused = await gql(api.url, tokens.aMember, '{ projects { name } }');
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await gql(api.url, undefined, '{ viewer { role } }')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('an API that finds no console build makes one on its first start and serves it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stratus-console-'));
+    try {
+      const site = await consoleSite(join(dir, 'dist'));
+      const server = createServer((req, res) => site(req, res) || (res.writeHead(404), res.end()));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const at = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const index = await fetch(`${at}/`);
+      expect(index.status).toBe(200);
+      expect(await index.text()).toContain('<div id="app">');
+      expect((await fetch(`${at}/graphql`)).status).toBe(404);
+      expect(readdirSync(dir)).toEqual(['dist']);
+      server.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a bad token is refused on the sign-in form, with the reason', async () => {
@@ -227,6 +269,10 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await detail.getByRole('heading', { name: /web-1\s*STOPPED/, level: 1 }).waitFor();
     await page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'web-1' }) }).getByText('STOPPED', { exact: true }).waitFor();
     expect(await detail.getByRole('table', { name: 'Audit events' }).getByText('InstanceStopped').count()).toBeGreaterThan(0);
+    // The serial console's tail on the page is what the API reads from the host agent.
+    const log = (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { consoleLog(lines: 50) } }', { id: instanceId })).data!.instance.consoleLog as string;
+    expect(log).toContain('stopped');
+    await expect.poll(() => detail.getByRole('region', { name: 'Serial console' }).locator('pre').textContent()).toBe(log);
     await detail.screenshot({ path: join(screenshots, 'instance.png'), fullPage: true });
     faults({});
   });
