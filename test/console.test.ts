@@ -252,10 +252,22 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect(await detail.getByRole('article', { name: /^STOP operation/ }).count()).toBe(0);
     await recordTexts(detail, 'article[aria-label^="STOP operation"] ol', 'stopSteps');
 
-    await page.getByRole('button', { name: 'Actions for web-1' }).click();
-    await page.getByRole('menuitem', { name: 'Stop' }).click();
+    // By keyboard alone: Enter opens the menu on its first item (Stop, for a running instance), Enter
+    // picks it, and the confirmation's focused button is the action itself.
+    await page.getByRole('button', { name: 'Actions for web-1' }).focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
+    // What a running instance allows, by the domain's table (migrate and the rest join as their mutations land).
+    const items = await page.getByRole('menu', { name: 'Actions for web-1' }).getByRole('menuitem').allTextContents();
+    expect(items).toEqual(expect.arrayContaining(['Stop', 'Reboot', 'Hard reboot', 'Pause', 'Suspend', 'Delete']));
+    expect(items).not.toContain('Start');
+    expect(items).not.toContain('Resume');
+    await page.keyboard.press('Enter');
     const confirm = page.getByRole('dialog', { name: 'Stop web-1?' });
-    await confirm.getByRole('button', { name: 'Stop' }).click();
+    await confirm.waitFor();
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
+    await page.keyboard.press('Enter');
+    await confirm.waitFor({ state: 'hidden' });
 
     const op = detail.getByRole('article', { name: 'STOP operation SUCCEEDED' });
     await op.waitFor({ timeout: 60_000 });
@@ -283,7 +295,9 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect(await page.getByRole('button', { name: 'Boot instance' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: 'Actions for web-1' }).count()).toBe(0);
     const nav = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
-    expect(nav).toEqual(['Instances', 'Operations', 'Flavors & images']);
+    expect(nav).toEqual(['Instances', 'Volumes', 'Networks', 'Operations', 'Flavors & images']);
+    await page.getByRole('link', { name: 'Volumes' }).click();
+    await page.getByText('No volumes yet.').waitFor();
     await context.close();
   });
 

@@ -2,8 +2,10 @@ import type { FunctionComponent } from 'preact';
 import { CatalogPage } from './pages/catalog';
 import { HostsPage } from './pages/hosts';
 import { InstancesPage } from './pages/instances';
+import { NetworksPage } from './pages/networks';
 import { OperationsPage } from './pages/operations';
 import { ProjectsPage } from './pages/projects';
+import { VolumesPage } from './pages/volumes';
 import type { Session } from './session';
 
 /**
@@ -20,6 +22,8 @@ export interface Page {
 
 export const pages: Page[] = [
   { path: 'instances', label: 'Instances', requires: 'instances', component: InstancesPage },
+  { path: 'volumes', label: 'Volumes', requires: 'volumes', component: VolumesPage },
+  { path: 'networks', label: 'Networks', requires: 'networks', component: NetworksPage },
   { path: 'operations', label: 'Operations', requires: 'operations', component: OperationsPage },
   { path: 'hosts', label: 'Hosts', requires: 'hosts', adminOnly: true, component: HostsPage },
   { path: 'catalog', label: 'Flavors & images', requires: 'flavors', component: CatalogPage },
