@@ -118,7 +118,7 @@ export function InstancesPage() {
                 </tr>
               )}
               {shown.map((r) => (
-                <tr key={r.id} data-instance-id={r.id}>
+                <tr key={r.id} data-instance-id={r.id} data-instance-name={r.name}>
                   <th scope="row">
                     <a href={href('instances', r.id)}>{r.name}</a>
                   </th>
