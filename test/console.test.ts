@@ -22,6 +22,9 @@ const screenshots = join(repoRoot, '.tmp', 'console-screenshots');
 const ADMIN = `admin-${randomUUID()}`;
 const CHROMIUM = process.env.STRATUS_CHROMIUM ?? '/usr/bin/chromium';
 
+/** Waits for a value the page or the read model reaches by itself; the deadline only ends a hung run. */
+const eventually = <T>(read: () => Promise<T> | T) => expect.poll(read, { timeout: 30_000 });
+
 const newestMtime = (path: string): number =>
   statSync(path).isDirectory() ? Math.max(0, ...readdirSync(path).map((f) => newestMtime(join(path, f)))) : statSync(path).mtimeMs;
 
@@ -179,7 +182,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.goto(base);
     await page.getByLabel('Token').fill('not-a-token');
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => page.getByRole('alert').textContent()).toBe('That token is not valid.');
+    await eventually(() => page.getByRole('alert').textContent()).toBe('That token is not valid.');
     expect(await page.evaluate(() => sessionStorage.getItem('stratus.token'))).toBeNull();
     await context.close();
   });
@@ -199,9 +202,10 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect(issue.path).toEqual(['name']);
 
     const name = dialog.getByLabel('Name');
-    await expect.poll(() => name.getAttribute('aria-invalid')).toBe('true');
+    await eventually(() => name.getAttribute('aria-invalid')).toBe('true');
     const describedBy = await name.getAttribute('aria-describedby');
     expect(await page.locator(`#${describedBy}`).textContent()).toBe(issue.message);
+    await page.screenshot({ path: join(screenshots, 'boot-dialog-error.png') });
     const listed = await gql(api.url, tokens.aMember, '{ instances { edges { node { id } } } }');
     expect(listed.data!.instances.edges).toEqual([]);
     await context.close();
@@ -256,7 +260,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     // picks it, and the confirmation's focused button is the action itself.
     await page.getByRole('button', { name: 'Actions for web-1' }).focus();
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
+    await eventually(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
     // What a running instance allows, by the domain's table (migrate and the rest join as their mutations land).
     const items = await page.getByRole('menu', { name: 'Actions for web-1' }).getByRole('menuitem').allTextContents();
     expect(items).toEqual(expect.arrayContaining(['Stop', 'Reboot', 'Hard reboot', 'Pause', 'Suspend', 'Delete']));
@@ -265,7 +269,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.keyboard.press('Enter');
     const confirm = page.getByRole('dialog', { name: 'Stop web-1?' });
     await confirm.waitFor();
-    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
+    await eventually(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
     await page.keyboard.press('Enter');
     await confirm.waitFor({ state: 'hidden' });
 
@@ -282,11 +286,12 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect(await sameDocument(detail)).toBe('same document');
     await detail.getByRole('heading', { name: /web-1\s*STOPPED/, level: 1 }).waitFor();
     await page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'web-1' }) }).getByText('STOPPED', { exact: true }).waitFor();
-    expect(await detail.getByRole('table', { name: 'Audit events' }).getByText('InstanceStopped').count()).toBeGreaterThan(0);
+    // The audit log is a projection of its own: it shows the stop once it has folded it, on this same page.
+    await detail.getByRole('table', { name: 'Audit events' }).getByText('InstanceStopped').waitFor();
     // The serial console's tail on the page is what the API reads from the host agent.
     const log = (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { consoleLog(lines: 50) } }', { id: instanceId })).data!.instance.consoleLog as string;
     expect(log).toContain('stopped');
-    await expect.poll(() => detail.getByRole('region', { name: 'Serial console' }).locator('pre').textContent()).toBe(log);
+    await eventually(() => detail.getByRole('region', { name: 'Serial console' }).locator('pre').textContent()).toBe(log);
     await detail.screenshot({ path: join(screenshots, 'instance.png'), fullPage: true });
     faults({});
   });
@@ -309,7 +314,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'sim-1' }) });
     await card.getByText('UP', { exact: true }).waitFor();
     // web-1 is stopped but keeps its claim on the host: one m1.tiny allocated.
-    expect(await card.getByRole('meter', { name: 'Memory allocated' }).getAttribute('aria-valuetext')).toBe('512 MB of 16 GB');
+    await eventually(() => card.getByRole('meter', { name: 'Memory allocated' }).getAttribute('aria-valuetext')).toBe('512 MB of 16 GB');
     await page.screenshot({ path: join(screenshots, 'hosts.png'), fullPage: true });
 
     await card.getByRole('button', { name: 'Enter maintenance' }).click();
@@ -381,7 +386,10 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await row.getByText('SUCCEEDED', { exact: true }).waitFor({ timeout: 60_000 });
     expect(await row.getByRole('button', { name: 'Retry' }).count()).toBe(0);
     expect(await sameDocument(page)).toBe('same document');
-    expect((await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state } }', { id: dbId })).data!.instance.state).toBe('PAUSED');
+    // The operation and the instance are separate projections: the instance reaches PAUSED on its own feed.
+    await expect
+      .poll(async () => (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state } }', { id: dbId })).data!.instance.state, { timeout: 30_000 })
+      .toBe('PAUSED');
     await context.close();
   });
 });

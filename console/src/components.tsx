@@ -27,10 +27,10 @@ export function Dialog({ title, open, onClose, children }: { title: string; open
 }
 
 /** Asks before a destructive action; the confirm button names the action. */
-export function Confirm({ action, subject, onConfirm, onCancel }: { action: string | null; subject: string; onConfirm: () => void; onCancel: () => void }) {
+export function Confirm({ action, subject, detail, onConfirm, onCancel }: { action: string | null; subject: string; detail: string; onConfirm: () => void; onCancel: () => void }) {
   return (
     <Dialog title={action ? `${action} ${subject}?` : 'Confirm'} open={action !== null} onClose={onCancel}>
-      <p>This cannot be undone from here.</p>
+      <p>{detail}</p>
       <div class="actions">
         <button type="button" onClick={onCancel}>Cancel</button>
         <button type="button" class="danger" onClick={onConfirm} autofocus>

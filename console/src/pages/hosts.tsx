@@ -80,7 +80,8 @@ export function HostsPage() {
           ))}
         </ul>
       )}
-      <Confirm action={pending ? 'Enter maintenance on' : null} subject={pending?.name ?? ''} onCancel={() => setPending(null)} onConfirm={() => pending && void setState(pending, 'MAINTENANCE')} />
+      <Confirm action={pending ? 'Enter maintenance on' : null} subject={pending?.name ?? ''}
+        detail="No new instances are placed on it while it is in maintenance." onCancel={() => setPending(null)} onConfirm={() => pending && void setState(pending, 'MAINTENANCE')} />
     </section>
   );
 }

@@ -31,6 +31,7 @@ export function useInstanceAction() {
     <Confirm
       action={pending ? pending.spec.label : null}
       subject={pending?.instance.name ?? ''}
+      detail={pending?.spec.warning ?? ''}
       onCancel={() => setPending(null)}
       onConfirm={() => pending && void run(pending.spec, pending.instance)}
     />
