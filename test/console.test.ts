@@ -308,7 +308,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await context.close();
   });
 
-  it('an admin sees hosts with allocation bars, toggles maintenance, and issues a token that signs in', async () => {
+  it('an admin sees hosts with allocation bars, toggles maintenance, creates a flavor (the API errors by field) and issues a token that signs in', async () => {
     const { context, page } = await signedIn(ADMIN);
     await page.getByRole('link', { name: 'Hosts' }).click();
     const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'sim-1' }) });
@@ -323,6 +323,24 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect((await admin('{ hosts { state } }')).hosts).toEqual([{ state: 'MAINTENANCE' }]);
     await card.getByRole('button', { name: 'Leave maintenance' }).click();
     await card.getByText('UP', { exact: true }).waitFor();
+
+    await page.getByRole('link', { name: 'Flavors & images' }).click();
+    const form = page.getByRole('form', { name: 'New flavor' });
+    await form.getByLabel('Name').fill('c1.large');
+    await form.getByLabel('vCPUs').fill('0');
+    await form.getByLabel('Memory (MB)').fill('8192');
+    await form.getByLabel('Disk (GB)').fill('40');
+    await form.getByRole('button', { name: 'Create flavor' }).click();
+    const vcpus = form.getByLabel('vCPUs');
+    await eventually(() => vcpus.getAttribute('aria-invalid')).toBe('true');
+    const refused = await gql(api.url, ADMIN, 'mutation { createFlavor(input: {name: "c1.large", vcpus: 0, memoryMb: 8192, diskGb: 40}) { flavor { id } } }');
+    const issue = (refused.errors?.[0]?.extensions?.issues as { path: string[]; message: string }[])[0]!;
+    expect(issue.path).toEqual(['vcpus']);
+    expect(await page.locator(`#${await vcpus.getAttribute('aria-describedby')}`).textContent()).toBe(issue.message);
+    await vcpus.fill('4');
+    await form.getByRole('button', { name: 'Create flavor' }).click();
+    await page.getByRole('table', { name: 'Flavors' }).getByRole('rowheader', { name: 'c1.large' }).waitFor();
+    expect(await vcpus.getAttribute('aria-invalid')).toBeNull();
 
     await page.getByRole('link', { name: 'Projects & tokens' }).click();
     await page.getByLabel('New project').fill('charlie');

@@ -147,3 +147,23 @@ export function MenuButton({ label, text, items }: { label: string; text: string
     </div>
   );
 }
+
+/**
+ * A labelled input whose API error (a zod issue on its field) is shown under it and tied to it with
+ * aria-describedby, so a screen reader reads the reason with the field.
+ */
+export function Field({ form, name, label, error, ...input }: { form: string; name: string; label: string; error: ApiError | null } & Record<string, unknown>) {
+  const id = `${form}-${name}`;
+  const message = error?.issueFor(name);
+  return (
+    <>
+      <label for={id}>{label}</label>
+      <input id={id} name={name} autocomplete="off" {...input} {...(message ? { 'aria-invalid': true, 'aria-describedby': `${id}-error` } : {})} />
+      {message && (
+        <span id={`${id}-error`} class="field-error">
+          {message}
+        </span>
+      )}
+    </>
+  );
+}
