@@ -5,6 +5,7 @@ import './queries.js';
 import './mutations.js';
 import './subscriptions.js';
 import './viewer.js';
+import './liveLists.js';
 
 export type { Context } from './builder.js';
 export { authenticate, bearerToken } from './auth.js';

@@ -8,13 +8,15 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startProjections, type ProjectionRunner } from '../projections/index.js';
+import { startProjections, waitForProjections, type ProjectionRunner } from '../projections/index.js';
+import * as commands from '../schema/commands/index.js';
 import { startApi } from '../server/api.js';
 import { buildConsole, consoleDir, consoleDist, consoleSite } from '../server/console.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import { gql } from './support/graphqlClient.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
+import { settled } from './support/lifecycleStack.js';
 import { testRuntime } from './support/projectionFixtures.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -52,6 +54,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
   let base: string;
   let browser: Browser;
   const tokens = { aMember: '', aReader: '', bMember: '' };
+  let alphaId = '';
   let instanceId = '';
 
   const admin = async (query: string, variables: Record<string, unknown> = {}) => {
@@ -114,6 +117,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const token = async (projectId: string, role: string) =>
       (await admin(`mutation($p: ID!, $r: Role!) { createToken(input: {projectId: $p, role: $r}) { token } }`, { p: projectId, r: role })).createToken.token as string;
     const a = await project('alpha');
+    alphaId = a;
     const b = await project('bravo');
     tokens.aMember = await token(a, 'MEMBER');
     tokens.aReader = await token(a, 'READER');
@@ -213,6 +217,9 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
 
   it('boots from the dialog and the row goes BUILDING -> RUNNING without a reload; another project never sees it', async () => {
     const other = await signedIn(tokens.bMember);
+    const otherOps = await signedIn(tokens.bMember);
+    await otherOps.page.getByRole('link', { name: 'Operations' }).click();
+    await otherOps.page.getByText('No operations.').waitFor();
     // createVm takes a while on this agent, so the BUILDING state is on screen long enough to be seen.
     faults({ latencyMs: 1500, latencyMethods: ['createVm'] });
     const { page } = await signedIn(tokens.aMember);
@@ -237,6 +244,9 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const bravoRows = other.page.locator('tr[data-instance-id]');
     expect(await bravoRows.count()).toBe(0);
     await other.page.getByText('No instances yet.').waitFor();
+    expect(await otherOps.page.locator('tr[data-operation-id]').count()).toBe(0);
+    expect(await sameDocument(otherOps.page)).toBe('same document');
+    await otherOps.context.close();
     await other.page.goto(`${base}#/instances/${instanceId}`);
     await other.page.getByRole('heading', { name: 'Instance not found' }).waitFor();
     await other.page.goto(`${base}#/instances`);
@@ -408,6 +418,24 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await expect
       .poll(async () => (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state } }', { id: dbId })).data!.instance.state, { timeout: 30_000 })
       .toBe('PAUSED');
+    await context.close();
+  });
+
+  it('a page whose live connection dropped reads everything again once it is back, without a reload', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    const db = page.locator('tr[data-instance-name="db-1"]');
+    await db.getByText('PAUSED', { exact: true }).waitFor();
+    const port = Number(new URL(api.url).port);
+    await api.close();
+    // While the API is down the instance changes and the read model folds it: the notification that
+    // would have reached the page is gone for good, so only a fresh read can show it.
+    const dbId = (await db.getAttribute('data-instance-id'))!;
+    const { operation } = await commands.unpauseInstance(rt, { tokenId: 'console-test', projectId: alphaId, role: 'MEMBER' }, { id: dbId });
+    expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+    await waitForProjections(rt);
+    api = await startApi(rt, { port });
+    await db.getByText('RUNNING', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await sameDocument(page)).toBe('same document');
     await context.close();
   });
 });

@@ -46,12 +46,32 @@ export async function request<T>(token: string, query: string, variables: Record
 
 let socket: { token: string; client: Client } | undefined;
 
+/** Fired on window when the WebSocket came back after a drop. */
+export const RESYNC = 'stratus:resync';
+
 /** One WebSocket per signed-in token, shared by every live view; it reconnects by itself. */
 function clientFor(token: string): Client {
   if (socket?.token === token) return socket.client;
   void socket?.client.dispose();
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`;
-  const client = createClient({ url, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: Infinity, lazy: true });
+  const client = createClient({
+    url,
+    connectionParams: { authorization: `Bearer ${token}` },
+    retryAttempts: Infinity,
+    // A browser reports a refused connection as an error event, which graphql-ws would take as fatal
+    // and end every subscription; a console retries whatever went wrong with the socket.
+    shouldRetry: () => true,
+    // A screen someone is looking at should come back soon after the API does: back off to 5 s at most.
+    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** retries, 5000) + Math.random() * 500)),
+    lazy: true,
+  });
+  // Changes made while the socket was down are not replayed: every live view reads again instead. Any
+  // connection after the first is such a return (graphql-ws's wasRetry misses one after a clean close).
+  let connectedBefore = false;
+  client.on('connected', () => {
+    if (connectedBefore) dispatchEvent(new Event(RESYNC));
+    connectedBefore = true;
+  });
   socket = { token, client };
   return client;
 }

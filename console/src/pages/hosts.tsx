@@ -22,11 +22,11 @@ interface HostView {
   instances: { id: string }[];
 }
 
-/** Hosts, live through the audit feed of their streams (a claim, a release, a state change). */
+/** Hosts, read again after each change of one (a claim, a release, a state change). */
 export function HostsPage() {
   const session = useSession();
   const hosts = useQuery<{ hosts: HostView[] }>('query Hosts { hosts { id name address port state hypervisor capacity { vcpus memoryMb diskGb } allocated { vcpus memoryMb diskGb } instances { id } } }');
-  useSubscription('subscription HostsLive { events(streamPrefix: "host-") { id } }', {}, () => hosts.reload());
+  useSubscription('subscription HostsLive { hostChanged { id } }', {}, () => hosts.reload());
   const [pending, setPending] = useState<HostView | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const setState = async (host: HostView, state: 'UP' | 'MAINTENANCE') => {

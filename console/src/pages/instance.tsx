@@ -53,6 +53,8 @@ export function InstancePage({ id }: { id: string }) {
   const detail = useQuery<{ instance: InstanceDetail | null }>(`query Instance($id: ID!) { instance(id: $id) { ${DETAIL} } }`, { id }, [id]);
   // Each change of the instance (a new task, a new state) brings a fresh read of its history too.
   useSubscription<{ instanceChanged: { id: string; version: number } }>(`subscription InstanceLive($id: ID) { instanceChanged(id: $id) { id version } }`, { id }, () => detail.reload(), [id]);
+  // The audit log is a projection of its own and may fold an event after the instance's: it says so itself.
+  useSubscription(`subscription InstanceAudit($prefix: String) { events(streamPrefix: $prefix) { id } }`, { prefix: `instance-${id}` }, () => detail.reload(), [id]);
   const { begin, dialog, error } = useInstanceAction();
   const i = detail.data?.instance;
 

@@ -10,26 +10,17 @@ import { OPERATION_FIELDS, type OperationView } from './operationTimeline';
 const STATUSES = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELED'];
 const INSTANCE_KINDS = new Set(['BOOT', 'START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE']);
 
-/** Operations are live through the audit feed: every event on an operation's stream brings a fresh read of it. */
+/** Operations, live through operationsChanged: each copy arrives after its projection committed it. */
 export function OperationsPage() {
   const session = useSession();
   const [status, setStatus] = useState('');
   const [actionError, setActionError] = useState<ApiError | null>(null);
-  const fetchOne = async (id: string) =>
-    (await request<{ operation: OperationView | null }>(session.token, `query Op($id: ID!) { operation(id: $id) { ${OPERATION_FIELDS} } }`, { id })).operation;
-  const { rows, error, merge } = useLiveRows<OperationView & { version?: number }>(
+  const { rows, error } = useLiveRows<OperationView>(
     async () =>
       (await request<{ operations: { edges: { node: OperationView }[] } }>(session.token, `query Ops { operations(first: 200) { edges { node { ${OPERATION_FIELDS} } } } }`)).operations.edges.map(
-        (e) => ({ ...e.node, version: 0 }),
+        (e) => e.node,
       ),
-    {
-      query: 'subscription OpsLive { events(streamPrefix: "operation-") { streamId version } }',
-      pick: (d: { events: { streamId: string; version: number } }) => {
-        const { streamId, version } = d.events;
-        void fetchOne(streamId.slice('operation-'.length)).then((op) => op && merge([{ ...op, version }]));
-        return null;
-      },
-    },
+    { query: `subscription OpsLive { operationsChanged { ${OPERATION_FIELDS} } }`, pick: (d: { operationsChanged: OperationView }) => d.operationsChanged },
   );
   const act = async (mutation: 'retryOperation' | 'resetOperation', id: string) => {
     try {
