@@ -7,6 +7,8 @@ import './subscriptions.js';
 import './metering.js';
 import './volumeTypes.js';
 import './imageTypes.js';
+import './viewer.js';
+import './liveLists.js';
 
 export type { Context } from './builder.js';
 export { authenticate, bearerToken } from './auth.js';

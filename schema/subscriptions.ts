@@ -12,7 +12,7 @@ import { toGraphQLError } from './errors.js';
  * Tenancy is checked twice: on the notification's project, and again on the row loaded, so a caller
  * never receives another project's data (another project's id simply never yields anything).
  */
-const visible = (caller: ReturnType<typeof callerOf>, change: Change) =>
+export const visible = (caller: ReturnType<typeof callerOf>, change: Change) =>
   change.projectId === null ? isAdmin(caller) : canRead(caller, change.projectId);
 
 builder.subscriptionType({

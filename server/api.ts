@@ -7,6 +7,7 @@ import { WebSocketServer } from 'ws';
 import { migrateProjections } from '../projections/index.js';
 import { authenticate, bearerToken, ChangeFeed, stratusSchema, toGraphQLError, type Context } from '../schema/index.js';
 import { imageFilePath, serveImageFile } from './imageFiles.js';
+import { consoleSite } from './console.js';
 import { componentLog } from './log.js';
 import { prometheusEndpoint } from './prometheus.js';
 import type { Runtime } from './runtime.js';
@@ -46,6 +47,7 @@ type WsInitial = { connectionParams?: Record<string, unknown>; req?: IncomingMes
 export async function startApi(rt: Runtime, options: { port: number; host?: string }): Promise<{ url: string; close(): Promise<void> }> {
   await migrateProjections(rt.db);
   const changes = await ChangeFeed.start(rt.db);
+  const webConsole = await consoleSite();
 
   const yoga = createYoga<{ req?: IncomingMessage; res?: ServerResponse } & WsInitial, Context>({
     schema: stratusSchema(),
@@ -79,6 +81,7 @@ export async function startApi(rt: Runtime, options: { port: number; host?: stri
     }
     const imageId = imageFilePath(req.url);
     if (imageId) return void serveImageFile(rt, imageId, req, res);
+    if (webConsole(req, res)) return;
     void yoga.handle(req, res);
   });
 

@@ -142,6 +142,7 @@ function banner(b: {
     '',
     `Stratus is running (${b.firstStart ? 'first start: local host, flavors m1.tiny..m1.xlarge and image cirros-0.6 registered' : 'data kept from the last start'}).`,
     `  GraphQL API and GraphiQL  ${endpoint}`,
+    `  web console               ${endpoint.replace(/graphql$/, '')}`,
     `  Temporal                  ${b.temporalAddress}${b.temporalUi ? ` (Web UI ${b.temporalUi})` : ''}`,
     `  local host agent          ${b.agent.driver} driver at ${b.agent.host}:${b.agent.port} (${b.agent.fingerprint})`,
     `  data                      ${b.dataDir}`,

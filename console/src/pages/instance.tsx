@@ -1,0 +1,150 @@
+import { useState } from 'preact/hooks';
+import { Badge, ErrorNote, Loading } from '../components';
+import { dateTime, memory, time } from '../format';
+import { useQuery, useSubscription } from '../live';
+import { href } from '../router';
+import { INSTANCE_ROW, type InstanceRow } from './instanceRow';
+import { ActionMenu, useInstanceAction } from './instances';
+import { OPERATION_FIELDS, OperationTimeline, type OperationView } from './operationTimeline';
+
+interface InstanceDetail extends InstanceRow {
+  launchedAt: string | null;
+  errorReason: string | null;
+  image: { name: string };
+  flavor: { name: string; vcpus: number; memoryMb: number; diskGb: number };
+  host: { name: string } | null;
+  operations: OperationView[];
+  events: { id: string; type: string; version: number; recordedAt: string; metadata: { actor?: string } }[];
+}
+
+const DETAIL = `${INSTANCE_ROW} launchedAt errorReason image { name } flavor { name vcpus memoryMb diskGb }
+  operations { ${OPERATION_FIELDS} } events { id type version recordedAt metadata }`;
+
+/** The serial console's tail, read from the host agent on demand and after every change of the instance. */
+function ConsoleLog({ id, version }: { id: string; version: number }) {
+  const [lines] = useState(200);
+  const log = useQuery<{ instance: { consoleLog: string | null } | null }>(`query ConsoleLog($id: ID!, $lines: Int) { instance(id: $id) { consoleLog(lines: $lines) } }`, { id, lines }, [
+    id,
+    version,
+  ]);
+  const text = log.data?.instance?.consoleLog;
+  return (
+    <section aria-labelledby="console-title">
+      <header class="section-head">
+        <h2 id="console-title">Serial console</h2>
+        <button type="button" onClick={log.reload}>
+          Refresh
+        </button>
+      </header>
+      {log.error ? (
+        <p class="muted">Not available: {log.error.message}</p>
+      ) : text == null ? (
+        <p class="muted">{log.data ? 'Not available while the instance has no host.' : 'Loading…'}</p>
+      ) : (
+        <pre class="console" tabIndex={0} aria-label="Serial console output">
+          {text || '(empty)'}
+        </pre>
+      )}
+    </section>
+  );
+}
+
+export function InstancePage({ id }: { id: string }) {
+  const detail = useQuery<{ instance: InstanceDetail | null }>(`query Instance($id: ID!) { instance(id: $id) { ${DETAIL} } }`, { id }, [id]);
+  // Each change of the instance (a new task, a new state) brings a fresh read of its history too.
+  useSubscription<{ instanceChanged: { id: string; version: number } }>(`subscription InstanceLive($id: ID) { instanceChanged(id: $id) { id version } }`, { id }, () => detail.reload(), [id]);
+  // The audit log is a projection of its own and may fold an event after the instance's: it says so itself.
+  useSubscription(`subscription InstanceAudit($prefix: String) { events(streamPrefix: $prefix) { id } }`, { prefix: `instance-${id}` }, () => detail.reload(), [id]);
+  const { begin, dialog, error } = useInstanceAction();
+  const i = detail.data?.instance;
+
+  if (detail.error) return <ErrorNote error={detail.error} />;
+  if (!detail.data) return <Loading />;
+  if (!i)
+    return (
+      <section>
+        <h1>Instance not found</h1>
+        <p>
+          It does not exist or belongs to another project. <a href={href('instances')}>Back to instances</a>
+        </p>
+      </section>
+    );
+
+  return (
+    <section aria-labelledby="instance-title">
+      <nav aria-label="Breadcrumb" class="crumbs">
+        <a href={href('instances')}>Instances</a> / <span>{i.name}</span>
+      </nav>
+      <header class="page-head">
+        <h1 id="instance-title">
+          {i.name} <Badge value={i.state} /> {i.task && <Badge value={i.task} />}
+        </h1>
+        <div class="toolbar">
+          <ActionMenu instance={i} onAction={(spec) => begin(spec, i)} />
+        </div>
+      </header>
+      <ErrorNote error={error} />
+      <dl class="details">
+        <dt>ID</dt>
+        <dd class="mono">{i.id}</dd>
+        <dt>Flavor</dt>
+        <dd>
+          {i.flavor.name} ({i.flavor.vcpus} vCPU, {memory(i.flavor.memoryMb)}, {i.flavor.diskGb} GB)
+        </dd>
+        <dt>Image</dt>
+        <dd>{i.image.name}</dd>
+        <dt>Host</dt>
+        <dd>{i.host?.name ?? '—'}</dd>
+        <dt>Addresses</dt>
+        <dd class="mono">{i.addresses.map((a) => a.address).join(', ') || '—'}</dd>
+        <dt>Created</dt>
+        <dd>{dateTime(i.createdAt)}</dd>
+        <dt>Launched</dt>
+        <dd>{dateTime(i.launchedAt)}</dd>
+        {i.errorReason && (
+          <>
+            <dt>Error</dt>
+            <dd class="error-inline">{i.errorReason}</dd>
+          </>
+        )}
+      </dl>
+      <div class="columns">
+        <section aria-labelledby="ops-title">
+          <h2 id="ops-title">Operations</h2>
+          {i.operations.map((op) => (
+            <OperationTimeline operation={op} key={op.id} />
+          ))}
+        </section>
+        <section aria-labelledby="audit-title">
+          <h2 id="audit-title">Audit events</h2>
+          <div class="table-wrap">
+            <table aria-labelledby="audit-title" class="compact">
+              <thead>
+                <tr>
+                  <th scope="col">#</th>
+                  <th scope="col">Event</th>
+                  <th scope="col">By</th>
+                  <th scope="col">Recorded</th>
+                </tr>
+              </thead>
+              <tbody>
+                {[...i.events].reverse().map((e) => (
+                  <tr key={e.id}>
+                    <td>{e.version}</td>
+                    <td>{e.type}</td>
+                    <td class="mono" title={e.metadata?.actor}>
+                      {e.metadata?.actor?.slice(0, 8) ?? '—'}
+                    </td>
+                    <td title={dateTime(e.recordedAt)}>{time(e.recordedAt)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      </div>
+      <ConsoleLog id={i.id} version={i.version} />
+      {dialog}
+    </section>
+  );
+}

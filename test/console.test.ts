@@ -1,0 +1,441 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startProjections, waitForProjections, type ProjectionRunner } from '../projections/index.js';
+import * as commands from '../schema/commands/index.js';
+import { startApi } from '../server/api.js';
+import { buildConsole, consoleDir, consoleDist, consoleSite } from '../server/console.js';
+import type { Runtime } from '../server/runtime.js';
+import { startWorker, type RunningWorker } from '../server/worker.js';
+import { gql } from './support/graphqlClient.js';
+import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
+import { settled } from './support/lifecycleStack.js';
+import { testRuntime } from './support/projectionFixtures.js';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const screenshots = join(repoRoot, '.tmp', 'console-screenshots');
+const ADMIN = `admin-${randomUUID()}`;
+const CHROMIUM = process.env.STRATUS_CHROMIUM ?? '/usr/bin/chromium';
+
+/** Waits for a value the page or the read model reaches by itself; the deadline only ends a hung run. */
+const eventually = <T>(read: () => Promise<T> | T) => expect.poll(read, { timeout: 30_000 });
+
+const newestMtime = (path: string): number =>
+  statSync(path).isDirectory() ? Math.max(0, ...readdirSync(path).map((f) => newestMtime(join(path, f)))) : statSync(path).mtimeMs;
+
+/**
+ * `npm ci` builds console/dist; a developer who changed the console since gets a fresh build here, so
+ * the test never runs against stale assets (and a clean CI run never swaps the build under other tests).
+ */
+async function ensureFreshConsole(): Promise<void> {
+  const built = join(consoleDist, 'index.html');
+  const sources = [join(consoleDir, 'src'), join(consoleDir, 'index.html'), join(consoleDir, 'vite.config.ts'), join(repoRoot, 'domain', 'instanceTransitions.ts')];
+  if (!existsSync(built) || Math.max(...sources.map(newestMtime)) > statSync(built).mtimeMs) await buildConsole({ replace: true });
+}
+
+/**
+ * The web console in a real browser (Debian's chromium through playwright-core) against a real stack:
+ * PostgreSQL, Temporal, the worker, the projections, a sim host agent over SSH and the API serving
+ * the console built by Vite, exactly as `npm start` serves it.
+ */
+describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and a sim agent', () => {
+  let rt: Runtime;
+  let runner: ProjectionRunner;
+  let worker: RunningWorker;
+  let agent: AgentProcess;
+  let api: { url: string; close(): Promise<void> };
+  let base: string;
+  let browser: Browser;
+  const tokens = { aMember: '', aReader: '', bMember: '' };
+  let alphaId = '';
+  let instanceId = '';
+
+  const admin = async (query: string, variables: Record<string, unknown> = {}) => {
+    const r = await gql(api.url, ADMIN, query, variables);
+    expect(r.errors, JSON.stringify(r.errors)).toBeUndefined();
+    return r.data!;
+  };
+
+  const faults = (f: Record<string, unknown>) => writeFileSync(join(agent.stateDir, 'faults.json'), JSON.stringify(f));
+
+  /** A fresh browser context (its own sessionStorage) signed in through the form. */
+  async function signedIn(token: string, viewport = { width: 1360, height: 860 }): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    await page.goto(base);
+    await page.getByLabel('Token').fill(token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Instances', level: 1 }).waitFor();
+    // Marks this document: a reload or navigation would lose it, so its survival proves updates came live.
+    await page.evaluate(() => ((window as unknown as { consoleTestMark: string }).consoleTestMark = 'same document'));
+    return { context, page };
+  }
+  const sameDocument = (page: Page) => page.evaluate(() => (window as unknown as { consoleTestMark?: string }).consoleTestMark);
+
+  /** Records every text a selector's element shows from now on, so a test can assert the sequence seen. */
+  const recordTexts = (page: Page, selector: string, key: string) =>
+    page.evaluate(
+      ({ selector, key }) => {
+        const seen: string[] = [];
+        (window as unknown as Record<string, string[]>)[key] = seen;
+        // '' stands for "not on the page"; only changes are kept.
+        const note = () => {
+          const text = document.querySelector(selector)?.textContent ?? '';
+          if (seen.length === 0 || seen.at(-1) !== text) seen.push(text);
+        };
+        note();
+        new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
+      },
+      { selector, key },
+    );
+  const recorded = (page: Page, key: string) => page.evaluate((key) => (window as unknown as Record<string, string[]>)[key] ?? [], key);
+
+  beforeAll(async () => {
+    await ensureFreshConsole();
+    rt = await testRuntime('console_e', { adminToken: ADMIN });
+    runner = await startProjections(rt);
+    worker = await startWorker(rt, { taskQueue: rt.config.taskQueue });
+    // A modest host, so the allocation bars on the hosts page show something.
+    agent = await startAgentProcess({ driverOptions: { vcpus: 8, memoryMb: 16_384, diskGb: 200 }, authorizedKeys: [readFileSync(`${rt.config.sshKeyPath}.pub`, 'utf8')] });
+    api = await startApi(rt, { port: 0 });
+    base = api.url.replace(/\/graphql$/, '/');
+
+    await admin(`mutation($i: RegisterHostInput!) { registerHost(input: $i) { host { id } } }`, {
+      i: { name: 'sim-1', address: '127.0.0.1', port: agent.port, hostKeyFingerprint: agent.fingerprint },
+    });
+    await admin(`mutation { createFlavor(input: {name: "m1.tiny", vcpus: 1, memoryMb: 512, diskGb: 1}) { flavor { id } } }`);
+    await admin(`mutation { createFlavor(input: {name: "m1.small", vcpus: 1, memoryMb: 2048, diskGb: 20}) { flavor { id } } }`);
+    await admin(`mutation { registerImage(input: {name: "cirros-0.6", format: "qcow2", sizeBytes: 21430272}) { image { id } } }`);
+    const project = async (name: string) => (await admin(`mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }`, { n: name })).createProject.project.id as string;
+    const token = async (projectId: string, role: string) =>
+      (await admin(`mutation($p: ID!, $r: Role!) { createToken(input: {projectId: $p, role: $r}) { token } }`, { p: projectId, r: role })).createToken.token as string;
+    const a = await project('alpha');
+    alphaId = a;
+    const b = await project('bravo');
+    tokens.aMember = await token(a, 'MEMBER');
+    tokens.aReader = await token(a, 'READER');
+    tokens.bMember = await token(b, 'MEMBER');
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+    mkdirSync(screenshots, { recursive: true });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await api?.close();
+    await worker?.shutdown();
+    await agent?.stop();
+    await runner?.stop();
+    await rt?.close();
+  });
+
+  it('serves the built console at / (gzip), next to GraphiQL at /graphql', async () => {
+    const res = await fetch(base, { headers: { 'accept-encoding': 'gzip' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    const html = await res.text();
+    expect(html).toContain('<div id="app">');
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toBeTruthy();
+    const js = await fetch(new URL(script!, base), { headers: { 'accept-encoding': 'gzip' } });
+    expect(js.status).toBe(200);
+    expect(js.headers.get('cache-control')).toContain('immutable');
+    const graphiql = await fetch(api.url, { headers: { accept: 'text/html' } });
+    expect(await graphiql.text()).toContain('GraphiQL');
+
+    const assets = readdirSync(join(consoleDist, 'assets'));
+    const gzipBytes = (ext: string) => assets.filter((f) => f.endsWith(ext)).reduce((n, f) => n + gzipSync(readFileSync(join(consoleDist, 'assets', f))).length, 0);
+    console.log(JSON.stringify({ consoleBundle: { jsGzipBytes: gzipBytes('.js'), cssGzipBytes: gzipBytes('.css') } }));
+  });
+
+  it('the API tells a console who the token is, lists projects to admins only, and nothing else of other projects', async () => {
+    expect((await gql(api.url, tokens.aReader, '{ viewer { role project { name } } }')).data).toEqual({ viewer: { role: 'READER', project: { name: 'alpha' } } });
+    expect((await gql(api.url, ADMIN, '{ projects { name } }')).data!.projects.map((p: { name: string }) => p.name)).toEqual(['alpha', 'bravo']);
+    const refused = await gql(api.url, tokens.aMember, '{ projects { name } }');
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await gql(api.url, undefined, '{ viewer { role } }')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('an API that finds no console build makes one on its first start and serves it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stratus-console-'));
+    try {
+      const site = await consoleSite(join(dir, 'dist'));
+      const server = createServer((req, res) => site(req, res) || (res.writeHead(404), res.end()));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const at = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const index = await fetch(`${at}/`);
+      expect(index.status).toBe(200);
+      expect(await index.text()).toContain('<div id="app">');
+      expect((await fetch(`${at}/graphql`)).status).toBe(404);
+      expect(readdirSync(dir)).toEqual(['dist']);
+      server.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a bad token is refused on the sign-in form, with the reason', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(base);
+    await page.getByLabel('Token').fill('not-a-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await eventually(() => page.getByRole('alert').textContent()).toBe('That token is not valid.');
+    expect(await page.evaluate(() => sessionStorage.getItem('stratus.token'))).toBeNull();
+    await context.close();
+  });
+
+  it('a bad input in the boot dialog shows the API message next to its field, and boots nothing', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    await page.getByRole('button', { name: 'Boot instance' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Boot an instance' });
+    await dialog.getByLabel('Name').fill('no spaces allowed!');
+    await dialog.getByRole('button', { name: 'Boot' }).click();
+
+    const flavors = (await gql(api.url, tokens.aMember, '{ flavors { id } images { id } }')).data!;
+    const direct = await gql(api.url, tokens.aMember, 'mutation($i: BootInstanceInput!) { bootInstance(input: $i) { operation { id } } }', {
+      i: { name: 'no spaces allowed!', flavorId: flavors.flavors[0].id, imageId: flavors.images[0].id },
+    });
+    const issue = (direct.errors?.[0]?.extensions?.issues as { path: string[]; message: string }[])[0]!;
+    expect(issue.path).toEqual(['name']);
+
+    const name = dialog.getByLabel('Name');
+    await eventually(() => name.getAttribute('aria-invalid')).toBe('true');
+    const describedBy = await name.getAttribute('aria-describedby');
+    expect(await page.locator(`#${describedBy}`).textContent()).toBe(issue.message);
+    await page.screenshot({ path: join(screenshots, 'boot-dialog-error.png') });
+    const listed = await gql(api.url, tokens.aMember, '{ instances { edges { node { id } } } }');
+    expect(listed.data!.instances.edges).toEqual([]);
+    await context.close();
+  });
+
+  it('boots from the dialog and the row goes BUILDING -> RUNNING without a reload; another project never sees it', async () => {
+    const other = await signedIn(tokens.bMember);
+    const otherOps = await signedIn(tokens.bMember);
+    await otherOps.page.getByRole('link', { name: 'Operations' }).click();
+    await otherOps.page.getByText('No operations.').waitFor();
+    // createVm takes a while on this agent, so the BUILDING state is on screen long enough to be seen.
+    faults({ latencyMs: 1500, latencyMethods: ['createVm'] });
+    const { page } = await signedIn(tokens.aMember);
+    await recordTexts(page, 'tr[data-instance-name="web-1"] td:nth-child(2)', 'webStates');
+    await page.getByRole('button', { name: 'Boot instance' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Boot an instance' });
+    await dialog.getByLabel('Name').fill('web-1');
+    await dialog.getByLabel('Flavor').selectOption({ label: 'm1.tiny — 1 vCPU, 512 MB, 1 GB' });
+    await dialog.getByRole('button', { name: 'Boot' }).click();
+
+    const row = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'web-1' }) });
+    await row.waitFor();
+    instanceId = (await row.getAttribute('data-instance-id'))!;
+    await row.getByText('RUNNING', { exact: true }).waitFor({ timeout: 60_000 });
+    // Absent, then BUILDING (the boot's own answer), then RUNNING: never another state, never a step back.
+    expect(await recorded(page, 'webStates')).toEqual(['', 'BUILDING', 'RUNNING']);
+    expect(await sameDocument(page)).toBe('same document');
+    expect(await row.getByRole('cell').nth(3).textContent()).toBe('sim-1');
+    faults({});
+
+    // Project bravo's page was open all along, subscribed to its instances: it has none, before and after.
+    const bravoRows = other.page.locator('tr[data-instance-id]');
+    expect(await bravoRows.count()).toBe(0);
+    await other.page.getByText('No instances yet.').waitFor();
+    expect(await otherOps.page.locator('tr[data-operation-id]').count()).toBe(0);
+    expect(await sameDocument(otherOps.page)).toBe('same document');
+    await otherOps.context.close();
+    await other.page.goto(`${base}#/instances/${instanceId}`);
+    await other.page.getByRole('heading', { name: 'Instance not found' }).waitFor();
+    await other.page.goto(`${base}#/instances`);
+    await other.page.getByText('No instances yet.').waitFor();
+    expect(await bravoRows.count()).toBe(0);
+    await other.context.close();
+  });
+
+  it('stops from the row menu with a confirmation, and the open instance page shows the operation steps live', async () => {
+    faults({ latencyMs: 800, latencyMethods: ['stopVm'] });
+    const { page } = await signedIn(tokens.aMember);
+    // The instance page, open in its own tab before the stop, must show the new operation as it runs.
+    const { page: detail } = await signedIn(tokens.aMember);
+    await detail.goto(`${base}#/instances/${instanceId}`);
+    await detail.getByRole('heading', { name: /web-1/, level: 1 }).waitFor();
+    await detail.evaluate(() => ((window as unknown as { consoleTestMark: string }).consoleTestMark = 'same document'));
+    expect(await detail.getByRole('article', { name: /^STOP operation/ }).count()).toBe(0);
+    await recordTexts(detail, 'article[aria-label^="STOP operation"] ol', 'stopSteps');
+
+    // By keyboard alone: Enter opens the menu on its first item (Stop, for a running instance), Enter
+    // picks it, and the confirmation's focused button is the action itself.
+    await page.getByRole('button', { name: 'Actions for web-1' }).focus();
+    await page.keyboard.press('Enter');
+    await eventually(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
+    // What a running instance allows, by the domain's table (migrate and the rest join as their mutations land).
+    const items = await page.getByRole('menu', { name: 'Actions for web-1' }).getByRole('menuitem').allTextContents();
+    expect(items).toEqual(expect.arrayContaining(['Stop', 'Reboot', 'Hard reboot', 'Pause', 'Suspend', 'Delete']));
+    expect(items).not.toContain('Start');
+    expect(items).not.toContain('Resume');
+    await page.keyboard.press('Enter');
+    const confirm = page.getByRole('dialog', { name: 'Stop web-1?' });
+    await confirm.waitFor();
+    await eventually(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
+    await page.keyboard.press('Enter');
+    await confirm.waitFor({ state: 'hidden' });
+
+    const op = detail.getByRole('article', { name: 'STOP operation SUCCEEDED' });
+    await op.waitFor({ timeout: 60_000 });
+    const steps = await op.locator('li .step-name').allTextContents();
+    expect(steps.length).toBeGreaterThan(0);
+    expect(await op.locator('li.step-succeeded').count()).toBe(steps.length);
+    const seen = await recorded(detail, 'stopSteps');
+    // Not there when the stop began, then there on the same document: it came live, step by step.
+    expect(seen[0]).toBe('');
+    expect(seen.at(-1)).toBe(await op.locator('ol').textContent());
+    console.log(JSON.stringify({ stopTimelineViews: seen.length - 1 }));
+    expect(await sameDocument(detail)).toBe('same document');
+    await detail.getByRole('heading', { name: /web-1\s*STOPPED/, level: 1 }).waitFor();
+    await page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'web-1' }) }).getByText('STOPPED', { exact: true }).waitFor();
+    // The audit log is a projection of its own: it shows the stop once it has folded it, on this same page.
+    await detail.getByRole('table', { name: 'Audit events' }).getByText('InstanceStopped').waitFor();
+    // The serial console's tail on the page is what the API reads from the host agent.
+    const log = (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { consoleLog(lines: 50) } }', { id: instanceId })).data!.instance.consoleLog as string;
+    expect(log).toContain('stopped');
+    await eventually(() => detail.getByRole('region', { name: 'Serial console' }).locator('pre').textContent()).toBe(log);
+    await detail.screenshot({ path: join(screenshots, 'instance.png'), fullPage: true });
+    faults({});
+  });
+
+  it('a reader sees the instances but no boot button, no row actions and no admin pages', async () => {
+    const { context, page } = await signedIn(tokens.aReader);
+    await page.getByRole('rowheader', { name: 'web-1' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Boot instance' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Actions for web-1' }).count()).toBe(0);
+    const nav = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
+    expect(nav).toEqual(['Instances', 'Volumes', 'Networks', 'Operations', 'Flavors & images']);
+    await page.getByRole('link', { name: 'Volumes' }).click();
+    await page.getByText('No volumes yet.').waitFor();
+    await context.close();
+  });
+
+  it('an admin sees hosts with allocation bars, toggles maintenance, creates a flavor (the API errors by field) and issues a token that signs in', async () => {
+    const { context, page } = await signedIn(ADMIN);
+    await page.getByRole('link', { name: 'Hosts' }).click();
+    const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'sim-1' }) });
+    await card.getByText('UP', { exact: true }).waitFor();
+    // web-1 is stopped but keeps its claim on the host: one m1.tiny allocated.
+    await eventually(() => card.getByRole('meter', { name: 'Memory allocated' }).getAttribute('aria-valuetext')).toBe('512 MB of 16 GB');
+    await page.screenshot({ path: join(screenshots, 'hosts.png'), fullPage: true });
+
+    await card.getByRole('button', { name: 'Enter maintenance' }).click();
+    await page.getByRole('dialog', { name: 'Enter maintenance on sim-1?' }).getByRole('button', { name: 'Enter maintenance on' }).click();
+    await card.getByText('MAINTENANCE', { exact: true }).waitFor();
+    expect((await admin('{ hosts { state } }')).hosts).toEqual([{ state: 'MAINTENANCE' }]);
+    await card.getByRole('button', { name: 'Leave maintenance' }).click();
+    await card.getByText('UP', { exact: true }).waitFor();
+
+    await page.getByRole('link', { name: 'Flavors & images' }).click();
+    const form = page.getByRole('form', { name: 'New flavor' });
+    await form.getByLabel('Name').fill('c1.large');
+    await form.getByLabel('vCPUs').fill('0');
+    await form.getByLabel('Memory (MB)').fill('8192');
+    await form.getByLabel('Disk (GB)').fill('40');
+    await form.getByRole('button', { name: 'Create flavor' }).click();
+    const vcpus = form.getByLabel('vCPUs');
+    await eventually(() => vcpus.getAttribute('aria-invalid')).toBe('true');
+    const refused = await gql(api.url, ADMIN, 'mutation { createFlavor(input: {name: "c1.large", vcpus: 0, memoryMb: 8192, diskGb: 40}) { flavor { id } } }');
+    const issue = (refused.errors?.[0]?.extensions?.issues as { path: string[]; message: string }[])[0]!;
+    expect(issue.path).toEqual(['vcpus']);
+    expect(await page.locator(`#${await vcpus.getAttribute('aria-describedby')}`).textContent()).toBe(issue.message);
+    await vcpus.fill('4');
+    await form.getByRole('button', { name: 'Create flavor' }).click();
+    await page.getByRole('table', { name: 'Flavors' }).getByRole('rowheader', { name: 'c1.large' }).waitFor();
+    expect(await vcpus.getAttribute('aria-invalid')).toBeNull();
+
+    await page.getByRole('link', { name: 'Projects & tokens' }).click();
+    await page.getByLabel('New project').fill('charlie');
+    await page.getByRole('button', { name: 'Create project' }).click();
+    await page.getByRole('listitem').filter({ hasText: 'charlie' }).waitFor();
+    await page.getByLabel('Project', { exact: true }).selectOption({ label: 'charlie' });
+    await page.getByLabel('Role').selectOption('MEMBER');
+    await page.getByRole('button', { name: 'Issue token' }).click();
+    const issued = (await page.locator('code.token').textContent())!.trim();
+    await context.close();
+    const charlie = await signedIn(issued);
+    expect(await charlie.page.locator('.who').textContent()).toContain('charlie · member');
+    await charlie.context.close();
+  });
+
+  it('measures the time from navigation to the instances table showing data, and reads well on a phone', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    const ids = (await gql(api.url, tokens.aMember, '{ flavors { id name } images { id } }')).data!;
+    const small = ids.flavors.find((f: { name: string }) => f.name === 'm1.small').id;
+    const booted = await gql(api.url, tokens.aMember, 'mutation($i: BootInstanceInput!) { bootInstance(input: $i) { instance { id } } }', {
+      i: { name: 'db-1', flavorId: small, imageId: ids.images[0].id },
+    });
+    expect(booted.errors).toBeUndefined();
+    const db = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'db-1' }) });
+    await db.getByText('RUNNING', { exact: true }).waitFor({ timeout: 60_000 });
+    await page.screenshot({ path: join(screenshots, 'instances.png'), fullPage: true });
+
+    await page.goto('about:blank');
+    const started = Date.now();
+    await page.goto(`${base}#/instances`);
+    await page.getByRole('rowheader', { name: 'web-1' }).waitFor();
+    const tableMs = Date.now() - started;
+    console.log(JSON.stringify({ consoleNavigationToTableMs: tableMs }));
+    await context.close();
+
+    const phone = await signedIn(tokens.aMember, { width: 390, height: 844 });
+    await phone.page.getByRole('rowheader', { name: 'web-1' }).waitFor();
+    await phone.page.getByRole('button', { name: 'Menu' }).click();
+    await phone.page.getByRole('link', { name: 'Operations' }).click();
+    await phone.page.getByRole('heading', { name: 'Operations', level: 1 }).waitFor();
+    await phone.page.getByRole('rowheader', { name: 'STOP' }).waitFor();
+    await phone.page.screenshot({ path: join(screenshots, 'operations-phone.png'), fullPage: true });
+    await phone.context.close();
+  });
+
+  it('an admin sees a failed operation with its failing step, retries it from the list, and watches it succeed', async () => {
+    faults({ failMethods: ['pauseVm'] });
+    const dbId = (await gql(api.url, tokens.aMember, '{ instances(filter: {name: "db-1"}) { edges { node { id } } } }')).data!.instances.edges[0].node.id as string;
+    const paused = await gql(api.url, tokens.aMember, 'mutation($id: ID!) { pauseInstance(input: {id: $id}) { operation { id } } }', { id: dbId });
+    const opId = paused.data!.pauseInstance.operation.id as string;
+
+    const { context, page } = await signedIn(ADMIN);
+    await page.getByRole('link', { name: 'Operations' }).click();
+    const row = page.locator(`tr[data-operation-id="${opId}"]`);
+    await row.getByText('FAILED', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await row.getByRole('cell').nth(2).textContent()).toMatch(/^pauseVm.*injected pauseVm failure/);
+    await page.screenshot({ path: join(screenshots, 'operations.png'), fullPage: true });
+
+    faults({});
+    await row.getByRole('button', { name: 'Retry' }).click();
+    await row.getByText('SUCCEEDED', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await row.getByRole('button', { name: 'Retry' }).count()).toBe(0);
+    expect(await sameDocument(page)).toBe('same document');
+    // The operation and the instance are separate projections: the instance reaches PAUSED on its own feed.
+    await expect
+      .poll(async () => (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state } }', { id: dbId })).data!.instance.state, { timeout: 30_000 })
+      .toBe('PAUSED');
+    await context.close();
+  });
+
+  it('a page whose live connection dropped reads everything again once it is back, without a reload', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    const db = page.locator('tr[data-instance-name="db-1"]');
+    await db.getByText('PAUSED', { exact: true }).waitFor();
+    const port = Number(new URL(api.url).port);
+    await api.close();
+    // While the API is down the instance changes and the read model folds it: the notification that
+    // would have reached the page is gone for good, so only a fresh read can show it.
+    const dbId = (await db.getAttribute('data-instance-id'))!;
+    const { operation } = await commands.unpauseInstance(rt, { tokenId: 'console-test', projectId: alphaId, role: 'MEMBER' }, { id: dbId });
+    expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+    await waitForProjections(rt);
+    api = await startApi(rt, { port });
+    await db.getByText('RUNNING', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await sameDocument(page)).toBe('same document');
+    await context.close();
+  });
+});
