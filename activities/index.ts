@@ -1,11 +1,13 @@
 import { Context } from '@temporalio/activity';
 import type { Runtime } from '../server/runtime.js';
 import { actionSteps } from './actionSteps.js';
+import { addressSteps } from './addressSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
+export type { AddressRequest } from './addressSteps.js';
 
 /** How often a running activity tells Temporal it is alive; the workflows' heartbeatTimeout is a few times this. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
@@ -19,6 +21,7 @@ export function createActivities(rt: Runtime) {
   const activities = {
     ...bootSteps(rt),
     ...actionSteps(rt),
+    ...addressSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

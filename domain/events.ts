@@ -3,6 +3,8 @@ import { catalogEvents, type CatalogEvent } from './catalog.js';
 import { hostEvents, type HostEvent } from './host.js';
 import { identityEvents, type IdentityEvent } from './identity.js';
 import { instanceEvents, type InstanceEvent } from './instance.js';
+import { networkEvents, type NetworkEvent } from './network.js';
+import { networkIndexEvents, type NetworkIndexEvent } from './networkIndex.js';
 import { operationEvents, type OperationEvent } from './operation.js';
 
 /**
@@ -15,10 +17,12 @@ export const eventRegistry = {
   ...operationEvents,
   ...catalogEvents,
   ...identityEvents,
+  ...networkEvents,
+  ...networkIndexEvents,
 } satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof eventRegistry;
-export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent;
+export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | NetworkEvent | NetworkIndexEvent;
 
 export const instanceStream = (id: string) => `instance-${id}`;
 export const hostStream = (id: string) => `host-${id}`;
@@ -27,6 +31,9 @@ export const flavorStream = (id: string) => `flavor-${id}`;
 export const imageStream = (id: string) => `image-${id}`;
 export const projectStream = (id: string) => `project-${id}`;
 export const tokenStream = (id: string) => `token-${id}`;
+export const networkStream = (id: string) => `network-${id}`;
+/** A project's networks (or the external scope's): see domain/networkIndex.ts. */
+export const networkIndexStream = (scopeId: string) => `networks-${scopeId}`;
 
 /** The resource kind and id a stream id names, e.g. `instance-<uuid>` → `{ kind: 'instance', id }`. */
 export function parseStreamId(streamId: string): { kind: string; id: string } | undefined {

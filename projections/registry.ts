@@ -6,6 +6,7 @@ import { checkpointMigrations } from './checkpoints.js';
 import { hostsProjection } from './hosts.js';
 import { identityProjection } from './identity.js';
 import { instancesProjection } from './instances.js';
+import { networksProjection } from './networks.js';
 import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
 
@@ -18,6 +19,7 @@ export const projections: readonly Projection[] = [
   instancesProjection,
   operationsProjection,
   auditProjection,
+  networksProjection,
 ];
 
 export const projectionNames = projections.map((p) => p.name);

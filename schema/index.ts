@@ -3,6 +3,7 @@ import { builder } from './builder.js';
 import './types.js';
 import './queries.js';
 import './mutations.js';
+import './networkSchema.js';
 import './subscriptions.js';
 
 export type { Context } from './builder.js';

@@ -29,7 +29,7 @@ const log = componentLog('api.mutations');
 const RetryOperationInputSchema = z.object({ id: Id });
 const RebuildProjectionInputSchema = z.object({ name: z.string().min(1).max(64) });
 
-const OperationPayload = builder.objectRef<commands.LifecycleResult & { volume?: VolumeShape; address?: AddressShape }>('OperationPayload').implement({
+export const OperationPayload = builder.objectRef<commands.LifecycleResult & { volume?: VolumeShape; address?: AddressShape }>('OperationPayload').implement({
   fields: (t) => ({
     operation: t.field({ type: OperationType, resolve: (p) => p.operation }),
     instance: t.field({ type: InstanceType, nullable: true, resolve: (p) => p.instance ?? null }),
@@ -135,7 +135,7 @@ type Command<S extends z.ZodType, R> = (rt: Runtime, caller: Caller, input: z.in
  * A resolver that parses the input, runs the command as the caller and, for the admin mutations whose
  * result the caller reads back at once (a new token, flavor, host), waits for those projections.
  */
-const run =
+export const run =
   <S extends z.ZodType, R>(schema: S, command: Command<S, R>, readsBackFrom: string[] = []) =>
   async (_root: unknown, args: { input: unknown }, ctx: Context): Promise<R> => {
     const input = parseInput(schema, args.input);

@@ -9,7 +9,6 @@ import {
   ImageType,
   InstanceStateEnum,
   InstanceType,
-  NetworkType,
   OperationKindEnum,
   OperationStatusEnum,
   OperationType,
@@ -67,7 +66,6 @@ builder.queryType({
     flavors: t.field({ type: [FlavorType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allFlavors(ctx.rt) }),
     images: t.field({ type: [ImageType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allImages(ctx.rt) }),
     volumes: t.field({ type: [VolumeType], authScopes: { reader: true }, description: 'Volumes come with a later issue: empty for now.', resolve: () => [] }),
-    networks: t.field({ type: [NetworkType], authScopes: { reader: true }, description: 'Networks come with a later issue: empty for now.', resolve: () => [] }),
     operation: t.field({
       type: OperationType,
       nullable: true,

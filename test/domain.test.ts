@@ -22,6 +22,7 @@ import {
   type TransitionResult,
 } from '../domain/instance.js';
 import { nameBasedUuid } from '../domain/nameBasedId.js';
+import { exerciseNetworkDeciders } from './support/networkFixtures.js';
 import { operationDecider, operationIdFor, operationIdOfWorkflow, workflowIdOf, type OperationCommand, type OperationDeciderState } from '../domain/operation.js';
 import { candidateHosts } from '../domain/placement.js';
 import { addResources, noResources, type Resources } from '../domain/resources.js';
@@ -574,6 +575,7 @@ describe('event registry', () => {
     run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
     run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }], requestedOperation());
     run(operationDecider, [{ type: 'cancel', data: { at } }], requestedOperation());
+    exerciseNetworkDeciders(run);
 
     const registry: Record<string, z.ZodType> = eventRegistry;
     for (const event of emitted) {

@@ -1,7 +1,8 @@
+import { patched } from '@temporalio/workflow';
 import { Compensations, failureOf, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
- * Boot, as an operator would run it: schedule (pick a host and claim its capacity), create the VM, start
+ * Boot, as an operator would run it: schedule (pick a host and claim its capacity), allocate its fixed address, create the VM, start
  * it, record it running. On failure, undo in reverse (destroy the half-made VM, give the claim back) and
  * record the instance ERROR with the reason and the operation FAILED.
  */
@@ -12,6 +13,11 @@ export async function bootInstance(input: OperationInput): Promise<void> {
     // Added first: a schedule whose claim landed but whose report was lost must still give it back.
     undo.add(() => undoSteps.releaseClaim(ctx));
     await steps.schedule(ctx);
+    // Versioned: boots recorded before networking replay without the address step.
+    if (patched('boot-allocates-address')) {
+      undo.add(() => undoSteps.releaseFixedAddress(ctx));
+      await steps.allocateFixedAddress(ctx);
+    }
     undo.add(() => undoSteps.destroyVm(ctx));
     await steps.createVm(ctx);
     await steps.startVm(ctx);

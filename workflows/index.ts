@@ -9,4 +9,8 @@ export { suspendInstance } from './suspendInstance.js';
 export { resumeInstance } from './resumeInstance.js';
 export { deleteInstance } from './deleteInstance.js';
 export { bareWorkflow } from './bench.js';
+export { allocateIp } from './allocateIp.js';
+export { releaseIp } from './releaseIp.js';
+export { associateIp } from './associateIp.js';
+export { disassociateIp } from './disassociateIp.js';
 export type { OperationInput } from './runbook.js';

@@ -16,4 +16,6 @@ export { registerHost, setHostState } from './hosts.js';
 export { createFlavor, registerImage } from './catalog.js';
 export { createProject, createToken } from './identity.js';
 export { retryOperation } from './retryOperation.js';
+export { createNetwork, deleteNetwork } from './networks.js';
+export { allocateIp, releaseIp, associateIp, disassociateIp } from './addresses.js';
 export type { LifecycleResult } from './operations.js';

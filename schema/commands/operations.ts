@@ -33,6 +33,10 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   SUSPEND: 'suspendInstance',
   RESUME: 'resumeInstance',
   DELETE: 'deleteInstance',
+  ALLOCATE_IP: 'allocateIp',
+  RELEASE_IP: 'releaseIp',
+  ASSOCIATE_IP: 'associateIp',
+  DISASSOCIATE_IP: 'disassociateIp',
 };
 
 export const now = () => new Date().toISOString();
