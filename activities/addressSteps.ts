@@ -2,9 +2,12 @@ import { StratusError } from '../domain/errors.js';
 import { idNamespaces, nameBasedUuid } from '../domain/nameBasedId.js';
 import type { AddressKind } from '../domain/network.js';
 import type { Runtime } from '../server/runtime.js';
+import type { Instance } from '../domain/instance.js';
+import { callAgent } from './agentCalls.js';
 import { readInstance } from './instanceRecords.js';
-import { addressesOfInstance, decideOnNetwork, networksVisibleTo } from './ipam.js';
-import { failOperation, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
+import { addressesOfInstance, decideOnNetwork, networksVisibleTo, requireNetwork } from './ipam.js';
+import { agentKey, failOperation, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
+import { portSpecOf, unlessUnsupported } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -35,6 +38,23 @@ async function fixedAddressOf(rt: Runtime, instanceId: string, projectId: string
   const own = fixed.find((a) => a.networkId === instance.networkId) ?? fixed[0];
   if (!own) throw new StratusError('CONFLICT', `instance ${instanceId} has no fixed address to associate with`, { id: instanceId });
   return own.address;
+}
+
+/**
+ * Tells the instance's host which floating addresses NAT to its FIXED address (the port is that
+ * address's id). An instance not placed on a host yet has nothing to tell.
+ */
+async function pushFloating(rt: Runtime, ctx: OperationContext, instance: Instance, step: string): Promise<void> {
+  if (!instance.hostId) return;
+  const addresses = await addressesOfInstance(rt, instance);
+  for (const fixed of addresses.filter((a) => a.kind === 'FIXED')) {
+    const floating = addresses.filter((a) => a.kind === 'FLOATING' && a.fixedAddress === fixed.address).map((a) => a.address);
+    const call = callAgent(rt, instance.hostId, 'setFloatingAddresses', { portId: fixed.id, floatingAddresses: floating }, { idempotencyKey: agentKey(ctx, `${step}:${fixed.id}`) });
+    await unlessUnsupported(call).catch((e: unknown) => {
+      // A port the host never had (an instance booted before networking) has no NAT to change.
+      if ((e as { code?: string }).code !== 'NOT_FOUND') throw e;
+    });
+  }
 }
 
 /** The steps of allocateIp, releaseIp, associateIp, disassociateIp, and the address steps of boot and delete. */
@@ -100,6 +120,7 @@ export function addressSteps(rt: Runtime) {
             () => ({ type: 'associate', data: { addressId: ctx.instanceId, instanceId: request.instanceId, fixedAddress, operationId: ctx.operationId, at: now() } }),
             { key: writeKey(ctx, 'associateAddress'), metadata: metadataOf(ctx) },
           );
+          await pushFloating(rt, ctx, await readInstance(rt, request.instanceId), 'associateAddress');
         },
         { succeedsOperation: true },
       );
@@ -111,10 +132,12 @@ export function addressSteps(rt: Runtime) {
         ctx,
         'disassociateAddress',
         async () => {
+          const boundTo = (await requireNetwork(rt, request.networkId)).addresses[ctx.instanceId]?.instanceId;
           await decideOnNetwork(rt, request.networkId, (n) => (n?.addresses[ctx.instanceId]?.kind === 'FLOATING' ? { type: 'disassociate', data: { addressId: ctx.instanceId, operationId: ctx.operationId, at: now() } } : null), {
             key: writeKey(ctx, 'disassociateAddress'),
             metadata: metadataOf(ctx),
           });
+          if (boundTo) await pushFloating(rt, ctx, await readInstance(rt, boundTo), 'disassociateAddress');
         },
         { succeedsOperation: request.last },
       );
@@ -155,6 +178,27 @@ export function addressSteps(rt: Runtime) {
       });
     },
 
+    /** Boot: the NIC on the chosen host (tap, MAC from the port, rules of the instance's groups), before the VM that uses it. */
+    async plugBootPort(ctx: OperationContext): Promise<void> {
+      await runStep(rt, ctx, 'plugPort', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        if (!instance.networkId || !instance.hostId) return;
+        const network = await requireNetwork(rt, instance.networkId);
+        const address = network.addresses[bootAddressId(ctx.operationId)];
+        if (!address) throw new StratusError('INTERNAL', `boot ${ctx.operationId} has no address to plug`);
+        await unlessUnsupported(callAgent(rt, instance.hostId, 'plugPort', { port: await portSpecOf(rt, instance, address, network) }, { idempotencyKey: agentKey(ctx, 'plugPort') }));
+      });
+    },
+
+    /** Boot's undo: the NIC goes from the host (no tap, rule or DHCP entry left behind). */
+    async unplugBootPort(ctx: OperationContext): Promise<void> {
+      await runStep(rt, ctx, 'unplugPort', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        if (!instance.hostId) return;
+        await unlessUnsupported(callAgent(rt, instance.hostId, 'unplugPort', { portId: bootAddressId(ctx.operationId) }, { idempotencyKey: agentKey(ctx, 'unplugPort') }));
+      });
+    },
+
     /** Delete: FIXED addresses go back to their pools; FLOATING ones are disassociated and stay the project's. */
     async releaseInstanceAddresses(ctx: OperationContext): Promise<void> {
       await runStep(rt, ctx, 'releaseAddresses', async () => {
@@ -162,6 +206,9 @@ export function addressSteps(rt: Runtime) {
         const networks = await networksVisibleTo(rt, instance.projectId);
         for (const network of networks) {
           for (const held of Object.values(network.addresses).filter((a) => a.instanceId === instance.id)) {
+            if (held.kind === 'FIXED' && instance.hostId) {
+              await unlessUnsupported(callAgent(rt, instance.hostId, 'unplugPort', { portId: held.id }, { idempotencyKey: agentKey(ctx, `unplugPort:${held.id}`) }));
+            }
             await decideOnNetwork(
               rt,
               network.id,

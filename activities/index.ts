@@ -4,10 +4,12 @@ import { actionSteps } from './actionSteps.js';
 import { addressSteps } from './addressSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
+import { securityGroupSteps } from './securityGroupSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
 export type { AddressRequest } from './addressSteps.js';
+export type { SecurityGroupsRequest } from './securityGroupSteps.js';
 
 /** How often a running activity tells Temporal it is alive; the workflows' heartbeatTimeout is a few times this. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
@@ -22,6 +24,7 @@ export function createActivities(rt: Runtime) {
     ...bootSteps(rt),
     ...actionSteps(rt),
     ...addressSteps(rt),
+    ...securityGroupSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -5,6 +5,7 @@ import { identityEvents, type IdentityEvent } from './identity.js';
 import { instanceEvents, type InstanceEvent } from './instance.js';
 import { networkEvents, type NetworkEvent } from './network.js';
 import { networkIndexEvents, type NetworkIndexEvent } from './networkIndex.js';
+import { securityGroupEvents, type InstanceGroupsEvent, type SecurityGroupEvent } from './securityGroup.js';
 import { operationEvents, type OperationEvent } from './operation.js';
 
 /**
@@ -19,10 +20,11 @@ export const eventRegistry = {
   ...identityEvents,
   ...networkEvents,
   ...networkIndexEvents,
+  ...securityGroupEvents,
 } satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof eventRegistry;
-export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | NetworkEvent | NetworkIndexEvent;
+export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | NetworkEvent | NetworkIndexEvent | SecurityGroupEvent | InstanceGroupsEvent;
 
 export const instanceStream = (id: string) => `instance-${id}`;
 export const hostStream = (id: string) => `host-${id}`;
@@ -34,6 +36,9 @@ export const tokenStream = (id: string) => `token-${id}`;
 export const networkStream = (id: string) => `network-${id}`;
 /** A project's networks (or the external scope's): see domain/networkIndex.ts. */
 export const networkIndexStream = (scopeId: string) => `networks-${scopeId}`;
+export const securityGroupStream = (id: string) => `securitygroup-${id}`;
+/** Which security groups an instance is in (domain/securityGroup.ts). */
+export const instanceGroupsStream = (instanceId: string) => `instancegroups-${instanceId}`;
 
 /** The resource kind and id a stream id names, e.g. `instance-<uuid>` → `{ kind: 'instance', id }`. */
 export function parseStreamId(streamId: string): { kind: string; id: string } | undefined {

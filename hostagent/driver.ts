@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { NetworkDataPlane } from './network.js';
 import { VmState } from './vmStates.js';
 
 /**
@@ -88,6 +89,7 @@ export const AgentErrorCode = z.enum([
   'INTERNAL',
   'HOST_KEY_MISMATCH', // client side: the host's key is not the one registered for it
   'UNAUTHORIZED', // the agent refused the controller's key
+  'UNSUPPORTED', // the driver lacks the feature (e.g. a network data plane)
 ]);
 export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
@@ -118,6 +120,8 @@ export const MigrationResult = z.object({
 export type MigrationResult = z.infer<typeof MigrationResult>;
 
 export interface HypervisorDriver {
+  /** Ports, rules and NAT (hostagent/network.ts); absent where the driver has no data plane yet. */
+  readonly network?: NetworkDataPlane;
   readonly kind: 'sim' | 'qemu';
   /** Called once at agent start: load state, re-attach to running VMs, probe the accelerator. */
   init(): Promise<void>;

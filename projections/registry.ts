@@ -7,6 +7,7 @@ import { hostsProjection } from './hosts.js';
 import { identityProjection } from './identity.js';
 import { instancesProjection } from './instances.js';
 import { networksProjection } from './networks.js';
+import { securityGroupsProjection } from './securityGroups.js';
 import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
 
@@ -20,6 +21,7 @@ export const projections: readonly Projection[] = [
   operationsProjection,
   auditProjection,
   networksProjection,
+  securityGroupsProjection,
 ];
 
 export const projectionNames = projections.map((p) => p.name);

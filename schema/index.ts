@@ -4,6 +4,7 @@ import './types.js';
 import './queries.js';
 import './mutations.js';
 import './networkSchema.js';
+import './securityGroupSchema.js';
 import './subscriptions.js';
 
 export type { Context } from './builder.js';

@@ -77,6 +77,7 @@ describe('instance lifecycle through the command layer, on real Temporal, Postgr
     expect(done.steps.map((s) => [s.name, s.status])).toEqual([
       ['schedule', 'SUCCEEDED'],
       ['allocateAddress', 'SUCCEEDED'],
+      ['plugPort', 'SUCCEEDED'],
       ['createVm', 'SUCCEEDED'],
       ['startVm', 'SUCCEEDED'],
       ['recordRunning', 'SUCCEEDED'],
@@ -184,9 +185,11 @@ describe('instance lifecycle through the command layer, on real Temporal, Postgr
       expect(done.steps.map((s) => [s.name, s.status])).toEqual([
         ['schedule', 'SUCCEEDED'],
         ['allocateAddress', 'SUCCEEDED'],
+        ['plugPort', 'SUCCEEDED'],
         ['createVm', 'SUCCEEDED'],
         ['startVm', 'FAILED'],
         ['destroyVm', 'SUCCEEDED'],
+        ['unplugPort', 'SUCCEEDED'],
         ['releaseAddress', 'SUCCEEDED'],
         ['releaseClaim', 'SUCCEEDED'],
       ]);

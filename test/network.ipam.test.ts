@@ -180,7 +180,7 @@ describe('IPAM and networks on real Temporal, PostgreSQL and a sim host', () => 
     const boots = await Promise.all(Array.from({ length: 3 }, (_, i) => commands.bootInstance(rt, caller, { name: `first-${i}`, flavorId, imageId })));
     const ops = await Promise.all(boots.map((b) => settled(rt, b.operation.id)));
     expect(ops.map((o) => o.status)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
-    expect(ops[0]!.steps.map((s) => s.name)).toEqual(['schedule', 'allocateAddress', 'createVm', 'startVm', 'recordRunning']);
+    expect(ops[0]!.steps.map((s) => s.name)).toEqual(['schedule', 'allocateAddress', 'plugPort', 'createVm', 'startVm', 'recordRunning']);
     const network = await networkOf(defaultNetworkId(caller.projectId));
     expect(network).toMatchObject({ cidr: '10.0.0.0/24', gateway: '10.0.0.1', projectId: caller.projectId, name: 'default' });
     const byInstance = Object.values(network.addresses).map((a) => a.instanceId).sort();

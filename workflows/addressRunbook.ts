@@ -7,7 +7,7 @@ export interface AddressOperationInput extends OperationInput {
   address: AddressRequest;
 }
 
-/** Records an address operation's failure and fails the workflow, as recordFailure does for instances. */
+/** Records a failure of an operation that holds no instance task (addresses, security groups) and fails the workflow, as recordFailure does for instances. */
 export async function recordAddressFailure(ctx: OperationContext, err: unknown): Promise<never> {
   const failure = failureOf(err);
   await undoSteps.recordAddressFailed(ctx, failure);

@@ -2,9 +2,10 @@ import { patched } from '@temporalio/workflow';
 import { Compensations, failureOf, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
- * Boot, as an operator would run it: schedule (pick a host and claim its capacity), allocate its fixed address, create the VM, start
- * it, record it running. On failure, undo in reverse (destroy the half-made VM, give the claim back) and
- * record the instance ERROR with the reason and the operation FAILED.
+ * Boot, as an operator would run it: schedule (pick a host and claim its capacity), allocate its fixed
+ * address, plug its port on the host, create the VM, start it, record it running. On failure, undo in
+ * reverse (destroy the half-made VM, unplug the port, give the address and the claim back) and record
+ * the instance ERROR with the reason and the operation FAILED.
  */
 export async function bootInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
@@ -17,6 +18,8 @@ export async function bootInstance(input: OperationInput): Promise<void> {
     if (patched('boot-allocates-address')) {
       undo.add(() => undoSteps.releaseFixedAddress(ctx));
       await steps.allocateFixedAddress(ctx);
+      undo.add(() => undoSteps.unplugBootPort(ctx));
+      await steps.plugBootPort(ctx);
     }
     undo.add(() => undoSteps.destroyVm(ctx));
     await steps.createVm(ctx);

@@ -13,4 +13,5 @@ export { allocateIp } from './allocateIp.js';
 export { releaseIp } from './releaseIp.js';
 export { associateIp } from './associateIp.js';
 export { disassociateIp } from './disassociateIp.js';
+export { updateSecurityGroups } from './updateSecurityGroups.js';
 export type { OperationInput } from './runbook.js';

@@ -2,17 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { AddressRequest } from '../../activities/index.js';
 import { networksVisibleTo } from '../../activities/ipam.js';
 import { StratusError } from '../../domain/errors.js';
-import { operationStream } from '../../domain/events.js';
 import { canMutate, canRead, type Caller } from '../../domain/identity.js';
 import type { Address, Network } from '../../domain/network.js';
 import type { AllocateIpInput, AssociateIpInput, DisassociateIpInput, ReleaseIpInput } from '../../domain/networkInputs.js';
-import { decideOperation, operationDecider, operationIdFor, type Operation, type OperationKind } from '../../domain/operation.js';
-import { WrongExpectedVersion } from '../../eventstore/index.js';
 import type { Runtime } from '../../server/runtime.js';
-import type { AddressOperationInput } from '../../workflows/addressRunbook.js';
 import { requireMutableIn, requireWriter } from './access.js';
 import { visibleNetwork } from './networks.js';
-import { appendNew, commandMetadata, now, readInstanceState, readOperation, startOrCompensate, type LifecycleResult } from './operations.js';
+import { readInstanceState, type LifecycleResult } from './operations.js';
+import { startResourceOperation } from './resourceOperations.js';
 
 export type AddressResult = LifecycleResult;
 
@@ -43,50 +40,6 @@ async function findAddress(rt: Runtime, caller: Caller, ref: { address: string; 
 }
 
 /**
- * Records OperationRequested for the address and starts its workflow. A repeated clientRequestId
- * answers with the first operation, as every lifecycle command does.
- */
-async function startAddressOperation(
-  rt: Runtime,
-  caller: Caller,
-  kind: OperationKind,
-  addressId: string,
-  projectId: string,
-  request: AddressRequest,
-  clientRequestId: string | undefined,
-): Promise<AddressResult> {
-  const operationId = operationIdFor({ projectId: caller.projectId, clientRequestId: clientRequestId ?? null, randomId: randomUUID() });
-  const repeat = async () => {
-    const op = await readOperation(rt, operationId);
-    if (!op) return undefined;
-    if (op.kind !== kind || op.projectId !== projectId) {
-      throw new StratusError('CONFLICT', 'this clientRequestId was already used for another request', { operationId: op.id });
-    }
-    return { operation: op };
-  };
-  if (clientRequestId) {
-    const first = await repeat();
-    if (first) return first;
-  }
-  const events = decideOperation(
-    { type: 'request', data: { operationId, kind, resourceId: addressId, projectId, actor: caller, at: now(), ...(clientRequestId ? { clientRequestId } : {}) } },
-    null,
-  );
-  try {
-    await appendNew(rt, operationStream(operationId), events, 'noStream', commandMetadata(caller, operationId));
-  } catch (e) {
-    if (e instanceof WrongExpectedVersion) {
-      const first = await repeat();
-      if (first) return first;
-    }
-    throw e;
-  }
-  const input: AddressOperationInput = { operationId, instanceId: addressId, actor: caller.tokenId, attempt: 1, address: request };
-  await startOrCompensate(rt, kind, input);
-  return { operation: events.reduce(operationDecider.evolve, null as Operation | null)! };
-}
-
-/**
  * allocateIp: FIXED from one of the project's networks (optionally for an instance of it), FLOATING from
  * an external network (optionally associated with an instance at once). Which address is the
  * workflow's: IPAM decides on the network's stream, and an exhausted network fails the operation with
@@ -106,7 +59,7 @@ export async function allocateIp(rt: Runtime, caller: Caller, input: AllocateIpI
   if (instance && network.projectId !== null && instance.projectId !== network.projectId) throw instanceNotFound(instance.id)();
   const projectId = network.projectId ?? instance?.projectId ?? caller.projectId;
   const request: AddressRequest = { networkId: network.id, kind: input.kind, projectId, ...(instance ? { instanceId: instance.id } : {}) };
-  return startAddressOperation(rt, caller, 'ALLOCATE_IP', randomUUID(), projectId, request, input.clientRequestId);
+  return startResourceOperation(rt, caller, 'ALLOCATE_IP', randomUUID(), projectId, { address: request }, input.clientRequestId);
 }
 
 /** releaseIp: back to the pool. A FIXED address its instance still uses is a CONFLICT (delete the instance). */
@@ -119,7 +72,7 @@ export async function releaseIp(rt: Runtime, caller: Caller, input: ReleaseIpInp
       throw new StratusError('CONFLICT', `address ${held.address} is instance ${held.instanceId}'s: delete the instance to release it`, { id: held.id });
     }
   }
-  return startAddressOperation(rt, caller, 'RELEASE_IP', held.id, held.projectId, { networkId: network.id, projectId: held.projectId }, input.clientRequestId);
+  return startResourceOperation(rt, caller, 'RELEASE_IP', held.id, held.projectId, { address: { networkId: network.id, projectId: held.projectId } }, input.clientRequestId);
 }
 
 /** associateIp: a FLOATING address of the project NATs to one of its instances' FIXED address. */
@@ -133,7 +86,7 @@ export async function associateIp(rt: Runtime, caller: Caller, input: AssociateI
     throw new StratusError('CONFLICT', `address ${held.address} is already associated with instance ${held.instanceId}`, { id: held.id });
   }
   const request: AddressRequest = { networkId: network.id, projectId: held.projectId, instanceId: instance.id };
-  return startAddressOperation(rt, caller, 'ASSOCIATE_IP', held.id, held.projectId, request, input.clientRequestId);
+  return startResourceOperation(rt, caller, 'ASSOCIATE_IP', held.id, held.projectId, { address: request }, input.clientRequestId);
 }
 
 /** disassociateIp: the FLOATING address stops NATing and stays allocated to the project. */
@@ -141,5 +94,5 @@ export async function disassociateIp(rt: Runtime, caller: Caller, input: Disasso
   requireWriter(caller);
   const { held, network } = await findAddress(rt, caller, input);
   if (held.kind !== 'FLOATING') throw new StratusError('BAD_USER_INPUT', `address ${held.address} is FIXED: only floating addresses disassociate`, { issues: [{ path: ['address'], message: 'FIXED' }] });
-  return startAddressOperation(rt, caller, 'DISASSOCIATE_IP', held.id, held.projectId, { networkId: network.id, projectId: held.projectId }, input.clientRequestId);
+  return startResourceOperation(rt, caller, 'DISASSOCIATE_IP', held.id, held.projectId, { address: { networkId: network.id, projectId: held.projectId } }, input.clientRequestId);
 }

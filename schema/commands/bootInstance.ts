@@ -12,7 +12,7 @@ import { readHosts } from '../../activities/placement.js';
 import { WrongExpectedVersion } from '../../eventstore/index.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireWriter } from './access.js';
-import { bootNetworkFor } from './networks.js';
+import { prepareBootNetworking } from './networks.js';
 import { appendNew, commandMetadata, now, repeatedRequest, startOrCompensate, type LifecycleResult } from './operations.js';
 
 /**
@@ -39,7 +39,7 @@ export async function bootInstance(rt: Runtime, caller: Caller, input: BootInsta
   if (!image) throw new StratusError('NOT_FOUND', `image ${input.imageId} not found`, { id: input.imageId });
   if (image.status !== 'active') throw new StratusError('CONFLICT', `image ${image.name} is ${image.status}, not active`, { id: image.id });
   await requireSomeHostCouldHold(rt, flavor);
-  const networkId = await bootNetworkFor(rt, caller, input.networkId);
+  const networkId = await prepareBootNetworking(rt, caller, input.networkId);
 
   const instanceId = randomUUID();
   const at = now();

@@ -18,4 +18,6 @@ export { createProject, createToken } from './identity.js';
 export { retryOperation } from './retryOperation.js';
 export { createNetwork, deleteNetwork } from './networks.js';
 export { allocateIp, releaseIp, associateIp, disassociateIp } from './addresses.js';
+export { createSecurityGroup, addSecurityGroupRule, removeSecurityGroupRule, setInstanceSecurityGroups } from './securityGroups.js';
+export type { SecurityGroupResult } from './securityGroups.js';
 export type { LifecycleResult } from './operations.js';

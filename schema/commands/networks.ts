@@ -20,6 +20,7 @@ import { WrongExpectedVersion } from '../../eventstore/index.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireAdmin, requireMutableIn, requireWriter } from './access.js';
 import { appendNew, commandMetadata, now } from './operations.js';
+import { ensureDefaultSecurityGroup } from './securityGroups.js';
 
 const notFound = (id: string) => () => new StratusError('NOT_FOUND', `network ${id} not found`, { id });
 
@@ -118,10 +119,16 @@ export async function deleteNetwork(rt: Runtime, caller: Caller, input: DeleteNe
 }
 
 /**
- * The network a boot's FIXED address comes from: the one asked for (the caller's own, not external),
- * or the project's default network, made on first use.
+ * What a boot needs before it is recorded: the network its FIXED address comes from (the one asked for,
+ * the caller's own and not external, or the project's default network, made on first use) and the
+ * project's default security group, which its port's rules come from.
  */
-export async function bootNetworkFor(rt: Runtime, caller: Caller, networkId: string | undefined): Promise<string> {
+export async function prepareBootNetworking(rt: Runtime, caller: Caller, networkId: string | undefined): Promise<string> {
+  await ensureDefaultSecurityGroup(rt, caller, caller.projectId);
+  return bootNetworkFor(rt, caller, networkId);
+}
+
+async function bootNetworkFor(rt: Runtime, caller: Caller, networkId: string | undefined): Promise<string> {
   if (networkId) {
     const network = await visibleNetwork(rt, caller, networkId);
     if (network.external) {

@@ -37,6 +37,7 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   RELEASE_IP: 'releaseIp',
   ASSOCIATE_IP: 'associateIp',
   DISASSOCIATE_IP: 'disassociateIp',
+  UPDATE_SECURITY_GROUPS: 'updateSecurityGroups',
 };
 
 export const now = () => new Date().toISOString();

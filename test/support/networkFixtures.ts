@@ -3,6 +3,7 @@ import type { Decider } from '../../domain/decider.js';
 import type { DomainEvent } from '../../domain/events.js';
 import { networkDecider, type Network, type NetworkCommand } from '../../domain/network.js';
 import { networkIndexDecider } from '../../domain/networkIndex.js';
+import { defaultRules, instanceGroupsDecider, securityGroupDecider } from '../../domain/securityGroup.js';
 
 const at = '2026-01-01T00:00:00.000Z';
 
@@ -26,7 +27,7 @@ export const allocateCommand = (network: Pick<Network, 'projectId'>, kind: 'FIXE
 
 type Run = <S, C, E extends DomainEvent>(decider: Decider<S, C, E>, commands: C[], state?: S) => S;
 
-/** Runs every network and network-index command once, so every event type they emit is seen. */
+/** Runs every network, network-index and security-group command once, so every event type they emit is seen. */
 export function exerciseNetworkDeciders(run: Run): void {
   const external = run(networkDecider, [createNetworkCommand('198.51.100.0/24', { external: true })])!;
   const addressId = randomUUID();
@@ -46,4 +47,12 @@ export function exerciseNetworkDeciders(run: Run): void {
     { type: 'register', data: { networkId, cidr: '10.0.0.0/24', name: 'default' } },
     { type: 'unregister', data: { networkId } },
   ]);
+  const groupId = randomUUID();
+  const [rule] = defaultRules(groupId);
+  run(securityGroupDecider, [
+    { type: 'create', data: { securityGroupId: groupId, projectId: randomUUID(), name: 'web', at } },
+    { type: 'addRule', data: { ...rule!, at } },
+    { type: 'removeRule', data: { ruleId: rule!.id, at } },
+  ]);
+  run(instanceGroupsDecider, [{ type: 'set', data: { instanceId: randomUUID(), projectId: randomUUID(), securityGroupIds: [groupId], operationId: randomUUID(), at } }]);
 }

@@ -2,6 +2,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VmInfo } from '../../driver.js';
+import { PortInfo } from '../../network.js';
 
 export const SimVm = z.object({ info: VmInfo, console: z.array(z.string()) });
 export type SimVm = z.infer<typeof SimVm>;
@@ -11,6 +12,7 @@ const Applied = z.object({ key: z.string(), result: z.unknown(), at: z.number() 
 
 export const SimState = z.object({
   vms: z.record(z.string(), SimVm).default({}),
+  ports: z.record(z.string(), PortInfo).default({}),
   applied: z.array(Applied).default([]),
 });
 export type SimState = z.infer<typeof SimState>;

@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import { instanceGroupsStream, securityGroupStream } from '../domain/events.js';
+import type { Instance } from '../domain/instance.js';
+import type { Address, Network } from '../domain/network.js';
+import { defaultSecurityGroupId, instanceGroupsDecider, securityGroupDecider, type SecurityGroup } from '../domain/securityGroup.js';
+import type { CompiledRule, PortSpec } from '../hostagent/network.js';
+import type { Runtime } from '../server/runtime.js';
+import { readFolded } from './events.js';
+import { readInstance, vmNameOf } from './instanceRecords.js';
+import { networksOfScope } from './ipam.js';
+
+/**
+ * How the controller describes a NIC to a host: one port per FIXED address (the port id is the address
+ * id), its MAC derived from the port so it survives a move to another host, its network's VNI, and the
+ * security-group rules compiled for the instance.
+ */
+
+/** Neutron's locally administered prefix fa:16:3e and three bytes of the port id's hash. */
+export const macOf = (portId: string): string => {
+  const h = createHash('sha256').update(portId).digest();
+  return `fa:16:3e:${[h[0], h[1], h[2]].map((b) => b!.toString(16).padStart(2, '0')).join(':')}`;
+};
+
+/**
+ * The network's VXLAN id, the same on every host, from its id (24 bits, never 0). Two networks can
+ * collide in theory (one in ~16 M); an allocated VNI on the network's stream would close that.
+ */
+export const vniOf = (networkId: string): number => (createHash('sha256').update(networkId).digest().readUInt32BE(0) % 16_777_214) + 1;
+
+export async function groupsOf(rt: Pick<Runtime, 'store'>, instance: Pick<Instance, 'id' | 'projectId'>): Promise<string[]> {
+  const { state } = await readFolded(rt, instanceGroupsStream(instance.id), instanceGroupsDecider);
+  return state?.securityGroupIds ?? [defaultSecurityGroupId(instance.projectId)];
+}
+
+/**
+ * The groups of many instances in one read of their binding streams' last events (a boot compiles the
+ * rules of a project with hundreds of instances; one stream read each would make boots quadratic).
+ */
+async function groupsOfMany(rt: Pick<Runtime, 'db'>, projectId: string, instanceIds: string[]): Promise<Map<string, string[]>> {
+  const rows = await rt.db.query<{ stream_id: string; data: { securityGroupIds: string[] } }>(
+    `SELECT DISTINCT ON (stream_id) stream_id, data FROM events WHERE stream_id = ANY($1) AND type = 'InstanceSecurityGroupsSet' ORDER BY stream_id, version DESC`,
+    [instanceIds.map(instanceGroupsStream)],
+  );
+  const set = new Map(rows.map((r) => [r.stream_id, r.data.securityGroupIds]));
+  return new Map(instanceIds.map((id) => [id, set.get(instanceGroupsStream(id)) ?? [defaultSecurityGroupId(projectId)]]));
+}
+
+async function readGroup(rt: Pick<Runtime, 'store'>, id: string): Promise<SecurityGroup | null> {
+  return (await readFolded(rt, securityGroupStream(id), securityGroupDecider)).state;
+}
+
+/** Every live instance of the project with a FIXED address, read from its networks: no projection lag. */
+export async function projectPorts(rt: Pick<Runtime, 'store'>, projectId: string): Promise<{ address: Address; network: Network; instance: Instance }[]> {
+  const networks = await networksOfScope(rt, projectId);
+  const held = networks.flatMap((network) => Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId).map((address) => ({ address, network })));
+  const instances = new Map<string, Instance>();
+  for (const id of new Set(held.map((h) => h.address.instanceId!))) instances.set(id, await readInstance(rt, id).catch(() => undefined as never));
+  return held.flatMap((h) => {
+    const instance = instances.get(h.address.instanceId!);
+    return instance && instance.state !== 'DELETED' ? [{ ...h, instance }] : [];
+  });
+}
+
+/**
+ * The instance's rules as hosts apply them: the union of its groups' rules, a remote group turned into
+ * its members' FIXED addresses (/32 each). A group that is gone contributes nothing.
+ */
+export async function compileRules(rt: Pick<Runtime, 'store' | 'db'>, instance: Pick<Instance, 'id' | 'projectId'>): Promise<CompiledRule[]> {
+  const groups = (await Promise.all((await groupsOf(rt, instance)).map((id) => readGroup(rt, id)))).filter((g): g is SecurityGroup => g !== null);
+  const rules = groups.flatMap((g) => g.rules);
+  let members: Map<string, string[]> | undefined;
+  const membersOf = async (groupId: string) => {
+    if (!members) {
+      members = new Map();
+      // A FIXED address bound to an instance is live: deleting an instance releases them.
+      const fixed = (await networksOfScope(rt, instance.projectId)).flatMap((n) => Object.values(n.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId));
+      const groups = await groupsOfMany(rt, instance.projectId, [...new Set(fixed.map((a) => a.instanceId!))]);
+      for (const a of fixed) for (const g of groups.get(a.instanceId!) ?? []) members.set(g, [...(members.get(g) ?? []), a.address]);
+    }
+    return members.get(groupId) ?? [];
+  };
+  const compiled: CompiledRule[] = [];
+  for (const r of rules) {
+    const base = { direction: r.direction, protocol: r.protocol, portMin: r.portMin, portMax: r.portMax };
+    if (r.remoteGroupId) for (const ip of await membersOf(r.remoteGroupId)) compiled.push({ ...base, remoteCidr: `${ip}/32` });
+    else compiled.push({ ...base, remoteCidr: r.remoteCidr });
+  }
+  return compiled;
+}
+
+export async function portSpecOf(rt: Pick<Runtime, 'store' | 'db'>, instance: Instance, address: Address, network: Network, floating: string[] = []): Promise<PortSpec> {
+  return {
+    portId: address.id,
+    vmName: vmNameOf(instance),
+    networkId: network.id,
+    vni: vniOf(network.id),
+    cidr: network.cidr,
+    gateway: network.gateway,
+    mac: macOf(address.id),
+    address: address.address,
+    rules: await compileRules(rt, instance),
+    floatingAddresses: floating,
+  };
+}
+
+/**
+ * A network call to a host whose driver has no data plane (qemu, for now) is a no-op: the address is
+ * still the instance's in IPAM, the guest simply gets no NIC. Every other refusal stands.
+ */
+export async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'UNSUPPORTED') return undefined;
+    throw e;
+  }
+}
