@@ -135,4 +135,44 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
     await ok(tokens.b, `mutation($id: ID!) { deleteNetwork(input: {id: $id}) { network { id } } }`, { id: net.id });
     expect((await ok(tokens.b, `{ networks { id } }`)).networks.map((n: { id: string }) => n.id)).not.toContain(net.id);
   });
+
+  it('securityGroups lists the project\'s default group from the start, Instance.securityGroups follows setInstanceSecurityGroups, and rules are tenant-scoped', async () => {
+    const groups = (await ok(tokens.b, `{ securityGroups { id name projectId rules { direction protocol remoteCidr remoteGroupId } } }`)).securityGroups;
+    expect(groups.map((g: { name: string }) => g.name)).toEqual(['default']);
+    const defaultGroup = groups[0];
+    expect(defaultGroup.rules).toEqual(
+      expect.arrayContaining([
+        { direction: 'INGRESS', protocol: 'ANY', remoteCidr: '0.0.0.0/0', remoteGroupId: defaultGroup.id },
+        { direction: 'EGRESS', protocol: 'ANY', remoteCidr: '0.0.0.0/0', remoteGroupId: null },
+      ]),
+    );
+    const web = (await ok(tokens.b, `mutation { createSecurityGroup(input: {name: "web"}) { securityGroup { id name } } }`)).createSecurityGroup.securityGroup;
+    const added = (await ok(tokens.b, `mutation($i: AddSecurityGroupRuleInput!) { addSecurityGroupRule(input: $i) { securityGroup { rules { id protocol portMin portMax } } operation { id kind } } }`, {
+      i: { securityGroupId: web.id, direction: 'INGRESS', protocol: 'TCP', portMin: 443, remoteCidr: '0.0.0.0/0' },
+    })).addSecurityGroupRule;
+    expect(added.securityGroup.rules).toEqual([{ id: expect.any(String), protocol: 'TCP', portMin: 443, portMax: 443 }]);
+    expect(added.operation.kind).toBe('UPDATE_SECURITY_GROUPS');
+    expect((await settled(rt, added.operation.id)).status).toBe('SUCCEEDED');
+
+    const bad = await gql(url, tokens.b, `mutation($i: AddSecurityGroupRuleInput!) { addSecurityGroupRule(input: $i) { securityGroup { id } } }`, {
+      i: { securityGroupId: web.id, direction: 'INGRESS', protocol: 'ICMP', portMin: 1, remoteCidr: '0.0.0.0/0' },
+    });
+    expect(codeOf(bad)).toBe('BAD_USER_INPUT');
+    const foreign = await gql(url, tokens.a, `mutation($i: AddSecurityGroupRuleInput!) { addSecurityGroupRule(input: $i) { securityGroup { id } } }`, {
+      i: { securityGroupId: web.id, direction: 'INGRESS', protocol: 'ANY', remoteCidr: '0.0.0.0/0' },
+    });
+    expect(codeOf(foreign)).toBe('NOT_FOUND');
+    expect((await ok(tokens.a, `{ securityGroups { name } }`)).securityGroups.map((g: { name: string }) => g.name)).not.toContain('web');
+
+    const booted = (await ok(tokens.b, `mutation($i: BootInstanceInput!) { bootInstance(input: $i) { operation { id } instance { id } } }`, { i: { name: 'sg-vm', flavorId, imageId } })).bootInstance;
+    expect((await settled(rt, booted.operation.id)).status).toBe('SUCCEEDED');
+    const set = (await ok(tokens.b, `mutation($i: SetInstanceSecurityGroupsInput!) { setInstanceSecurityGroups(input: $i) { operation { id kind resourceId } } }`, {
+      i: { instanceId: booted.instance.id, securityGroupIds: [web.id] },
+    })).setInstanceSecurityGroups.operation;
+    expect(set).toMatchObject({ kind: 'UPDATE_SECURITY_GROUPS', resourceId: booted.instance.id });
+    expect((await settled(rt, set.id)).status).toBe('SUCCEEDED');
+    await waitForProjections(rt);
+    const seen = await ok(tokens.b, `query($id: ID!) { instance(id: $id) { securityGroups { name } } }`, { id: booted.instance.id });
+    expect(seen.instance.securityGroups).toEqual([{ name: 'web' }]);
+  });
 });
