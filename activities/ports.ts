@@ -7,6 +7,8 @@ import type { CompiledRule, PortSpec } from '../hostagent/network.js';
 import type { Runtime } from '../server/runtime.js';
 import { readFolded } from './events.js';
 import { readInstance, vmNameOf } from './instanceRecords.js';
+import { EXTERNAL_SCOPE } from '../domain/networkIndex.js';
+import { callAgent } from './agentCalls.js';
 import { networksOfScope } from './ipam.js';
 
 /**
@@ -114,4 +116,37 @@ export async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefi
     if ((e as { code?: string }).code === 'UNSUPPORTED') return undefined;
     throw e;
   }
+}
+
+/**
+ * The hook live migration uses to keep the NIC: plugs every port of the instance on `hostId` exactly
+ * as on its old host (same port id, MAC, address, rules and floating addresses), so the guest keeps
+ * its address. Call it on the destination before the VM moves, and `unplugInstancePorts` on the source
+ * after. `key` names the call (an agent idempotency key prefix, one per step).
+ */
+export async function plugInstancePorts(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<PortSpec[]> {
+  const plugged: PortSpec[] = [];
+  for (const network of await networksOfScope(rt, instance.projectId)) {
+    for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) {
+      const floating = (await floatingTo(rt, address.address)).filter((f) => f.instanceId === instance.id).map((f) => f.address);
+      const spec = await portSpecOf(rt, instance, address, network, floating);
+      await unlessUnsupported(callAgent(rt, hostId, 'plugPort', { port: spec }, { idempotencyKey: `${key}:${address.id}` }));
+      plugged.push(spec);
+    }
+  }
+  return plugged;
+}
+
+/** Removes the instance's ports from `hostId` (the source host after a move); ports it does not have are fine. */
+export async function unplugInstancePorts(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<void> {
+  for (const network of await networksOfScope(rt, instance.projectId)) {
+    for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) {
+      await unlessUnsupported(callAgent(rt, hostId, 'unplugPort', { portId: address.id }, { idempotencyKey: `${key}:${address.id}` }));
+    }
+  }
+}
+
+/** The floating addresses (on the external networks) that NAT to `fixedAddress`. */
+async function floatingTo(rt: Pick<Runtime, 'store'>, fixedAddress: string): Promise<Address[]> {
+  return (await networksOfScope(rt, EXTERNAL_SCOPE)).flatMap((n) => Object.values(n.addresses).filter((a) => a.fixedAddress === fixedAddress));
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFolded } from '../activities/events.js';
-import { vniOf } from '../activities/ports.js';
+import { plugInstancePorts, unplugInstancePorts, vniOf } from '../activities/ports.js';
 import { networkStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
 import { networkDecider, type Network } from '../domain/network.js';
@@ -186,5 +186,25 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     } finally {
       for (const h of hosts) await setFaults(h.agent, {});
     }
+  });
+
+  it('the migration hook plugs the same port (MAC, address, rules, floating NAT) on another host and unplugs it from the old one', async () => {
+    const caller = member();
+    const { network: external } = await commands.createNetwork(rt, admin, { name: 'sg-public-2', cidr: '198.21.0.0/24', external: true });
+    const vm = await boot(caller, 'sg-mover');
+    const instance = await instanceOf(rt, vm.id);
+    const fixed = await fixedOf(instance.networkId!, vm.id);
+    await settled(rt, (await commands.allocateIp(rt, caller, { networkId: external.id, kind: 'FLOATING', instanceId: vm.id })).operation.id);
+    const before = (await portsEverywhere()).get(fixed.id)!;
+    const target = hosts.find((h) => h.id !== instance.hostId)!;
+
+    const specs = await plugInstancePorts(rt, instance, target.id, `test-move-${vm.id}:plug`);
+    expect(specs.map((p) => p.portId)).toEqual([fixed.id]);
+    await unplugInstancePorts(rt, instance, instance.hostId!, `test-move-${vm.id}:unplug`);
+    const after = (await portsEverywhere()).get(fixed.id)!;
+    expect(after.hostId).toBe(target.id);
+    const same = ({ mac, address, vni, rules, floatingAddresses, tap }: PortInfo) => ({ mac, address, vni, rules, floatingAddresses, tap });
+    expect(same(after)).toEqual(same(before));
+    expect(after.floatingAddresses).toHaveLength(1);
   });
 });
