@@ -7,7 +7,7 @@ import { callAgent } from './agentCalls.js';
 import { readInstance } from './instanceRecords.js';
 import { addressesOfInstance, decideOnNetwork, networksVisibleTo, requireNetwork } from './ipam.js';
 import { agentKey, failOperation, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
-import { portSpecOf, unlessUnsupported } from './ports.js';
+import { groupsOf, portSpecOf, projectHosts, pushGroupMembers, remoteGroupsOf, unlessUnsupported } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -57,8 +57,15 @@ async function pushFloating(rt: Runtime, ctx: OperationContext, instance: Instan
   }
 }
 
+/** The instance's addresses are gone: every host of its project learns it left its groups. */
+async function leftGroupsOn(rt: Runtime, ctx: OperationContext, instance: Instance, step: string): Promise<void> {
+  const hosts = [...(instance.hostId ? [instance.hostId] : []), ...(await projectHosts(rt, instance.projectId))];
+  await pushGroupMembers(rt, instance.projectId, await groupsOf(rt, instance), hosts, agentKey(ctx, step));
+}
+
 /** The steps of allocateIp, releaseIp, associateIp, disassociateIp, and the address steps of boot and delete. */
 export function addressSteps(rt: Runtime) {
+  const leftGroups = (ctx: OperationContext, instance: Instance, step: string) => leftGroupsOn(rt, ctx, instance, step);
   return {
     /** IPAM: take the next free address of the network, appended with the network's version expected. */
     async allocateAddress(ctx: OperationContext, request: AddressRequest & { last: boolean }): Promise<{ address: string }> {
@@ -175,6 +182,7 @@ export function addressSteps(rt: Runtime) {
           (n) => (n && !n.deleted ? { type: 'release', data: { addressId: bootAddressId(ctx.operationId), operationId: ctx.operationId, at: now() } } : null),
           { key: writeKey(ctx, 'releaseAddress'), metadata: metadataOf(ctx) },
         );
+        await leftGroups(ctx, instance, 'releaseAddress:members');
       });
     },
 
@@ -186,7 +194,12 @@ export function addressSteps(rt: Runtime) {
         const network = await requireNetwork(rt, instance.networkId);
         const address = network.addresses[bootAddressId(ctx.operationId)];
         if (!address) throw new StratusError('INTERNAL', `boot ${ctx.operationId} has no address to plug`);
-        await unlessUnsupported(callAgent(rt, instance.hostId, 'plugPort', { port: await portSpecOf(rt, instance, address, network) }, { idempotencyKey: agentKey(ctx, 'plugPort') }));
+        const port = await portSpecOf(rt, instance, address, network);
+        await unlessUnsupported(callAgent(rt, instance.hostId, 'plugPort', { port }, { idempotencyKey: agentKey(ctx, 'plugPort') }));
+        // Its host needs the members of the groups its rules name; every host of the project needs to
+        // know it joined its groups.
+        const groups = [...new Set([...remoteGroupsOf(port.rules), ...(await groupsOf(rt, instance))])];
+        await pushGroupMembers(rt, instance.projectId, groups, [instance.hostId, ...(await projectHosts(rt, instance.projectId))], agentKey(ctx, 'plugPort:members'));
       });
     },
 
@@ -220,6 +233,7 @@ export function addressSteps(rt: Runtime) {
             );
           }
         }
+        await leftGroups(ctx, instance, 'releaseAddresses:members');
       });
     },
   };

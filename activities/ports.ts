@@ -63,34 +63,58 @@ export async function projectPorts(rt: Pick<Runtime, 'store'>, projectId: string
   });
 }
 
-/**
- * The instance's rules as hosts apply them: the union of its groups' rules, a remote group turned into
- * its members' FIXED addresses (/32 each). A group that is gone contributes nothing.
- */
-export async function compileRules(rt: Pick<Runtime, 'store' | 'db'>, instance: Pick<Instance, 'id' | 'projectId'>): Promise<CompiledRule[]> {
+/** The instance's rules as hosts apply them: the union of its groups' rules. A group that is gone contributes nothing. */
+export async function compileRules(rt: Pick<Runtime, 'store'>, instance: Pick<Instance, 'id' | 'projectId'>): Promise<CompiledRule[]> {
   const groups = (await Promise.all((await groupsOf(rt, instance)).map((id) => readGroup(rt, id)))).filter((g): g is SecurityGroup => g !== null);
-  const rules = groups.flatMap((g) => g.rules);
-  let members: Map<string, string[]> | undefined;
-  const membersOf = async (groupId: string) => {
-    if (!members) {
-      members = new Map();
-      // A FIXED address bound to an instance is live: deleting an instance releases them.
-      const fixed = (await networksOfScope(rt, instance.projectId)).flatMap((n) => Object.values(n.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId));
-      const groups = await groupsOfMany(rt, instance.projectId, [...new Set(fixed.map((a) => a.instanceId!))]);
-      for (const a of fixed) for (const g of groups.get(a.instanceId!) ?? []) members.set(g, [...(members.get(g) ?? []), a.address]);
-    }
-    return members.get(groupId) ?? [];
-  };
-  const compiled: CompiledRule[] = [];
-  for (const r of rules) {
-    const base = { direction: r.direction, protocol: r.protocol, portMin: r.portMin, portMax: r.portMax };
-    if (r.remoteGroupId) for (const ip of await membersOf(r.remoteGroupId)) compiled.push({ ...base, remoteCidr: `${ip}/32` });
-    else compiled.push({ ...base, remoteCidr: r.remoteCidr });
-  }
-  return compiled;
+  return groups.flatMap((g) =>
+    g.rules.map((r) => ({
+      direction: r.direction,
+      protocol: r.protocol,
+      portMin: r.portMin,
+      portMax: r.portMax,
+      remoteCidr: r.remoteGroupId ? null : r.remoteCidr,
+      remoteGroupId: r.remoteGroupId,
+    })),
+  );
 }
 
-export async function portSpecOf(rt: Pick<Runtime, 'store' | 'db'>, instance: Instance, address: Address, network: Network, floating: string[] = []): Promise<PortSpec> {
+/**
+ * The FIXED addresses of each named group's members in the project. A FIXED address bound to an
+ * instance is live: deleting an instance releases them.
+ */
+export async function groupMembers(rt: Pick<Runtime, 'store' | 'db'>, projectId: string, groupIds: string[]): Promise<{ groupId: string; addresses: string[] }[]> {
+  const fixed = (await networksOfScope(rt, projectId)).flatMap((n) => Object.values(n.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId));
+  const groups = await groupsOfMany(rt, projectId, [...new Set(fixed.map((a) => a.instanceId!))]);
+  return groupIds.map((groupId) => ({ groupId, addresses: fixed.filter((a) => groups.get(a.instanceId!)?.includes(groupId)).map((a) => a.address).sort() }));
+}
+
+/** The remote groups a set of rules refers to. */
+export const remoteGroupsOf = (rules: CompiledRule[]): string[] => [...new Set(rules.flatMap((r) => (r.remoteGroupId ? [r.remoteGroupId] : [])))].sort();
+
+/**
+ * The hosts where the project has instances, from the read model (one query; its lag only delays the
+ * news for a port plugged a moment ago, whose own plug read the members fresh), or none without it.
+ */
+export async function projectHosts(rt: Pick<Runtime, 'db'>, projectId: string): Promise<string[]> {
+  const [table] = await rt.db.query<{ present: boolean }>(`SELECT to_regclass('rm_instances') IS NOT NULL AS present`);
+  if (!table?.present) return [];
+  const rows = await rt.db.query<{ host_id: string }>(`SELECT DISTINCT host_id FROM rm_instances WHERE project_id = $1 AND host_id IS NOT NULL AND state <> 'DELETED'`, [projectId]);
+  return rows.map((r) => r.host_id);
+}
+
+/**
+ * Tells `hostIds` the current members of `groupIds` (an instance joined or left them). `key` prefixes
+ * the agent idempotency keys, one per host.
+ */
+export async function pushGroupMembers(rt: Runtime, projectId: string, groupIds: string[], hostIds: string[], key: string): Promise<void> {
+  if (groupIds.length === 0 || hostIds.length === 0) return;
+  const groups = await groupMembers(rt, projectId, groupIds);
+  for (const hostId of [...new Set(hostIds)].sort()) {
+    await unlessUnsupported(callAgent(rt, hostId, 'setGroupMembers', { groups }, { idempotencyKey: `${key}:${hostId}` }));
+  }
+}
+
+export async function portSpecOf(rt: Pick<Runtime, 'store'>, instance: Instance, address: Address, network: Network, floating: string[] = []): Promise<PortSpec> {
   return {
     portId: address.id,
     vmName: vmNameOf(instance),
@@ -134,6 +158,7 @@ export async function plugInstancePorts(rt: Runtime, instance: Instance, hostId:
       plugged.push(spec);
     }
   }
+  await pushGroupMembers(rt, instance.projectId, remoteGroupsOf(plugged.flatMap((p) => p.rules)), [hostId], `${key}:members`);
   return plugged;
 }
 

@@ -5,7 +5,7 @@ import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { decideAndAppend } from './events.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
-import { compileRules, projectPorts, unlessUnsupported } from './ports.js';
+import { compileRules, groupMembers, projectPorts, remoteGroupsOf, unlessUnsupported } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -52,6 +52,11 @@ export function securityGroupSteps(rt: Runtime) {
       await runStep(rt, ctx, step, async () => {
         const here = (await projectPorts(rt, request.projectId)).filter((p) => p.instance.hostId === request.hostId);
         const ports = await Promise.all(here.map(async (p) => ({ portId: p.address.id, rules: await compileRules(rt, p.instance) })));
+        const groups = remoteGroupsOf(ports.flatMap((p) => p.rules));
+        if (groups.length > 0) {
+          const members = await groupMembers(rt, request.projectId, groups);
+          await unlessUnsupported(callAgent(rt, request.hostId, 'setGroupMembers', { groups: members }, { idempotencyKey: agentKey(ctx, `${step}:members`) }));
+        }
         await unlessUnsupported(callAgent(rt, request.hostId, 'setPortRules', { ports }, { idempotencyKey: agentKey(ctx, step) }));
       });
     },

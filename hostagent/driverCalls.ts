@@ -37,9 +37,10 @@ export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> 
   detachVolume: (d, p, ctx) => d.detachVolume(p.name, { volumeId: p.volumeId }, ctx),
   migrateReceive: (d, p, ctx) => d.migrateReceive(p.spec, ctx),
   migrateSend: (d, p, ctx) => d.migrateSend(p.name, p.target, ctx),
-  listPorts: async (d) => ({ ports: await dataPlane(d).listPorts() }),
+  listPorts: (d) => dataPlane(d).listPorts(),
   plugPort: (d, p, ctx) => dataPlane(d).plugPort(p.port, ctx),
   unplugPort: (d, p, ctx) => dataPlane(d).unplugPort(p.portId, ctx),
   setPortRules: (d, p, ctx) => dataPlane(d).setPortRules(p.ports, ctx),
   setFloatingAddresses: (d, p, ctx) => dataPlane(d).setFloatingAddresses(p.portId, p.floatingAddresses, ctx),
+  setGroupMembers: (d, p, ctx) => dataPlane(d).setGroupMembers(p.groups, ctx),
 };

@@ -21,7 +21,8 @@ const codeOf = async (p: Promise<unknown>): Promise<string> =>
     () => 'none',
     (e: unknown) => (e as { code?: string }).code ?? String(e),
   );
-const rulesText = (port: PortInfo | undefined) => (port?.rules ?? []).map((r) => `${r.direction} ${r.protocol} ${r.portMin ?? ''}-${r.portMax ?? ''} ${r.remoteCidr}`).sort();
+const rulesText = (port: PortInfo | undefined) =>
+  (port?.rules ?? []).map((r) => `${r.direction} ${r.protocol} ${r.portMin ?? ''}-${r.portMax ?? ''} ${r.remoteGroupId ? `group ${r.remoteGroupId}` : r.remoteCidr}`).sort();
 
 describe('ports, security groups and floating NAT on the sim data plane, over real SSH, Temporal and PostgreSQL', () => {
   let rt: Runtime;
@@ -33,13 +34,16 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
   let imageId: string;
   const admin = adminCaller();
 
-  /** Every port on every host, by port id, as the agents report them. */
+  /** Every port on every host, by port id, as the agents report them; the group members each host holds. */
+  const members = new Map<string, Record<string, string[]>>();
   const portsEverywhere = async () => {
     const all = new Map<string, PortInfo & { hostId: string }>();
     for (const h of hosts) {
       const client = h.agent.client({ privateKey });
       try {
-        for (const p of (await client.call('listPorts', {})).ports) all.set(p.portId, { ...p, hostId: h.id });
+        const listed = await client.call('listPorts', {});
+        for (const p of listed.ports) all.set(p.portId, { ...p, hostId: h.id });
+        members.set(h.id, listed.groups);
       } finally {
         client.close();
       }
@@ -87,17 +91,18 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     expect(ports.get(fa.id)).toMatchObject({ hostId: ia.hostId, address: fa.address, networkId: ia.networkId, vni: vniOf(ia.networkId!), gateway: '10.0.0.1', cidr: '10.0.0.0/24' });
     expect(ports.get(fa.id)!.mac).toMatch(/^fa:16:3e(:[0-9a-f]{2}){3}$/);
     expect(ports.get(fa.id)!.tap.length).toBeLessThanOrEqual(15);
-    // The default group: ingress from its members (b was booted after a saw the group), all egress.
-    expect(rulesText(ports.get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - ${fa.address}/32`, `INGRESS ANY - ${fb.address}/32`]);
+    // The default group: ingress from its members, all egress; both hosts know both members, though a
+    // was plugged before b existed.
+    const dflt = defaultSecurityGroupId(caller.projectId);
+    expect(rulesText(ports.get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - group ${dflt}`]);
+    for (const h of hosts) expect(members.get(h.id)![dflt]).toEqual([fa.address, fb.address].sort());
 
     const added = await commands.addSecurityGroupRule(rt, caller, { securityGroupId: defaultSecurityGroupId(caller.projectId), direction: 'INGRESS', protocol: 'ICMP', remoteCidr: '0.0.0.0/0' });
     const op = await settled(rt, added.operation!.id);
     expect(op).toMatchObject({ kind: 'UPDATE_SECURITY_GROUPS', status: 'SUCCEEDED' });
     expect(op.steps.map((s) => s.name).sort()).toEqual(['applyRules:sg-host-1', 'applyRules:sg-host-2', 'recordApplied']);
     ports = await portsEverywhere();
-    for (const f of [fa, fb]) {
-      expect(rulesText(ports.get(f.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - ${fa.address}/32`, `INGRESS ANY - ${fb.address}/32`, 'INGRESS ICMP - 0.0.0.0/0']);
-    }
+    for (const f of [fa, fb]) expect(rulesText(ports.get(f.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - group ${dflt}`, 'INGRESS ICMP - 0.0.0.0/0']);
 
     // a leaves the default group for one that only lets ssh in: b no longer admits a's address.
     const { securityGroup: web } = await commands.createSecurityGroup(rt, caller, { name: 'web' });
@@ -108,7 +113,8 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     expect(setOp.steps[0]!.name).toBe('setGroups');
     ports = await portsEverywhere();
     expect(rulesText(ports.get(fa.id))).toEqual(['INGRESS TCP 22-22 0.0.0.0/0']);
-    expect(rulesText(ports.get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - ${fb.address}/32`, 'INGRESS ICMP - 0.0.0.0/0']);
+    expect(rulesText(ports.get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - group ${dflt}`, 'INGRESS ICMP - 0.0.0.0/0']);
+    expect(members.get(ib.hostId!)![dflt]).toEqual([fb.address]);
 
     // Removing a rule finds its group through the read model.
     await waitForProjections(rt);
@@ -116,7 +122,12 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     expect(await codeOf(commands.removeSecurityGroupRule(rt, member(), { id: icmp.id }))).toBe('NOT_FOUND');
     const removed = await commands.removeSecurityGroupRule(rt, caller, { id: icmp.id });
     expect((await settled(rt, removed.operation!.id)).status).toBe('SUCCEEDED');
-    expect(rulesText((await portsEverywhere()).get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - ${fb.address}/32`]);
+    expect(rulesText((await portsEverywhere()).get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - group ${dflt}`]);
+
+    // Deleting b: every host of the project learns it left the default group.
+    await settled(rt, (await commands.deleteInstance(rt, caller, { id: b.id })).operation.id);
+    await portsEverywhere();
+    for (const h of hosts) expect(members.get(h.id)![dflt]).toEqual([]);
   });
 
   it('bad rules are BAD_USER_INPUT, another project\'s groups do not exist, and neither writes anything', async () => {

@@ -26,7 +26,14 @@ export class SimNetwork implements NetworkDataPlane {
   }
 
   async listPorts() {
-    return Object.values(this.ports).map((p) => structuredClone(p));
+    return { ports: Object.values(this.ports).map((p) => structuredClone(p)), groups: structuredClone(this.store.state.groups) };
+  }
+
+  setGroupMembers(groups: { groupId: string; addresses: string[] }[], ctx: CallContext) {
+    return this.once(ctx, () => {
+      for (const g of groups) this.store.state.groups[g.groupId] = [...g.addresses].sort();
+      return { updated: groups.length };
+    });
   }
 
   plugPort(spec: PortSpec, ctx: CallContext) {

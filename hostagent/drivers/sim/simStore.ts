@@ -13,6 +13,7 @@ const Applied = z.object({ key: z.string(), result: z.unknown(), at: z.number() 
 export const SimState = z.object({
   vms: z.record(z.string(), SimVm).default({}),
   ports: z.record(z.string(), PortInfo).default({}),
+  groups: z.record(z.string(), z.array(z.string())).default({}),
   applied: z.array(Applied).default([]),
 });
 export type SimState = z.infer<typeof SimState>;
