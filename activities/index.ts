@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import type { Runtime } from '../server/runtime.js';
 import { actionSteps } from './actionSteps.js';
+import { addressSteps } from './addressSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
 import { operatorSteps } from './operatorSteps.js';
@@ -8,10 +9,13 @@ import { meteringSteps } from './meteringClock.js';
 import { meterSteps } from './meterSamples.js';
 import { volumeSteps } from './volumeSteps.js';
 import { imageFetchSteps } from './imageFetch.js';
+import { securityGroupSteps } from './securityGroupSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
 export type { VolumeContext } from './volumeRecords.js';
+export type { AddressRequest } from './addressSteps.js';
+export type { SecurityGroupsRequest } from './securityGroupSteps.js';
 
 /** How often a running activity tells Temporal it is alive; the workflows' heartbeatTimeout is a few times this. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
@@ -30,6 +34,8 @@ export function createActivities(rt: Runtime) {
     ...meterSteps(rt),
     ...volumeSteps(rt),
     ...imageFetchSteps(rt),
+    ...addressSteps(rt),
+    ...securityGroupSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -29,8 +29,8 @@ const json = process.argv.includes('--json');
 const C1_BOOTS = Number(process.env.BENCH_C1_BOOTS ?? 40);
 const C32_BOOTS = Number(process.env.BENCH_C32_BOOTS ?? 320);
 const CONCURRENCY = 32;
-/** One activity per step: schedule, createVm, startVm, recordRunning (see workflows/bootInstance.ts). */
-const BOOT_ACTIVITIES = Number(process.env.BENCH_BOOT_ACTIVITIES ?? 4);
+/** One activity per step: schedule, allocateAddress, plugPort, createVm, startVm, recordRunning (see workflows/bootInstance.ts). */
+const BOOT_ACTIVITIES = Number(process.env.BENCH_BOOT_ACTIVITIES ?? 6);
 const say = (m: string) => (json ? process.stderr.write(m + '\n') : console.log(m));
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -98,6 +98,8 @@ async function main() {
     const image = await commands.registerImage(rt, caller, { name: 'cirros-0.6', format: 'qcow2', sizeBytes: 21_430_272 });
     const flavorId = flavorIdFor('m1.tiny');
     const imageId = image.image.id;
+    // More boots than the default /24 holds: a /16 of their own.
+    const { network } = await commands.createNetwork(rt, caller, { name: 'bench', cidr: '10.64.0.0/16', external: false });
     // Placement reads rm_hosts: wait until the projections have the host.
     for (let i = 0; i < 200 && (await rt.db.query('SELECT 1 FROM rm_hosts')).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
 
@@ -105,7 +107,7 @@ async function main() {
     const operationIds: string[] = [];
     const bootOne = async (): Promise<number> => {
       const t0 = performance.now();
-      const { operation, instance } = await commands.bootInstance(rt, caller, { name: `bench-${n++}`, flavorId, imageId });
+      const { operation, instance } = await commands.bootInstance(rt, caller, { name: `bench-${n++}`, flavorId, imageId, networkId: network.id });
       operationIds.push(operation.id);
       await watcher.until(instance!.id);
       return performance.now() - t0;

@@ -9,6 +9,7 @@ export const ErrorCode = z.enum([
   'CONFLICT',
   'QUOTA_EXCEEDED',
   'NO_VALID_HOST',
+  'NO_FREE_ADDRESS',
   'INTERNAL',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;

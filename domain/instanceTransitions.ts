@@ -8,6 +8,7 @@ export const OperationKind = z.enum([
   'BOOT', 'START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE',
   'CREATE_VOLUME', 'DELETE_VOLUME', 'ATTACH_VOLUME', 'DETACH_VOLUME', 'ALLOCATE_IP', 'RELEASE_IP',
   'SNAPSHOT_VOLUME',
+  'ASSOCIATE_IP', 'DISASSOCIATE_IP', 'UPDATE_SECURITY_GROUPS',
 ]);
 export type OperationKind = z.infer<typeof OperationKind>;
 

@@ -20,4 +20,7 @@ export function nameBasedUuid(namespace: string, name: string): string {
 export const idNamespaces = {
   operation: '6f1c1c1e-8a55-4a52-9a43-0c6e2f1b7d01',
   flavor: '6f1c1c1e-8a55-4a52-9a43-0c6e2f1b7d02',
+  network: '6f1c1c1e-8a55-4a52-9a43-0c6e2f1b7d10',
+  address: '6f1c1c1e-8a55-4a52-9a43-0c6e2f1b7d11',
+  securityGroup: '6f1c1c1e-8a55-4a52-9a43-0c6e2f1b7d12',
 } as const;

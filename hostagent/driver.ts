@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { NetworkDataPlane } from './network.js';
 import { VmState } from './vmStates.js';
 
 /**
@@ -109,6 +110,7 @@ export const AgentErrorCode = z.enum([
   'INTERNAL',
   'HOST_KEY_MISMATCH', // client side: the host's key is not the one registered for it
   'UNAUTHORIZED', // the agent refused the controller's key
+  'UNSUPPORTED', // the driver lacks the feature (e.g. a network data plane)
 ]);
 export type AgentErrorCode = z.infer<typeof AgentErrorCode>;
 
@@ -142,6 +144,8 @@ export const MigrationResult = z.object({
 export type MigrationResult = z.infer<typeof MigrationResult>;
 
 export interface HypervisorDriver {
+  /** Ports, rules and NAT (hostagent/network.ts); absent where the driver has no data plane yet. */
+  readonly network?: NetworkDataPlane;
   readonly kind: 'sim' | 'qemu';
   /** Where the host caches base images by checksum (hostagent/imageCache.ts). */
   readonly imageCacheDir: string;

@@ -3,6 +3,13 @@ import type { MethodName, ResultOf } from './protocol.js';
 import { z } from 'zod';
 import { methods, PROTOCOL_VERSION } from './protocol.js';
 import { ImageCache } from './imageCache.js';
+import { AgentError } from './driver.js';
+import type { NetworkDataPlane } from './network.js';
+
+const dataPlane = (d: HypervisorDriver): NetworkDataPlane => {
+  if (!d.network) throw new AgentError('UNSUPPORTED', `the ${d.kind} driver has no network data plane`, false);
+  return d.network;
+};
 
 /** The agent's version as the controller sees it in hostInfo. */
 export const AGENT_VERSION = '0.1.0';
@@ -39,4 +46,10 @@ export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> 
   commitImage: (d, p) => new ImageCache(d.imageCacheDir).commit(p.checksum, p.sizeBytes),
   migrateReceive: (d, p, ctx) => d.migrateReceive(p.spec, ctx),
   migrateSend: (d, p, ctx) => d.migrateSend(p.name, p.target, ctx),
+  listPorts: (d) => dataPlane(d).listPorts(),
+  plugPort: (d, p, ctx) => dataPlane(d).plugPort(p.port, ctx),
+  unplugPort: (d, p, ctx) => dataPlane(d).unplugPort(p.portId, ctx),
+  setPortRules: (d, p, ctx) => dataPlane(d).setPortRules(p.ports, ctx),
+  setFloatingAddresses: (d, p, ctx) => dataPlane(d).setFloatingAddresses(p.portId, p.floatingAddresses, ctx),
+  setGroupMembers: (d, p, ctx) => dataPlane(d).setGroupMembers(p.groups, ctx),
 };

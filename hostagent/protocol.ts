@@ -13,6 +13,7 @@ import {
   VmSpec,
   VolumeId,
 } from './driver.js';
+import { GroupMembers, PortFloating, PortId, PortInfo, PortRules, PortSpec } from './network.js';
 
 /**
  * Host-agent protocol v1: newline-delimited JSON over the SSH subsystem `stratus-agent-v1`.
@@ -118,6 +119,13 @@ export const methods = {
   commitImage: method(z.object({ checksum: ImageChecksum, sizeBytes: z.number().int().min(0) }), z.object({ path: z.string(), sizeBytes: z.number().int() }), true),
   migrateReceive: method(z.object({ spec: VmSpec }), MigrationTarget, true),
   migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
+  // Networking (hostagent/network.ts).
+  listPorts: method(z.object({}).default({}), z.object({ ports: z.array(PortInfo), groups: z.record(z.string(), z.array(z.string())) }), false),
+  plugPort: method(z.object({ port: PortSpec }), PortInfo, true),
+  unplugPort: method(PortId, z.object({ unplugged: z.boolean() }), true),
+  setPortRules: method(PortRules, z.object({ updated: z.number().int() }), true),
+  setFloatingAddresses: method(PortFloating, PortInfo, true),
+  setGroupMembers: method(GroupMembers, z.object({ updated: z.number().int() }), true),
 } as const;
 
 export type MethodName = keyof typeof methods;

@@ -15,7 +15,7 @@ export const RESET_CHANNEL = 'stratus_projection_reset';
  * capped at 8000 bytes): listeners load the row itself, and check tenancy on `projectId`.
  */
 export interface Change {
-  kind: 'instance' | 'operation' | 'host' | 'event' | 'flavor' | 'image' | 'project' | 'token' | 'usage' | 'volume';
+  kind: 'instance' | 'operation' | 'host' | 'event' | 'flavor' | 'image' | 'project' | 'token' | 'usage' | 'volume' | 'network' | 'address' | 'securityGroup';
   id: string;
   /** The owning project, or null for resources outside any project (hosts, flavors, images). */
   projectId: string | null;

@@ -6,6 +6,8 @@ import { checkpointMigrations } from './checkpoints.js';
 import { hostsProjection } from './hosts.js';
 import { identityProjection } from './identity.js';
 import { instancesProjection } from './instances.js';
+import { networksProjection } from './networks.js';
+import { securityGroupsProjection } from './securityGroups.js';
 import { operationsProjection } from './operations.js';
 import type { Projection } from './projection.js';
 import { usageProjection } from './usage.js';
@@ -23,6 +25,8 @@ export const projections: readonly Projection[] = [
   volumesProjection,
   auditProjection,
   usageProjection,
+  networksProjection,
+  securityGroupsProjection,
 ];
 
 export const projectionNames = projections.map((p) => p.name);

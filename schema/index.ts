@@ -3,6 +3,8 @@ import { builder } from './builder.js';
 import './types.js';
 import './queries.js';
 import './mutations.js';
+import './networkSchema.js';
+import './securityGroupSchema.js';
 import './subscriptions.js';
 import './metering.js';
 import './volumeTypes.js';

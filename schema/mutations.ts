@@ -136,7 +136,7 @@ type Command<S extends z.ZodType, R> = (rt: Runtime, caller: Caller, input: z.in
  * A resolver that parses the input, runs the command as the caller and, for the admin mutations whose
  * result the caller reads back at once (a new token, flavor, host), waits for those projections.
  */
-const run =
+export const run =
   <S extends z.ZodType, R>(schema: S, command: Command<S, R>, readsBackFrom: string[] = []) =>
   async (_root: unknown, args: { input: unknown }, ctx: Context): Promise<R> => {
     const input = parseInput(schema, args.input);

@@ -12,7 +12,6 @@ import {
   ImageType,
   InstanceStateEnum,
   InstanceType,
-  NetworkType,
   OperationKindEnum,
   OperationStatusEnum,
   OperationType,
@@ -73,7 +72,6 @@ builder.queryType({
       description: "PUBLIC images and the caller's project's PRIVATE ones.",
       resolve: async (_r, _a, ctx) => (await imagesVisibleTo(ctx.rt, callerOf(ctx))) as unknown as Awaited<ReturnType<typeof read.allImages>>,
     }),
-    networks: t.field({ type: [NetworkType], authScopes: { reader: true }, description: 'Networks come with a later issue: empty for now.', resolve: () => [] }),
     operation: t.field({
       type: OperationType,
       nullable: true,

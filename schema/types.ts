@@ -6,6 +6,9 @@ import { OperationStatus, StepStatus, type Operation, type OperationStep as Doma
 import type { Flavor as DomainFlavor, Image as DomainImage } from '../domain/catalog.js';
 import type { Host as DomainHost } from '../domain/host.js';
 import type { Resources as DomainResources } from '../domain/resources.js';
+import type { Address as DomainAddress } from '../domain/network.js';
+import type { NetworkShape } from './networkReadModel.js';
+import { addressesOf } from './networkReadModel.js';
 import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
 import { volumesAttachedTo } from './volumeReads.js';
@@ -100,14 +103,9 @@ export const ProjectType = builder.objectRef<{ id: string; name: string }>('Proj
   fields: (t) => ({ id: t.exposeID('id'), name: t.exposeString('name') }),
 });
 
-/** Networks come with a later issue; the types exist so Instance's fields are the contract's. */
 export type VolumeShape = DomainVolume;
-export interface AddressShape {
-  address: string;
-  networkId: string;
-  kind: 'FIXED' | 'FLOATING';
-  instance: Instance | null;
-}
+/** An address as the write side and rm_addresses describe it (schema/networkSchema.ts implements its type). */
+export type AddressShape = DomainAddress;
 
 export const HostType = builder.objectRef<DomainHost>('Host');
 export const InstanceType = builder.objectRef<Instance>('Instance');
@@ -115,23 +113,9 @@ export const InstanceType = builder.objectRef<Instance>('Instance');
 /** Its fields are in volumeTypes.ts, with the rest of the volume schema. */
 export const VolumeType = builder.objectRef<VolumeShape>('Volume');
 
-export const NetworkType = builder.objectRef<{ id: string; name: string; cidr: string; gateway: string | null }>('Network').implement({
-  fields: (t) => ({
-    id: t.exposeID('id'),
-    name: t.exposeString('name'),
-    cidr: t.exposeString('cidr'),
-    gateway: t.string({ nullable: true, resolve: (n) => n.gateway }),
-  }),
-});
-
-export const AddressType = builder.objectRef<AddressShape>('Address').implement({
-  fields: (t) => ({
-    address: t.exposeString('address'),
-    networkId: t.exposeID('networkId'),
-    kind: t.field({ type: AddressKindEnum, resolve: (a) => a.kind }),
-    instance: t.field({ type: InstanceType, nullable: true, resolve: (a) => a.instance }),
-  }),
-});
+// Implemented in schema/networkSchema.ts, with the network queries and mutations.
+export const NetworkType = builder.objectRef<NetworkShape>('Network');
+export const AddressType = builder.objectRef<AddressShape>('Address');
 
 HostType.implement({
   fields: (t) => ({
@@ -168,7 +152,7 @@ InstanceType.implement({
     host: t.field({ type: HostType, nullable: true, resolve: (i, _a, ctx) => (i.hostId ? read.hostById(ctx.rt, i.hostId) : null) }),
     networkId: t.id({ nullable: true, resolve: (i) => i.networkId }),
     errorReason: t.string({ nullable: true, resolve: (i) => i.errorReason }),
-    addresses: t.field({ type: [AddressType], description: 'IP addresses come with a later issue: empty for now.', resolve: () => [] }),
+    addresses: t.field({ type: [AddressType], resolve: (i, _a, ctx) => addressesOf(ctx.rt, callerOf(ctx), { instanceId: i.id }) }),
     volumes: t.field({ type: [VolumeType], description: 'The volumes attached to it now.', resolve: (i, _a, ctx) => volumesAttachedTo(ctx.rt, callerOf(ctx), i.id) }),
     createdAt: t.field({ type: 'DateTime', resolve: (i) => i.createdAt }),
     launchedAt: t.field({ type: 'DateTime', nullable: true, resolve: (i) => i.launchedAt }),

@@ -24,8 +24,10 @@ import {
   type TransitionResult,
 } from '../domain/instance.js';
 import { nameBasedUuid } from '../domain/nameBasedId.js';
+import { exerciseNetworkDeciders } from './support/networkFixtures.js';
 import { operationDecider, operationIdFor, operationIdOfWorkflow, workflowIdOf, type OperationCommand, type OperationDeciderState } from '../domain/operation.js';
 import { candidateHosts } from '../domain/placement.js';
+import { priceSheetDecider } from '../domain/priceSheet.js';
 import { addResources, noResources, type Resources } from '../domain/resources.js';
 
 const at = '2025-01-01T00:00:00.000Z';
@@ -621,6 +623,10 @@ describe('event registry', () => {
       { type: 'startUpload', data: { uploadId: u1, at } },
       { type: 'rejectUpload', data: { uploadId: u1, reason: 'not qcow2', at } },
     ]);
+    exerciseNetworkDeciders(run);
+    run(priceSheetDecider, [{ type: 'setPrice', data: { usageType: 'RUNNING_VM', unitPrice: 0.05, at } }]);
+    // The metering clock's tick has no decider: its activity appends it for each hour (activities/meteringClock.ts).
+    emitted.push({ type: 'UsageClockTicked', data: { at } });
 
     const registry: Record<string, z.ZodType> = eventRegistry;
     for (const event of emitted) {

@@ -76,6 +76,8 @@ describe('instance lifecycle through the command layer, on real Temporal, Postgr
     expect(done.runId).toBeTruthy();
     expect(done.steps.map((s) => [s.name, s.status])).toEqual([
       ['schedule', 'SUCCEEDED'],
+      ['allocateAddress', 'SUCCEEDED'],
+      ['plugPort', 'SUCCEEDED'],
       ['createVm', 'SUCCEEDED'],
       ['startVm', 'SUCCEEDED'],
       ['recordRunning', 'SUCCEEDED'],
@@ -124,7 +126,7 @@ describe('instance lifecycle through the command layer, on real Temporal, Postgr
 
     const del = await commands.deleteInstance(rt, caller, { id });
     const deleted = await settled(rt, del.operation.id);
-    expect(deleted.steps.map((s) => s.name)).toEqual(['destroyVm', 'releaseVolumes', 'releaseClaim', 'recordDeleted']);
+    expect(deleted.steps.map((s) => s.name)).toEqual(['destroyVm', 'releaseVolumes', 'releaseClaim', 'releaseAddresses', 'recordDeleted']);
     expect((await instanceOf(rt, id)).state).toBe('DELETED');
     expect((await hostOf(rt, hostId)).claims[id]).toBeUndefined();
     await expect(vmState(id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
@@ -182,9 +184,13 @@ describe('instance lifecycle through the command layer, on real Temporal, Postgr
       expect(done).toMatchObject({ status: 'FAILED', error: { code: 'HYPERVISOR_ERROR' } });
       expect(done.steps.map((s) => [s.name, s.status])).toEqual([
         ['schedule', 'SUCCEEDED'],
+        ['allocateAddress', 'SUCCEEDED'],
+        ['plugPort', 'SUCCEEDED'],
         ['createVm', 'SUCCEEDED'],
         ['startVm', 'FAILED'],
         ['destroyVm', 'SUCCEEDED'],
+        ['unplugPort', 'SUCCEEDED'],
+        ['releaseAddress', 'SUCCEEDED'],
         ['releaseClaim', 'SUCCEEDED'],
       ]);
       const failed = await instanceOf(rt, instance!.id);

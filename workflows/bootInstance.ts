@@ -2,9 +2,11 @@ import { patched } from '@temporalio/workflow';
 import { Compensations, eventSteps, failureOf, holdForOperator, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
- * Boot, as an operator would run it: schedule (pick a host and claim its capacity), fetch the image to
- * the host when it lacks it, create the VM, start it, record it running. On failure, undo in reverse (destroy the half-made VM, give the claim back) and
- * record the instance ERROR with the reason and the operation FAILED.
+ * Boot, as an operator would run it: schedule (pick a host and claim its capacity), allocate its fixed
+ * address, plug its port on the host, fetch the image to the host when it lacks it, create the VM,
+ * start it, record it running. On failure, undo in reverse (destroy the half-made VM, unplug the port,
+ * give the address and the claim back) and record the instance ERROR with the reason and the
+ * operation FAILED.
  */
 export async function bootInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
@@ -14,6 +16,13 @@ export async function bootInstance(input: OperationInput): Promise<void> {
     // Added first: a schedule whose claim landed but whose report was lost must still give it back.
     undo.add(() => undoSteps.releaseClaim(ctx));
     await record.schedule(ctx);
+    // Versioned: boots recorded before networking replay without the address step.
+    if (patched('boot-allocates-address')) {
+      undo.add(() => undoSteps.releaseFixedAddress(ctx));
+      await record.allocateFixedAddress(ctx);
+      undo.add(() => undoSteps.unplugBootPort(ctx));
+      await steps.plugBootPort(ctx);
+    }
     // Histories recorded before hosts fetched images have no such activity; they replay without it.
     if (patched('boot-fetches-image')) await steps.fetchImage(ctx);
     undo.add(() => undoSteps.destroyVm(ctx));

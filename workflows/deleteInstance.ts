@@ -3,7 +3,8 @@ import { eventSteps, operationContext, recordFailure, steps, type OperationInput
 
 /**
  * Delete: destroy the VM and its disk on the host, detach its volumes (they survive, AVAILABLE), give the
- * host's capacity back, record the instance DELETED.
+ * host's capacity back, release its fixed addresses (floating ones are only disassociated), record the
+ * instance DELETED.
  */
 export async function deleteInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
@@ -13,6 +14,8 @@ export async function deleteInstance(input: OperationInput): Promise<void> {
     // Histories recorded before volumes existed have no such step; they replay without it.
     if (patched('delete-releases-volumes')) await steps.releaseVolumes(ctx);
     await record.releaseClaim(ctx);
+    // Versioned: deletes recorded before networking replay without the address step.
+    if (patched('delete-releases-addresses')) await steps.releaseInstanceAddresses(ctx);
     await record.recordTransition(ctx, { step: 'recordDeleted', result: { kind: 'DELETE' } });
   } catch (err) {
     await recordFailure(ctx, err, { instanceError: false });

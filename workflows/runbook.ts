@@ -32,7 +32,7 @@ export const steps = proxyActivities<Activities>({
 });
 
 /**
- * Steps that only read and append events (placement, recording a state) as local activities: they run
+ * Steps that only read and append events (placement, address allocation, recording a state) as local activities: they run
  * in the worker that runs the workflow task, inside that task, instead of a round trip through the
  * server's task queue each. That is most of a boot's time on an idle cluster (measured: about 80 ms per
  * step on the dev server). They are as safe as the others to repeat: their event ids are name-based,

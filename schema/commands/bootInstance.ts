@@ -13,6 +13,7 @@ import { hostCapacityShortfall } from '../../activities/hostInventory.js';
 import { WrongExpectedVersion } from '../../eventstore/index.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireWriter } from './access.js';
+import { prepareBootNetworking } from './networks.js';
 import { appendNew, commandMetadata, now, repeatedRequest, startOrCompensate, type LifecycleResult } from './operations.js';
 
 /**
@@ -40,6 +41,7 @@ export async function bootInstance(rt: Runtime, caller: Caller, input: BootInsta
   if (!image || !canSeeImage(caller, image)) throw new StratusError('NOT_FOUND', `image ${input.imageId} not found`, { id: input.imageId });
   if (!isBootable(image)) throw new StratusError('CONFLICT', `image ${image.name} is ${image.status}, not active`, { id: image.id });
   await requireSomeHostCouldHold(rt, flavor);
+  const networkId = await prepareBootNetworking(rt, caller, input.networkId);
 
   const instanceId = randomUUID();
   const at = now();
@@ -56,7 +58,7 @@ export async function bootInstance(rt: Runtime, caller: Caller, input: BootInsta
         name: input.name,
         flavor: { id: flavor.id, vcpus: flavor.vcpus, memoryMb: flavor.memoryMb, diskGb: flavor.diskGb },
         imageId: image.id,
-        networkId: input.networkId ?? null,
+        networkId,
         operationId,
         at,
       },

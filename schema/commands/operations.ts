@@ -38,6 +38,11 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   ATTACH_VOLUME: 'attachVolume',
   DETACH_VOLUME: 'detachVolume',
   SNAPSHOT_VOLUME: 'snapshotVolume',
+  ALLOCATE_IP: 'allocateIp',
+  RELEASE_IP: 'releaseIp',
+  ASSOCIATE_IP: 'associateIp',
+  DISASSOCIATE_IP: 'disassociateIp',
+  UPDATE_SECURITY_GROUPS: 'updateSecurityGroups',
 };
 
 export const now = () => new Date().toISOString();

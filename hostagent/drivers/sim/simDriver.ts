@@ -17,6 +17,7 @@ import {
 import { nextVmState, type VmAction } from '../../vmStates.js';
 import { SimFaultInjector } from './simFaults.js';
 import { listenForMigration, sendMigration } from './simMigration.js';
+import { SimNetwork } from './simNetwork.js';
 import { SimStore, type SimVm } from './simStore.js';
 
 /** A huge host by default, like Nova's fake driver, so scale tests are limited by the controller only. */
@@ -50,8 +51,11 @@ export class SimDriver implements HypervisorDriver {
     this.imageCacheDir = join(stateDir, 'image-cache');
   }
 
+  network!: SimNetwork;
+
   async init() {
     this.store = await SimStore.load(this.stateDir);
+    this.network = new SimNetwork(this.store);
   }
 
   async hostInfo(): Promise<HostCapacity> {

@@ -2,6 +2,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VmInfo } from '../../driver.js';
+import { PortInfo } from '../../network.js';
 
 export const SimVm = z.object({ info: VmInfo, console: z.array(z.string()) });
 export type SimVm = z.infer<typeof SimVm>;
@@ -15,6 +16,8 @@ export const SimVolume = z.object({ sizeGb: z.number().int(), snapshotOf: z.stri
 export const SimState = z.object({
   vms: z.record(z.string(), SimVm).default({}),
   volumes: z.record(z.string(), SimVolume).default({}),
+  ports: z.record(z.string(), PortInfo).default({}),
+  groups: z.record(z.string(), z.array(z.string())).default({}),
   applied: z.array(Applied).default([]),
 });
 export type SimState = z.infer<typeof SimState>;
