@@ -4,6 +4,7 @@ import './types.js';
 import './queries.js';
 import './mutations.js';
 import './subscriptions.js';
+import './volumeTypes.js';
 
 export type { Context } from './builder.js';
 export { authenticate, bearerToken } from './auth.js';

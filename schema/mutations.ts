@@ -29,7 +29,7 @@ const log = componentLog('api.mutations');
 const RetryOperationInputSchema = z.object({ id: Id });
 const RebuildProjectionInputSchema = z.object({ name: z.string().min(1).max(64) });
 
-const OperationPayload = builder.objectRef<commands.LifecycleResult & { volume?: VolumeShape; address?: AddressShape }>('OperationPayload').implement({
+export const OperationPayload = builder.objectRef<commands.LifecycleResult & { volume?: VolumeShape; address?: AddressShape }>('OperationPayload').implement({
   fields: (t) => ({
     operation: t.field({ type: OperationType, resolve: (p) => p.operation }),
     instance: t.field({ type: InstanceType, nullable: true, resolve: (p) => p.instance ?? null }),

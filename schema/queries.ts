@@ -13,7 +13,6 @@ import {
   OperationKindEnum,
   OperationStatusEnum,
   OperationType,
-  VolumeType,
 } from './types.js';
 
 const InstanceFilter = builder.inputType('InstanceFilter', {
@@ -66,7 +65,6 @@ builder.queryType({
     }),
     flavors: t.field({ type: [FlavorType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allFlavors(ctx.rt) }),
     images: t.field({ type: [ImageType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allImages(ctx.rt) }),
-    volumes: t.field({ type: [VolumeType], authScopes: { reader: true }, description: 'Volumes come with a later issue: empty for now.', resolve: () => [] }),
     networks: t.field({ type: [NetworkType], authScopes: { reader: true }, description: 'Networks come with a later issue: empty for now.', resolve: () => [] }),
     operation: t.field({
       type: OperationType,

@@ -8,6 +8,8 @@ import type { Host as DomainHost } from '../domain/host.js';
 import type { Resources as DomainResources } from '../domain/resources.js';
 import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
+import { volumesAttachedTo } from './volumeReads.js';
+import type { Volume as DomainVolume } from '../domain/volume.js';
 
 /** The GraphQL types of CONTRACT.md ("Resources", "Asynchronous operations"), each backed by its domain shape. */
 
@@ -96,15 +98,8 @@ export const ProjectType = builder.objectRef<{ id: string; name: string }>('Proj
   fields: (t) => ({ id: t.exposeID('id'), name: t.exposeString('name') }),
 });
 
-/** Volumes and networks come with a later issue; the types exist so Instance's fields are the contract's. */
-export interface VolumeShape {
-  id: string;
-  name: string;
-  sizeGb: number;
-  state: string;
-  attachedTo: Instance | null;
-  device: string | null;
-}
+/** Networks come with a later issue; the types exist so Instance's fields are the contract's. */
+export type VolumeShape = DomainVolume;
 export interface AddressShape {
   address: string;
   networkId: string;
@@ -115,16 +110,8 @@ export interface AddressShape {
 export const HostType = builder.objectRef<DomainHost>('Host');
 export const InstanceType = builder.objectRef<Instance>('Instance');
 
-export const VolumeType = builder.objectRef<VolumeShape>('Volume').implement({
-  fields: (t) => ({
-    id: t.exposeID('id'),
-    name: t.exposeString('name'),
-    sizeGb: t.exposeInt('sizeGb'),
-    state: t.exposeString('state'),
-    attachedTo: t.field({ type: InstanceType, nullable: true, resolve: (v) => v.attachedTo }),
-    device: t.string({ nullable: true, resolve: (v) => v.device }),
-  }),
-});
+/** Its fields are in volumeTypes.ts, with the rest of the volume schema. */
+export const VolumeType = builder.objectRef<VolumeShape>('Volume');
 
 export const NetworkType = builder.objectRef<{ id: string; name: string; cidr: string; gateway: string | null }>('Network').implement({
   fields: (t) => ({
@@ -180,7 +167,7 @@ InstanceType.implement({
     networkId: t.id({ nullable: true, resolve: (i) => i.networkId }),
     errorReason: t.string({ nullable: true, resolve: (i) => i.errorReason }),
     addresses: t.field({ type: [AddressType], description: 'IP addresses come with a later issue: empty for now.', resolve: () => [] }),
-    volumes: t.field({ type: [VolumeType], description: 'Volumes come with a later issue: empty for now.', resolve: () => [] }),
+    volumes: t.field({ type: [VolumeType], description: 'The volumes attached to it now.', resolve: (i, _a, ctx) => volumesAttachedTo(ctx.rt, callerOf(ctx), i.id) }),
     createdAt: t.field({ type: 'DateTime', resolve: (i) => i.createdAt }),
     launchedAt: t.field({ type: 'DateTime', nullable: true, resolve: (i) => i.launchedAt }),
     version: t.exposeInt('version'),
