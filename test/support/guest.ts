@@ -12,6 +12,8 @@ import { gzipSync } from 'node:zlib';
  *   STRATUS-HEARTBEAT <n>        every second, n counting from 1 since boot (a restored VM continues)
  *   STRATUS-BLOCK vda,vdb        whenever the set of virtio disks changes ("-" for none)
  *   STRATUS-POWERDOWN            before it powers off on the ACPI power button
+ *   STRATUS-VOLUME vdb WROTE m   a newly plugged volume (a disk with a serial) was blank: marker m written to it
+ *   STRATUS-VOLUME vdb HOLDS m   a newly plugged volume already held marker m (written by some guest before)
  */
 
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
@@ -48,9 +50,24 @@ done
 # Printed only once the power button is watched (dd given a moment to open it), so "booted" means "stop works".
 sleep 0.3
 echo ${BOOT_MARKER}
-n=0; last=
+# Volumes carry a serial (the boot disk has none): the first look at one reads its marker or writes one.
+markVolume() {
+  s=$(cat /sys/block/$1/serial 2>/dev/null)
+  [ -n "$s" ] || return 0
+  m=$(dd if=/dev/$1 bs=64 count=1 2>/dev/null | tr -d '\\000' | head -c 40)
+  case "$m" in
+    STRATUS-MARK-*) echo "STRATUS-VOLUME $1 HOLDS $m" ;;
+    *) m="STRATUS-MARK-$(cut -c1-8 /proc/sys/kernel/random/uuid)"
+       printf '%s' "$m" | dd of=/dev/$1 bs=64 count=1 conv=sync,fsync 2>/dev/null; sync
+       echo "STRATUS-VOLUME $1 WROTE $m" ;;
+  esac
+}
+n=0; last=; seen=
 while true; do
   n=$((n+1))
+  cur=$(ls /sys/block 2>/dev/null | grep '^vd')
+  for d in $cur; do case " $seen " in *" $d "*) ;; *) markVolume $d ;; esac; done
+  seen=$(echo $cur)
   blk=$(ls /sys/block 2>/dev/null | grep '^vd' | tr '\\n' ',' | sed 's/,$//')
   [ -z "$blk" ] && blk=-
   [ "$blk" != "$last" ] && echo "STRATUS-BLOCK $blk" && last=$blk
