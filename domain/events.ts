@@ -5,6 +5,7 @@ import { identityEvents, type IdentityEvent } from './identity.js';
 import { instanceEvents, type InstanceEvent } from './instance.js';
 import { operationEvents, type OperationEvent } from './operation.js';
 import { volumeEvents, type VolumeEvent } from './volume.js';
+import { imageEvents, type ImageLifecycleEvent } from './image.js';
 
 /**
  * Every domain event type and the schema of its data. The event store validates each append against
@@ -17,10 +18,11 @@ export const eventRegistry = {
   ...catalogEvents,
   ...identityEvents,
   ...volumeEvents,
+  ...imageEvents,
 } satisfies Record<string, z.ZodType>;
 
 export type EventType = keyof typeof eventRegistry;
-export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | VolumeEvent;
+export type DomainEvent = InstanceEvent | HostEvent | OperationEvent | CatalogEvent | IdentityEvent | VolumeEvent | ImageLifecycleEvent;
 
 export const instanceStream = (id: string) => `instance-${id}`;
 export const hostStream = (id: string) => `host-${id}`;

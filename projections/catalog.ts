@@ -1,3 +1,4 @@
+import { applyImageLifecycle, imageMigrations } from './images.js';
 import { upsertRow, type Projection } from './projection.js';
 
 /** rm_flavors and rm_images. Each stream holds one creating event, so the row is the event's data. */
@@ -26,6 +27,7 @@ export const catalogProjection: Projection = {
         registered_at timestamptz NOT NULL
       );`,
     },
+    ...imageMigrations,
   ],
   async apply(tx, event) {
     switch (event.type) {
@@ -55,7 +57,7 @@ export const catalogProjection: Projection = {
         return [{ kind: 'image', id: i.id, projectId: null }];
       }
       default:
-        return [];
+        return applyImageLifecycle(tx, event);
     }
   },
 };

@@ -5,6 +5,7 @@ import './queries.js';
 import './mutations.js';
 import './subscriptions.js';
 import './volumeTypes.js';
+import './imageTypes.js';
 
 export type { Context } from './builder.js';
 export { authenticate, bearerToken } from './auth.js';

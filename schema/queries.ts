@@ -1,6 +1,7 @@
 import { resolveOffsetConnection } from '@pothos/plugin-relay';
 import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
+import { imagesVisibleTo } from './imageTypes.js';
 import {
   EventType,
   FlavorType,
@@ -64,7 +65,12 @@ builder.queryType({
       resolve: (_r, { id }, ctx) => read.hostById(ctx.rt, String(id)),
     }),
     flavors: t.field({ type: [FlavorType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allFlavors(ctx.rt) }),
-    images: t.field({ type: [ImageType], authScopes: { reader: true }, resolve: (_r, _a, ctx) => read.allImages(ctx.rt) }),
+    images: t.field({
+      type: [ImageType],
+      authScopes: { reader: true },
+      description: "PUBLIC images and the caller's project's PRIVATE ones.",
+      resolve: async (_r, _a, ctx) => (await imagesVisibleTo(ctx.rt, callerOf(ctx))) as unknown as Awaited<ReturnType<typeof read.allImages>>,
+    }),
     networks: t.field({ type: [NetworkType], authScopes: { reader: true }, description: 'Networks come with a later issue: empty for now.', resolve: () => [] }),
     operation: t.field({
       type: OperationType,

@@ -6,6 +6,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { migrateProjections } from '../projections/index.js';
 import { authenticate, bearerToken, ChangeFeed, stratusSchema, toGraphQLError, type Context } from '../schema/index.js';
+import { imageFilePath, serveImageFile } from './imageFiles.js';
 import { componentLog } from './log.js';
 import type { Runtime } from './runtime.js';
 
@@ -70,6 +71,8 @@ export async function startApi(rt: Runtime, options: { port: number; host?: stri
       });
       return;
     }
+    const imageId = imageFilePath(req.url);
+    if (imageId) return void serveImageFile(rt, imageId, req, res);
     void yoga.handle(req, res);
   });
 

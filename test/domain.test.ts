@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { CreateFlavorInput, RegisterImageInput, catalogEvents, defaultFlavors, flavorDecider, flavorIdFor, imageDecider } from '../domain/catalog.js';
 import { replay, type Decider } from '../domain/decider.js';
 import { StratusError } from '../domain/errors.js';
+import { imageLifecycleDecider } from '../domain/image.js';
+import { volumeDecider } from '../domain/volume.js';
 import { eventRegistry, instanceStream, operationStream, parseStreamId, type DomainEvent } from '../domain/events.js';
 import { hostDecider, type Host, type HostCommand, type HostDeciderState } from '../domain/host.js';
 import { Caller, canMutate, canRead, hashToken, isAdmin, projectDecider, tokenDecider, type Role } from '../domain/identity.js';
@@ -177,7 +179,7 @@ describe('instance transition table', () => {
     expect(instanceActionOf('REBOOT')).toBe('REBOOT');
     expect(instanceActionOf('REBOOT', { hard: true })).toBe('HARD_REBOOT');
     expect(instanceActionOf('BOOT')).toBeUndefined();
-    expect(instanceActionOf('ATTACH_VOLUME')).toBeUndefined();
+    expect(instanceActionOf('CREATE_VOLUME')).toBeUndefined();
   });
 });
 
@@ -576,6 +578,48 @@ describe('event registry', () => {
     run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
     run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }], requestedOperation());
     run(operationDecider, [{ type: 'cancel', data: { at } }], requestedOperation());
+
+    const vol = randomUUID();
+    const [v1, v2, v3, v4, v5, v6] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    const holder = randomUUID();
+    const snapped = run(volumeDecider, [
+      { type: 'requestCreate', data: { volumeId: vol, projectId: randomUUID(), name: 'data', sizeGb: 1, sourceSnapshotId: null, operationId: v1, at } },
+      { type: 'recordCreated', data: { operationId: v1, at } },
+      { type: 'finishAction', data: { operationId: v1, outcome: 'SUCCEEDED', at } },
+      { type: 'beginAction', data: { operationId: v2, kind: 'ATTACH_VOLUME', instanceId: holder, at } },
+      { type: 'recordAttached', data: { operationId: v2, instanceId: holder, device: 'vdb', at } },
+      { type: 'finishAction', data: { operationId: v2, outcome: 'SUCCEEDED', at } },
+      { type: 'beginAction', data: { operationId: v3, kind: 'DETACH_VOLUME', instanceId: holder, at } },
+      { type: 'recordDetached', data: { operationId: v3, instanceId: holder, at } },
+      { type: 'finishAction', data: { operationId: v3, outcome: 'SUCCEEDED', at } },
+      { type: 'beginAction', data: { operationId: v4, kind: 'SNAPSHOT_VOLUME', snapshot: { id: randomUUID(), name: 's' }, at } },
+    ]);
+    const snapshotId = snapped!.snapshots[0]!.id;
+    const rested = run(volumeDecider, [
+      { type: 'recordSnapshotted', data: { operationId: v4, snapshotId, at } },
+      { type: 'finishAction', data: { operationId: v4, outcome: 'SUCCEEDED', at } },
+      { type: 'beginAction', data: { operationId: v5, kind: 'DELETE_VOLUME', at } },
+      { type: 'recordFailure', data: { operationId: v5, code: 'HYPERVISOR_ERROR', message: 'x', at } },
+      { type: 'finishAction', data: { operationId: v5, outcome: 'FAILED', at } },
+      { type: 'beginAction', data: { operationId: v6, kind: 'DELETE_VOLUME', at } },
+      { type: 'recordDeleted', data: { operationId: v6, at } },
+    ], snapped);
+    expect(rested?.state).toBe('DELETED');
+    const img = (id: string) => ({ id, name: 'disk', format: 'qcow2' as const, visibility: 'PRIVATE' as const, projectId: randomUUID(), sourceInstanceId: null, createdAt: at });
+    const [u1, u2] = [randomUUID(), randomUUID()];
+    run(imageLifecycleDecider, [
+      { type: 'create', data: img(randomUUID()) },
+      { type: 'startUpload', data: { uploadId: u1, at } },
+      { type: 'abandonUpload', data: { uploadId: u1, reason: 'gone', at } },
+      { type: 'startUpload', data: { uploadId: u2, at } },
+      { type: 'finishUpload', data: { uploadId: u2, checksum: 'a'.repeat(64), sizeBytes: 1, at } },
+      { type: 'delete', data: { at } },
+    ]);
+    run(imageLifecycleDecider, [
+      { type: 'create', data: img(randomUUID()) },
+      { type: 'startUpload', data: { uploadId: u1, at } },
+      { type: 'rejectUpload', data: { uploadId: u1, reason: 'not qcow2', at } },
+    ]);
 
     const registry: Record<string, z.ZodType> = eventRegistry;
     for (const event of emitted) {

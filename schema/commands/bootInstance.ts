@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { flavorDecider, imageDecider } from '../../domain/catalog.js';
+import { flavorDecider } from '../../domain/catalog.js';
+import { canSeeImage, imageFold, isBootable } from '../../domain/image.js';
 import { StratusError } from '../../domain/errors.js';
 import { flavorStream, imageStream, instanceStream, operationStream } from '../../domain/events.js';
 import type { Caller } from '../../domain/identity.js';
@@ -32,11 +33,12 @@ export async function bootInstance(rt: Runtime, caller: Caller, input: BootInsta
 
   const [{ state: flavor }, { state: image }] = await Promise.all([
     readFolded(rt, flavorStream(input.flavorId), flavorDecider),
-    readFolded(rt, imageStream(input.imageId), imageDecider),
+    readFolded(rt, imageStream(input.imageId), imageFold),
   ]);
   if (!flavor) throw new StratusError('NOT_FOUND', `flavor ${input.flavorId} not found`, { id: input.flavorId });
-  if (!image) throw new StratusError('NOT_FOUND', `image ${input.imageId} not found`, { id: input.imageId });
-  if (image.status !== 'active') throw new StratusError('CONFLICT', `image ${image.name} is ${image.status}, not active`, { id: image.id });
+  // Another project's PRIVATE image does not exist for the caller.
+  if (!image || !canSeeImage(caller, image)) throw new StratusError('NOT_FOUND', `image ${input.imageId} not found`, { id: input.imageId });
+  if (!isBootable(image)) throw new StratusError('CONFLICT', `image ${image.name} is ${image.status}, not active`, { id: image.id });
   await requireSomeHostCouldHold(rt, flavor);
 
   const instanceId = randomUUID();

@@ -17,4 +17,5 @@ export { createFlavor, registerImage } from './catalog.js';
 export { createProject, createToken } from './identity.js';
 export { retryOperation } from './retryOperation.js';
 export { createVolume, deleteVolume, attachVolume, detachVolume, snapshotVolume, type VolumeResult } from './volumes.js';
+export { createImage, deleteImage } from './images.js';
 export type { LifecycleResult } from './operations.js';
