@@ -66,13 +66,20 @@ const DevEnv = z.object({
   STRATUS_TEMPORAL_PORT: port.default(7233),
   /** The local host agent's driver: `qemu` where QEMU is installed, else the `sim` default. */
   STRATUS_HOST_DRIVER: z.enum(['sim', 'qemu']).default('sim'),
+  /** The shared storage pool the local host agent keeps volumes in; `<data dir>/volumes` when unset. */
+  STRATUS_STORAGE_POOL: nonEmpty.optional(),
 });
-export type DevSettings = { temporalPort: number; hostDriver: 'sim' | 'qemu'; embedTemporal: boolean };
+export type DevSettings = { temporalPort: number; hostDriver: 'sim' | 'qemu'; embedTemporal: boolean; storagePool?: string };
 
 export function loadDevSettings(env: NodeJS.ProcessEnv = process.env): DevSettings {
   const e = parseEnv(DevEnv, env);
   // An operator who names a Temporal server gets that one instead of the embedded dev server.
-  return { temporalPort: e.STRATUS_TEMPORAL_PORT, hostDriver: e.STRATUS_HOST_DRIVER, embedTemporal: !env.TEMPORAL_ADDRESS };
+  return {
+    temporalPort: e.STRATUS_TEMPORAL_PORT,
+    hostDriver: e.STRATUS_HOST_DRIVER,
+    embedTemporal: !env.TEMPORAL_ADDRESS,
+    ...(e.STRATUS_STORAGE_POOL ? { storagePool: resolve(e.STRATUS_STORAGE_POOL) } : {}),
+  };
 }
 
 function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.infer<S> {

@@ -51,7 +51,12 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, say: (line:
     // Temporal and the agent start side by side (each takes a second or two); both are stopped if either fails.
     const [temporal, agent] = await Promise.allSettled([
       dev.embedTemporal ? startTemporalDevServer({ dataDir: base.dataDir, port: dev.temporalPort, say: (m) => log.warn(m) }) : undefined,
-      startLocalHostAgent({ stateDir: join(base.dataDir, 'hostagent'), controllerPublicKey: key.publicKey, driver: dev.hostDriver }),
+      startLocalHostAgent({
+        stateDir: join(base.dataDir, 'hostagent'),
+        controllerPublicKey: key.publicKey,
+        driver: dev.hostDriver,
+        driverOptions: { storagePool: dev.storagePool ?? join(base.dataDir, 'volumes') },
+      }),
     ]);
     if (temporal.status === 'fulfilled' && temporal.value) stoppers.push({ name: 'Temporal dev server', stop: temporal.value.stop });
     if (agent.status === 'fulfilled') stoppers.push({ name: 'local host agent', stop: agent.value.stop });
