@@ -1,6 +1,7 @@
 import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
+import { bootSourceOf } from './imageFetch.js';
 import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimHostCapacity } from './placement.js';
@@ -39,6 +40,7 @@ export function bootSteps(rt: Runtime) {
       await runStep(rt, ctx, 'createVm', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
         const { vcpus, memoryMb, diskGb } = instance.flavor;
+        const boot = await bootSourceOf(rt, placedHost(instance), instance.imageId);
         await callAgent(
           rt,
           placedHost(instance),
@@ -49,6 +51,7 @@ export function bootSteps(rt: Runtime) {
               vcpus,
               memoryMb,
               diskGb,
+              ...(boot ? { boot } : {}),
               labels: { instanceId: instance.id, projectId: instance.projectId, imageId: instance.imageId },
             },
           },

@@ -4,6 +4,7 @@ import { actionSteps } from './actionSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
 import { volumeSteps } from './volumeSteps.js';
+import { imageFetchSteps } from './imageFetch.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
@@ -22,6 +23,7 @@ export function createActivities(rt: Runtime) {
     ...bootSteps(rt),
     ...actionSteps(rt),
     ...volumeSteps(rt),
+    ...imageFetchSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

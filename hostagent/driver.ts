@@ -125,6 +125,8 @@ export type MigrationResult = z.infer<typeof MigrationResult>;
 
 export interface HypervisorDriver {
   readonly kind: 'sim' | 'qemu';
+  /** Where the host caches base images by checksum (hostagent/imageCache.ts). */
+  readonly imageCacheDir: string;
   /** Called once at agent start: load state, re-attach to running VMs, probe the accelerator. */
   init(): Promise<void>;
   hostInfo(): Promise<HostCapacity>;

@@ -2,6 +2,7 @@ import type { CallContext, HypervisorDriver } from './driver.js';
 import type { MethodName, ResultOf } from './protocol.js';
 import { z } from 'zod';
 import { methods, PROTOCOL_VERSION } from './protocol.js';
+import { ImageCache } from './imageCache.js';
 
 /** The agent's version as the controller sees it in hostInfo. */
 export const AGENT_VERSION = '0.1.0';
@@ -32,6 +33,9 @@ export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> 
     d.createVolume({ volumeId: p.volumeId, sizeGb: p.sizeGb, ...(p.fromSnapshotId ? { fromSnapshotId: p.fromSnapshotId } : {}) }, ctx),
   deleteVolume: (d, p, ctx) => d.deleteVolume({ volumeId: p.volumeId, snapshotIds: p.snapshotIds }, ctx),
   snapshotVolume: (d, p, ctx) => d.snapshotVolume({ volumeId: p.volumeId, snapshotId: p.snapshotId }, ctx),
+  hasImage: (d, p) => new ImageCache(d.imageCacheDir).has(p.checksum),
+  putImageChunk: (d, p) => new ImageCache(d.imageCacheDir).writeChunk(p.checksum, p.offset, Buffer.from(p.data, 'base64')),
+  commitImage: (d, p) => new ImageCache(d.imageCacheDir).commit(p.checksum, p.sizeBytes),
   migrateReceive: (d, p, ctx) => d.migrateReceive(p.spec, ctx),
   migrateSend: (d, p, ctx) => d.migrateSend(p.name, p.target, ctx),
 };

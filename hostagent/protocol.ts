@@ -55,6 +55,10 @@ export const Response = z.union([
 export type Response = z.infer<typeof Response>;
 
 const byName = z.object({ name: VmName });
+const ImageChecksum = z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 in hex');
+/** Bytes of an image per putImageChunk: base64 of it stays well under MAX_MESSAGE_BYTES. */
+export const IMAGE_CHUNK_BYTES = 512 * 1024;
+const IMAGE_CHUNK_BASE64 = Math.ceil(IMAGE_CHUNK_BYTES / 3) * 4;
 const vmResult = VmInfo;
 
 export const HostInfo = HostCapacity.extend({ agentVersion: z.string(), protocolVersion: z.number().int() });
@@ -102,6 +106,14 @@ export const methods = {
   ),
   deleteVolume: method(z.object({ volumeId: VolumeId, snapshotIds: z.array(VolumeId).max(1000).default([]) }), z.object({ deleted: z.boolean() }), true),
   snapshotVolume: method(z.object({ volumeId: VolumeId, snapshotId: VolumeId }), PoolVolume, true),
+  /** The host's image cache (hostagent/imageCache.ts): whether it holds an image, and sending it one. */
+  hasImage: method(z.object({ checksum: ImageChecksum }), z.object({ present: z.boolean(), path: z.string(), sizeBytes: z.number().int() }), false),
+  putImageChunk: method(
+    z.object({ checksum: ImageChecksum, offset: z.number().int().min(0), data: z.string().max(IMAGE_CHUNK_BASE64) }),
+    z.object({ written: z.number().int() }),
+    true,
+  ),
+  commitImage: method(z.object({ checksum: ImageChecksum, sizeBytes: z.number().int().min(0) }), z.object({ path: z.string(), sizeBytes: z.number().int() }), true),
   migrateReceive: method(z.object({ spec: VmSpec }), MigrationTarget, true),
   migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
 } as const;

@@ -34,6 +34,7 @@ export class QemuDriver implements HypervisorDriver {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly lifecycle: VmLifecycle;
   readonly pool: VolumePool;
+  readonly imageCacheDir: string;
 
   constructor(
     readonly stateDir: string,
@@ -42,6 +43,7 @@ export class QemuDriver implements HypervisorDriver {
     this.options = QemuOptions.parse(rawOptions);
     this.lifecycle = new VmLifecycle(this);
     this.pool = new VolumePool(this.options.storagePool ?? join(stateDir, 'volumes'));
+    this.imageCacheDir = join(stateDir, 'image-cache');
   }
 
   async init(): Promise<void> {

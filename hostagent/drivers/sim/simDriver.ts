@@ -38,6 +38,7 @@ export class SimDriver implements HypervisorDriver {
   private readonly capacity: Resources;
   private readonly faults: SimFaultInjector;
   private readonly incoming = new Map<string, Server>();
+  readonly imageCacheDir: string;
 
   constructor(
     private readonly stateDir: string,
@@ -45,6 +46,7 @@ export class SimDriver implements HypervisorDriver {
   ) {
     this.capacity = SimCapacity.parse(options);
     this.faults = new SimFaultInjector(stateDir, options);
+    this.imageCacheDir = join(stateDir, 'image-cache');
   }
 
   async init() {
