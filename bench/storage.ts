@@ -1,19 +1,20 @@
 /**
  * Storage figures, each against a baseline measured in the same run on the same disk:
  *
- * - uploadMBps: `PUT /images/<id>/file` through the API (streamed, hashed, `qemu-img info`, renamed into
- *   the store) against copyMBps, a plain copy of the same file (`fs.copyFile`, what cp does);
+ * - uploadMBps: `curl -T` to `PUT /images/<id>/file` through the API (streamed, hashed, `qemu-img info`,
+ *   renamed into the store) against copyMBps, a plain copy of the same file (`fs.copyFile`, what cp does);
  *   uploadRatio = uploadMBps / copyMBps (target >= 0.5).
- * - attachP50Ms: hot-plugging a pool volume into a running QEMU guest (TCG) through a real host agent
- *   over SSH, from the request to the agent's answer (the device is on the guest's bus by then).
+ * - attachP50Ms: attachVolume through the command layer (what the mutation calls) to a running QEMU
+ *   guest (TCG) booted from an image uploaded through the API, from the request to IN_USE.
  *
  *   npm run bench:storage            figures as text
  *   npm run bench:storage -- --json  exactly one JSON line on stdout
  *
  * BENCH_UPLOAD_MB (default 512), BENCH_ATTACHES (default 10), BENCH_SKIP_QEMU=1 to leave attach out.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -27,7 +28,14 @@ import { createRuntime } from '../server/runtime.js';
 import { startTemporalDevServer } from '../server/temporalDevServer.js';
 import { routeTemporalLogs } from '../server/temporalLogs.js';
 import { createDatabase, startPostgres } from '../test/support/postgres.js';
-import { buildTestGuest, waitBlock, waitBoots } from '../test/support/guest.js';
+import { buildTestGuest, killQemusUnder, waitBlock, waitBoots } from '../test/support/guest.js';
+import { readFolded } from '../activities/events.js';
+import { vmNameOf } from '../activities/instanceRecords.js';
+import { instanceStream, volumeStream } from '../domain/events.js';
+import { instanceDecider } from '../domain/instance.js';
+import { workflowIdOf } from '../domain/operation.js';
+import { volumeDecider } from '../domain/volume.js';
+import { startWorker } from '../server/worker.js';
 import { startAgentProcess } from '../test/support/hostagent.js';
 
 const json = process.argv.includes('--json');
@@ -50,6 +58,18 @@ async function makeFile(path: string, mb: number) {
   await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
 }
 
+/**
+ * The upload as a client would make it: curl in its own process, so the client's reads and sends do not
+ * share the API's event loop (one process doing both would halve what either could do).
+ */
+function curlPut(url: string, token: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-T', path, '-H', `Authorization: Bearer ${token}`, url], (e, stdout) =>
+      e ? reject(e) : resolve(Number(stdout.trim())),
+    );
+  });
+}
+
 function putFile(url: string, token: string, path: string, size: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-length': size, 'content-type': 'application/octet-stream' } });
@@ -62,10 +82,10 @@ function putFile(url: string, token: string, path: string, size: number): Promis
   });
 }
 
-async function uploadFigures() {
-  routeTemporalLogs();
+/** PostgreSQL, a Temporal dev server, the runtime, the projections, a worker and the API, on a temp dir. */
+async function stackRuntime(name: string) {
   const pg = await startPostgres();
-  const dir = await mkdtemp(join(tmpdir(), 'stratus-bench-storage-'));
+  const dir = await mkdtemp(join(tmpdir(), `stratus-bench-${name}-`));
   const temporal = await startTemporalDevServer({ dataDir: dir, port: 0, say });
   const adminToken = `bench-${randomUUID()}`;
   const rt = await createRuntime({
@@ -80,8 +100,23 @@ async function uploadFigures() {
     sshKeyPath: join(dir, 'controller_ed25519'),
   });
   const projections = await startProjections(rt);
+  const worker = await startWorker(rt, { taskQueue: rt.config.taskQueue });
   const api = await startApi(rt, { port: 0 });
   const base = api.url.replace(/\/graphql$/, '');
+  const stop = async () => {
+    await api.close();
+    await worker.shutdown();
+    await projections.stop();
+    await rt.close();
+    await temporal.stop();
+    await pg.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { rt, dir, base, adminToken, stop };
+}
+
+async function uploadFigures() {
+  const { rt, dir, base, adminToken, stop } = await stackRuntime('upload');
   try {
     const source = join(dir, 'source.raw');
     await makeFile(source, UPLOAD_MB);
@@ -97,7 +132,7 @@ async function uploadFigures() {
 
       const { uploadUrl } = await commands.createImage(rt, bootstrapAdminCaller, { name: `bench-${round_}`, format: 'raw', visibility: 'PRIVATE' });
       t0 = performance.now();
-      const status = await putFile(base + uploadUrl, adminToken, source, size);
+      const status = await curlPut(base + uploadUrl, adminToken, source);
       uploads.push(performance.now() - t0);
       if (status !== 200) throw new Error(`upload answered ${status}`);
       // The same bytes land on the same content-addressed file: remove it so every round writes it anew.
@@ -108,50 +143,68 @@ async function uploadFigures() {
     const uploadMBps = mb / (median(uploads) / 1000);
     return { uploadMB: round(mb, 0), copyMBps: round(copyMBps), uploadMBps: round(uploadMBps), uploadRatio: round(uploadMBps / copyMBps, 2) };
   } finally {
-    await api.close();
-    await projections.stop();
-    await rt.close();
-    await temporal.stop();
-    await pg.stop();
-    await rm(dir, { recursive: true, force: true });
+    await stop();
   }
 }
 
+/**
+ * Attach through the whole stack: an image uploaded through the API boots on a qemu host, then a volume
+ * is attached and detached ATTACHES times; each attach is timed from the command (what the mutation
+ * calls) to IN_USE on the volume's stream.
+ */
 async function attachFigures() {
   const guest = buildTestGuest();
-  const pool = await mkdtemp(join(tmpdir(), 'stratus-bench-pool-'));
-  const agent = await startAgentProcess({ driver: 'qemu', driverOptions: { accel: 'tcg', capacity: '4,4096,50', storagePool: pool } });
-  const client = agent.client();
-  const call = <M extends Parameters<typeof client.call>[0]>(method: M, params: Parameters<typeof client.call<M>>[1]) =>
-    client.call(method, params, { idempotencyKey: randomUUID(), timeoutMs: 120_000 });
-  const consoleSource = { consoleLog: (name: string, opts: { lines: number }) => call('consoleLog', { name, lines: opts.lines }) };
+  const stack = await stackRuntime('attach');
+  const { rt, base, adminToken } = stack;
+  const agent = await startAgentProcess({
+    driver: 'qemu',
+    driverOptions: { accel: 'tcg', capacity: '4,4096,50' },
+    authorizedKeys: [readFileSync(`${rt.config.sshKeyPath}.pub`, 'utf8')],
+  });
+  const client = agent.client({ privateKey: readFileSync(rt.config.sshKeyPath, 'utf8') });
+  const consoleSource = { consoleLog: (name: string, opts: { lines: number }) => client.call('consoleLog', { name, lines: opts.lines }) };
+  const caller = bootstrapAdminCaller;
+  const done = async (operationId: string) => {
+    await rt.temporal.workflow.getHandle(workflowIdOf(operationId)).result();
+  };
   try {
-    await call('createVm', { spec: { name: 'bench', vcpus: 1, memoryMb: 256, diskGb: 0, boot: { kind: 'kernel', kernelPath: guest.kernelPath, initrdPath: guest.initrdPath, cmdline: guest.cmdline } } });
-    await call('startVm', { name: 'bench' });
-    await waitBoots(consoleSource, 'bench', 1);
-    await call('createVolume', { volumeId: 'bench-vol', sizeGb: 1 });
+    await commands.registerHost(rt, caller, { name: 'bench-qemu', address: agent.host, port: agent.port, hostKeyFingerprint: agent.fingerprint });
+    const { image, uploadUrl } = await commands.createImage(rt, caller, { name: 'bench-guest', format: 'qcow2', visibility: 'PUBLIC' });
+    const { size } = await stat(guest.diskImagePath);
+    if ((await putFile(base + uploadUrl, adminToken, guest.diskImagePath, size)) !== 200) throw new Error('the guest image upload failed');
+    const { flavor } = await commands.createFlavor(rt, caller, { name: 'bench.tiny', vcpus: 1, memoryMb: 256, diskGb: 1 });
+    const boot = await commands.bootInstance(rt, caller, { name: 'bench-guest', flavorId: flavor.id, imageId: image.id });
+    await done(boot.operation.id);
+    const instanceId = boot.instance!.id;
+    const vm = vmNameOf((await readFolded(rt, instanceStream(instanceId), instanceDecider)).state!);
+    await waitBoots(consoleSource, vm, 1, 180_000);
+    const created = await commands.createVolume(rt, caller, { name: 'bench-vol', sizeGb: 1 });
+    await done(created.operation.id);
     const times: number[] = [];
     for (let i = 0; i < ATTACHES; i++) {
       const t0 = performance.now();
-      await call('attachVolume', { name: 'bench', volumeId: 'bench-vol', sizeGb: 1 });
+      const attach = await commands.attachVolume(rt, caller, { instanceId, volumeId: created.volume.id });
+      await done(attach.operation.id);
       times.push(performance.now() - t0);
-      await waitBlock(consoleSource, 'bench', 'vda');
-      await call('detachVolume', { name: 'bench', volumeId: 'bench-vol' });
-      await waitBlock(consoleSource, 'bench', '-');
+      const { state } = await readFolded(rt, volumeStream(created.volume.id), volumeDecider);
+      if (state?.state !== 'IN_USE') throw new Error(`attach ${i} left the volume ${state?.state}`);
+      await waitBlock(consoleSource, vm, 'vda,vdb');
+      await done((await commands.detachVolume(rt, caller, { instanceId, volumeId: created.volume.id })).operation.id);
+      await waitBlock(consoleSource, vm, 'vda');
     }
     const sorted = times.sort((a, b) => a - b);
     return { attaches: ATTACHES, attachP50Ms: round(percentile(sorted, 50)), attachP95Ms: round(percentile(sorted, 95)) };
   } finally {
     client.close();
+    await stack.stop();
     await agent.stop();
-    const { killQemusUnder } = await import('../test/support/guest.js');
     killQemusUnder(agent.stateDir);
     await rm(agent.stateDir, { recursive: true, force: true });
-    await rm(pool, { recursive: true, force: true });
   }
 }
 
 async function main() {
+  routeTemporalLogs();
   const upload = await uploadFigures();
   say(`upload ${upload.uploadMB} MB: ${upload.uploadMBps} MB/s through the API, ${upload.copyMBps} MB/s plain copy, ratio ${upload.uploadRatio}`);
   const attach = process.env.BENCH_SKIP_QEMU ? undefined : await attachFigures();
