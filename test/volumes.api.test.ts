@@ -87,7 +87,8 @@ describe('volumes over the GraphQL API, on real PostgreSQL, Temporal and a sim h
       i: { instanceId, volumeId: v.id },
     });
     expect(attach.attachVolume).toMatchObject({ operation: { kind: 'ATTACH_VOLUME' }, volume: { state: 'ATTACHING' }, instance: { id: instanceId, task: 'ATTACH_VOLUME' } });
-    await expect.poll(async () => (await volume(tokens.aMember, v.id))?.state, { timeout: 60_000, interval: 100 }).toBe('IN_USE');
+    // IN_USE lands a moment before the task is released (two events, applied one by one): wait for both.
+    await expect.poll(async () => { const now = await volume(tokens.aMember, v.id); return `${now?.state}:${now?.task}`; }, { timeout: 60_000, interval: 100 }).toBe('IN_USE:null');
     expect(await volume(tokens.aMember, v.id)).toMatchObject({ device: 'vdb', attachedTo: { id: instanceId, name: 'vm-1' }, task: null });
     await expect
       .poll(async () => (await ok(tokens.aMember, `query($id: ID!) { instance(id: $id) { volumes { id device } } }`, { id: instanceId })).instance.volumes, { timeout: 10_000 })
