@@ -6,6 +6,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { migrateProjections } from '../projections/index.js';
 import { authenticate, bearerToken, ChangeFeed, stratusSchema, toGraphQLError, type Context } from '../schema/index.js';
+import { graphqlTracing } from '../schema/tracing.js';
 import { componentLog } from './log.js';
 import type { Runtime } from './runtime.js';
 
@@ -50,7 +51,7 @@ export async function startApi(rt: Runtime, options: { port: number; host?: stri
     graphqlEndpoint: '/graphql',
     graphiql: { title: 'Stratus', subscriptionsProtocol: 'WS' },
     landingPage: false,
-    plugins: [requireCaller],
+    plugins: [requireCaller, graphqlTracing()],
     maskedErrors: { maskError: (error) => toGraphQLError(error) },
     logging: { debug: () => {}, info: () => {}, warn: (...a) => log.warn({ yoga: a }, 'yoga'), // Yoga reports every refused request here; unexpected ones are logged once, by the error mapper.
       error: (...a) => log.debug({ yoga: a }, 'yoga') },
