@@ -1,4 +1,5 @@
 import { Context } from '@temporalio/activity';
+import { currentTraceparent } from '../server/telemetry.js';
 import type { MethodName, ParamsOf, ResultOf } from '../hostagent/protocol.js';
 import type { Runtime } from '../server/runtime.js';
 import { readHostEndpoint } from './placement.js';
@@ -27,8 +28,10 @@ export async function callAgent<M extends MethodName>(
   const { host, port, fingerprint } = await readHostEndpoint(rt, hostId);
   const client = rt.agents.get(hostId, { host, port, fingerprint });
   const activity = activityContext();
+  const traceparent = currentTraceparent();
   return client.call(method, params, {
     ...options,
+    ...(traceparent ? { traceparent } : {}),
     ...(activity ? { signal: activity.cancellationSignal, onProgress: (p) => activity.heartbeat(p) } : {}),
   });
 }

@@ -28,7 +28,8 @@ export function register(program: Command) {
           ({ events: e }) => console.log(options.json ? JSON.stringify(e) : line(e)),
           abort.signal,
         );
-        if (!options.json) console.error('following events (Ctrl-C stops)');
+        // On stderr even with --json: a script may wait for it to know nothing appended from now is missed.
+        console.error('following events (Ctrl-C stops)');
         await ended;
         return;
       }

@@ -1,7 +1,7 @@
 import { ApiError, type ApiClient } from './apiClient.js';
 
 /** The operation's fields every command that shows or waits for one asks for. */
-export const OPERATION_FIELDS = `id kind status resourceId projectId workflowId runId createdAt finishedAt attempts
+export const OPERATION_FIELDS = `id kind status resourceId projectId workflowId runId createdAt finishedAt attempts traceId
   error { code message } steps { name status startedAt finishedAt error { code message } }`;
 
 export interface OperationView {

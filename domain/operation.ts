@@ -34,6 +34,8 @@ export const operationEvents = {
     clientRequestId: ClientRequestId.optional(),
     actor: Actor,
     requestedAt: Timestamp,
+    /** The OpenTelemetry trace of the request that asked for it (when tracing is on). */
+    traceId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
   }),
   OperationStarted: z.object({ runId: z.string().min(1), at: Timestamp }),
   OperationStepStarted: z.object({ name: z.string().min(1), at: Timestamp }),
@@ -79,6 +81,8 @@ export const Operation = z.object({
   version: z.number().int().nonnegative(),
   /** Runs of its workflow so far: the first, then one per retryOperation or resetOperation. Absent in rows folded before it existed. */
   attempts: z.number().int().nonnegative().optional(),
+  /** The OpenTelemetry trace of the whole action; null when tracing was off. */
+  traceId: z.string().nullable().optional(),
 });
 export type Operation = z.infer<typeof Operation>;
 
@@ -206,6 +210,7 @@ export function evolveOperation(state: OperationDeciderState, event: OperationEv
       finishedAt: null,
       version: 1,
       attempts: 0,
+      traceId: d.traceId ?? null,
     };
   }
   if (!state) return state;

@@ -3,6 +3,7 @@ import type { Database, Queryable } from './database.js';
 import { START, type Checkpoint } from './checkpoint.js';
 import { EventIdConflict, InvalidEvent, WrongExpectedVersion } from './errors.js';
 import { componentLog } from '../server/log.js';
+import { currentTraceparent } from '../server/telemetry.js';
 import { EVENTS_CHANNEL, eventLogMigrations } from './eventLogMigrations.js';
 import {
   ExpectedVersion,
@@ -170,7 +171,7 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
      */
     async append(streamId: string, events: readonly TypedNewEvent<R>[], options: AppendOptions): Promise<AppendResult<R>> {
       const expected = ExpectedVersion.parse(options.expectedVersion);
-      const batch = validate(streamId, events);
+      const batch = validate(streamId, withTraceparent(events));
       const expectedParam = expected === 'any' ? null : expected === 'noStream' ? 0 : expected;
       let rows: (EventRow & { outcome: string; stream_version: number })[];
       try {
@@ -241,4 +242,14 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
     },
   };
   return store;
+}
+
+/**
+ * Every event's metadata names the trace it was written in (the request's, the activity's), unless the
+ * writer set one itself: one place, so no writer can forget it. Outside a span, nothing is added.
+ */
+function withTraceparent<E extends { metadata: { traceparent?: string } }>(events: readonly E[]): readonly E[] {
+  const traceparent = currentTraceparent();
+  if (!traceparent) return events;
+  return events.map((e) => (e.metadata.traceparent ? e : { ...e, metadata: { ...e.metadata, traceparent } }));
 }

@@ -5,7 +5,9 @@ import { driverCalls } from './driverCalls.js';
 import { requestFingerprint, type IdempotencyJournal, type Outcome } from './idempotency.js';
 import { lineReader, lineWriter } from './ndjson.js';
 import { isMethodName, MAX_MESSAGE_BYTES, methods, Request, RequestId, type WireError } from './protocol.js';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { componentLog } from '../server/log.js';
+import { contextFromTraceparent, inSpan } from '../server/telemetry.js';
 
 const log = componentLog('hostagent.session');
 
@@ -71,26 +73,38 @@ async function handleLine(
     progress: (p: unknown) => send({ id, progress: p }),
     ...(idempotencyKey ? { idempotencyKey } : {}),
   };
-  const call = async (): Promise<Outcome> => {
-    try {
-      const run = driverCalls[method] as (d: HypervisorDriver, p: unknown, c: typeof ctx) => Promise<unknown>;
-      // The result is checked too: a driver that breaks the contract fails here, not in the controller.
-      return { result: spec.result.parse(await run(core.driver, params.data, ctx)) };
-    } catch (e) {
-      return { error: toWireError(e) };
-    }
-  };
-  try {
-    const outcome = spec.mutating
-      ? await core.journal.run(idempotencyKey!, requestFingerprint(method, params.data), call)
-      : await call();
-    if (spec.mutating) log.debug({ id, method, idempotencyKey, traceparent, ok: 'result' in outcome }, 'call done');
-    send({ id, ...outcome });
-  } catch (e) {
-    send({ id, error: toWireError(e) });
-  } finally {
-    inflight.delete(id);
-  }
+  // The driver's work is a span of its own: a repeat answered from the journal has the agent span only.
+  const call = (): Promise<Outcome> =>
+    inSpan(`driver ${method}`, {}, async (span) => {
+      try {
+        const run = driverCalls[method] as (d: HypervisorDriver, p: unknown, c: typeof ctx) => Promise<unknown>;
+        // The result is checked too: a driver that breaks the contract fails here, not in the controller.
+        return { result: spec.result.parse(await run(core.driver, params.data, ctx)) };
+      } catch (e) {
+        const error = toWireError(e);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
+        return { error };
+      }
+    });
+  // The controller's activity span (traceparent) is the parent: one trace from the API to the hypervisor.
+  await inSpan(
+    `hostagent ${method}`,
+    { kind: SpanKind.SERVER, attributes: { 'stratus.agent.method': method, ...(idempotencyKey ? { 'stratus.agent.idempotency_key': idempotencyKey } : {}) } },
+    async () => {
+      try {
+        const outcome = spec.mutating
+          ? await core.journal.run(idempotencyKey!, requestFingerprint(method, params.data), call)
+          : await call();
+        if (spec.mutating) log.debug({ id, method, idempotencyKey, traceparent, ok: 'result' in outcome }, 'call done');
+        send({ id, ...outcome });
+      } catch (e) {
+        send({ id, error: toWireError(e) });
+      } finally {
+        inflight.delete(id);
+      }
+    },
+    contextFromTraceparent(traceparent),
+  );
 }
 
 function badRequest(id: RequestId | null, message: string) {

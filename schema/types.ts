@@ -81,6 +81,7 @@ export const OperationType = builder.objectRef<Operation>('Operation').implement
     error: t.field({ type: OperationErrorType, nullable: true, resolve: (o) => o.error }),
     createdAt: t.field({ type: 'DateTime', resolve: (o) => o.createdAt }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (o) => o.finishedAt }),
+    traceId: t.string({ nullable: true, description: 'The OpenTelemetry trace of the whole action (null when tracing is off).', resolve: (o) => o.traceId ?? null }),
     attempts: t.int({ description: 'Runs of its workflow so far: the first, then one per retryOperation or resetOperation.', resolve: (o) => o.attempts ?? (o.runId ? 1 : 0) }),
     failedStep: t.field({ type: OperationStepType, nullable: true, description: 'The newest step that failed, if any.', resolve: (o) => o.steps.findLast((s) => s.status === 'FAILED') ?? null }),
   }),

@@ -8,6 +8,7 @@ import { migrateProjections } from '../projections/index.js';
 import { authenticate, bearerToken, ChangeFeed, stratusSchema, toGraphQLError, type Context } from '../schema/index.js';
 import { imageFilePath, serveImageFile } from './imageFiles.js';
 import { consoleSite } from './console.js';
+import { graphqlTracing } from '../schema/tracing.js';
 import { componentLog } from './log.js';
 import { prometheusEndpoint } from './prometheus.js';
 import type { Runtime } from './runtime.js';
@@ -54,7 +55,7 @@ export async function startApi(rt: Runtime, options: { port: number; host?: stri
     graphqlEndpoint: '/graphql',
     graphiql: { title: 'Stratus', subscriptionsProtocol: 'WS' },
     landingPage: false,
-    plugins: [requireCaller],
+    plugins: [requireCaller, graphqlTracing()],
     maskedErrors: { maskError: (error) => toGraphQLError(error) },
     logging: { debug: () => {}, info: () => {}, warn: (...a) => log.warn({ yoga: a }, 'yoga'), // Yoga reports every refused request here; unexpected ones are logged once, by the error mapper.
       error: (...a) => log.debug({ yoga: a }, 'yoga') },

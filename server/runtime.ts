@@ -1,4 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
+import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry/lib/client/index.js';
+import { startTracing } from './telemetry.js';
 import { eventRegistry } from '../domain/events.js';
 import { hostInventoryMigrations, refreshHostInventory } from '../activities/hostInventory.js';
 import { migrate, openDatabase, openEventStore, type Database, type EventStore } from '../eventstore/index.js';
@@ -26,7 +28,10 @@ export async function createRuntime(config: RuntimeConfig): Promise<Runtime> {
     await migrate(db, hostInventoryMigrations);
     await refreshHostInventory({ db, store });
     const connection = await Connection.connect({ address: config.temporalAddress });
-    const temporal = new Client({ connection, namespace: config.temporalNamespace });
+    const tracing = await startTracing('stratus');
+    // Traced: the workflow start carries the caller's span to the workflow (a header Temporal keeps).
+    const interceptors = tracing ? { workflow: [new OpenTelemetryWorkflowClientInterceptor()] } : undefined;
+    const temporal = new Client({ connection, namespace: config.temporalNamespace, ...(interceptors ? { interceptors } : {}) });
     const agents = new HostAgentPool({ privateKey: key.privateKey });
     let closing: Promise<void> | undefined;
     return {

@@ -4,6 +4,7 @@ import { createActivities } from '../activities/index.js';
 import { loadConfig } from './config.js';
 import { componentLog } from './log.js';
 import { createRuntime, type Runtime } from './runtime.js';
+import { tracedWorkerOptions } from './workerTracing.js';
 
 const log = componentLog('worker');
 
@@ -40,6 +41,7 @@ export async function startWorker(rt: Runtime, options: WorkerOptions = {}): Pro
       taskQueue: options.taskQueue ?? rt.config.taskQueue,
       ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
       activities: createActivities(rt),
+      ...(await tracedWorkerOptions()),
       ...(options.maxConcurrentActivityTaskExecutions ? { maxConcurrentActivityTaskExecutions: options.maxConcurrentActivityTaskExecutions } : {}),
       ...(options.maxConcurrentWorkflowTaskExecutions ? { maxConcurrentWorkflowTaskExecutions: options.maxConcurrentWorkflowTaskExecutions } : {}),
     });

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +40,7 @@ describe('stratus CLI against npm start', () => {
   it('boots with a progress display of every step until the instance is RUNNING', async () => {
     const run = await cli('instance', 'boot', 'web-1', '--flavor', 'm1.tiny', '--image', 'cirros-0.6');
     expect(run.code, run.stderr).toBe(0);
-    for (const step of ['schedule', 'createVm', 'startVm', 'recordRunning']) expect(run.stderr).toContain(`${step} SUCCEEDED`);
+    for (const step of ['schedule', 'allocateAddress', 'plugPort', 'createVm', 'startVm', 'recordRunning']) expect(run.stderr).toContain(`${step} SUCCEEDED`);
     expect(run.stderr).toMatch(/BOOT \S+ SUCCEEDED/);
     expect(run.stdout).toMatch(/state:\s+RUNNING/);
 
@@ -53,7 +53,7 @@ describe('stratus CLI against npm start', () => {
     expect(run.code, run.stderr).toBe(0);
     const out = JSON.parse(run.stdout) as { operation: { status: string; steps: { name: string }[] }; instance: { id: string; state: string } };
     expect(out.operation.status).toBe('SUCCEEDED');
-    expect(out.operation.steps.map((s) => s.name)).toEqual(['schedule', 'createVm', 'startVm', 'recordRunning']);
+    expect(out.operation.steps.map((s) => s.name)).toEqual(['schedule', 'allocateAddress', 'plugPort', 'createVm', 'startVm', 'recordRunning']);
     expect(out.instance.state).toBe('RUNNING');
 
     const shown = JSON.parse((await cli('instance', 'show', out.instance.id, '--json')).stdout) as { name: string };
@@ -89,6 +89,30 @@ describe('stratus CLI against npm start', () => {
     } finally {
       await dev.setFaults({});
     }
+  });
+
+  it('follows the event log live with events --follow, one JSON event per line, until Ctrl-C', async () => {
+    const child = spawn(process.execPath, ['cli/bin.mjs', 'events', '--follow', '--prefix', 'instance-', '--json'], { cwd: repoRoot, env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      // Printed once the server has answered the subscription: from here on nothing appended is missed.
+      const deadline = Date.now() + 60_000;
+      while (!err.includes('following events') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(err).toContain('following events');
+      const boot = await cli('instance', 'boot', 'followed-1', '--flavor', 'm1.tiny', '--image', 'cirros-0.6', '--json');
+      const instanceId = (JSON.parse(boot.stdout) as { instance: { id: string } }).instance.id;
+      const launched = () =>
+        out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { streamId: string; type: string }).some((e) => e.streamId === `instance-${instanceId}` && e.type === 'InstanceLaunched');
+      while (!launched() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(launched(), out).toBe(true);
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
   });
 
   it('says NOT_FOUND for an instance that does not exist, and does not find one by an unknown name', async () => {

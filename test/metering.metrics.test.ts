@@ -1,3 +1,4 @@
+import { projectionNames } from '../projections/registry.js';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,7 +91,8 @@ describe('GET /metrics: Prometheus text from the OpenTelemetry metrics SDK', () 
     expect(count?.value).toBe(1);
 
     const lag = families.get('stratus_projection_lag_events')!;
-    expect(lag.samples.map((s) => s.labels.projection).sort()).toEqual(['audit', 'catalog', 'hosts', 'identity', 'instances', 'operations', 'usage']);
+    // One lag gauge per projection there is.
+    expect(lag.samples.map((s) => s.labels.projection).sort()).toEqual([...projectionNames].sort());
     expect(lag.samples.every((s) => Number.isInteger(s.value) && s.value >= 0)).toBe(true);
 
     const cap = families.get('stratus_host_capacity')!.samples.find((s) => s.labels.host === 'sim-metrics' && s.labels.resource === 'vcpus');

@@ -77,7 +77,13 @@ describe('resetOperation: Temporal reset of a held failed run to just before its
     const failed = await operationWhen(rt, operation.id, (op) => op.status === 'FAILED');
     expect(failed.error?.code).toBe('HYPERVISOR_ERROR');
     // Held: nothing undone, the instance still belongs to the run.
-    expect(failed.steps.map((s) => [s.name, s.status])).toEqual([['schedule', 'SUCCEEDED'], ['createVm', 'SUCCEEDED'], ['startVm', 'FAILED']]);
+    expect(failed.steps.map((s) => [s.name, s.status])).toEqual([
+      ['schedule', 'SUCCEEDED'],
+      ['allocateAddress', 'SUCCEEDED'],
+      ['plugPort', 'SUCCEEDED'],
+      ['createVm', 'SUCCEEDED'],
+      ['startVm', 'FAILED'],
+    ]);
     expect(await instanceOf(rt, instance!.id)).toMatchObject({ state: 'BUILDING', task: 'BOOT' });
     expect((await hostOf(rt, hostId)).claims[instance!.id]).toBeDefined();
 
@@ -90,6 +96,8 @@ describe('resetOperation: Temporal reset of a held failed run to just before its
     expect(done.status).toBe('SUCCEEDED');
     expect(done.steps.map((s) => [s.name, s.status])).toEqual([
       ['schedule', 'SUCCEEDED'],
+      ['allocateAddress', 'SUCCEEDED'],
+      ['plugPort', 'SUCCEEDED'],
       ['createVm', 'SUCCEEDED'],
       ['startVm', 'FAILED'],
       ['reset', 'SUCCEEDED'],
@@ -99,8 +107,8 @@ describe('resetOperation: Temporal reset of a held failed run to just before its
     expect(done.runId).not.toBe(failed.runId);
     expect(await instanceOf(rt, instance!.id)).toMatchObject({ state: 'RUNNING', task: null });
 
-    // Once in all: one VM defined, one claim, one scheduling; startVm twice (the failure, then the run after the reset).
-    expect(await agentCalls(operation.id)).toEqual(['createVm ok', 'startVm error', 'startVm ok']);
+    // Once in all: one port, one VM defined, one claim, one scheduling; startVm twice (the failure, then the run after the reset).
+    expect(await agentCalls(operation.id)).toEqual(['plugPort ok', 'setGroupMembers ok', 'createVm ok', 'startVm error', 'startVm ok']);
     const instanceEvents = (await rt.store.readStream(instanceStream(instance!.id))).map((e) => e.type);
     expect(instanceEvents.filter((t) => t === 'InstanceScheduled')).toHaveLength(1);
     expect(instanceEvents).not.toContain('InstanceFailed');
@@ -119,7 +127,7 @@ describe('resetOperation: Temporal reset of a held failed run to just before its
       return data ? (JSON.parse(Buffer.from(data).toString()) as { activity_type: string }).activity_type : undefined;
     };
     const ran = (history.events ?? []).map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? localActivity(e)).filter(Boolean);
-    expect(ran).toEqual(['schedule', 'createVm', 'startVm', 'recordRunning']);
+    expect(ran).toEqual(['schedule', 'allocateFixedAddress', 'plugBootPort', 'fetchImage', 'createVm', 'startVm', 'recordRunning']);
   });
 
   it('a held run that is abandoned undoes its steps as before, and can no longer be reset', async () => {
@@ -133,9 +141,13 @@ describe('resetOperation: Temporal reset of a held failed run to just before its
       const done = await readOperation(rt, operation.id);
       expect(done!.steps.map((s) => [s.name, s.status])).toEqual([
         ['schedule', 'SUCCEEDED'],
+        ['allocateAddress', 'SUCCEEDED'],
+        ['plugPort', 'SUCCEEDED'],
         ['createVm', 'SUCCEEDED'],
         ['startVm', 'FAILED'],
         ['destroyVm', 'SUCCEEDED'],
+        ['unplugPort', 'SUCCEEDED'],
+        ['releaseAddress', 'SUCCEEDED'],
         ['releaseClaim', 'SUCCEEDED'],
       ]);
       expect(await instanceOf(rt, instance!.id)).toMatchObject({ state: 'ERROR', task: null });

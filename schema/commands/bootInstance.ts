@@ -15,6 +15,7 @@ import type { Runtime } from '../../server/runtime.js';
 import { requireWriter } from './access.js';
 import { prepareBootNetworking } from './networks.js';
 import { appendNew, commandMetadata, now, repeatedRequest, startOrCompensate, type LifecycleResult } from './operations.js';
+import { traceOfRequest } from '../../server/telemetry.js';
 
 /**
  * Boots an instance in the caller's project: records the request (operation PENDING, instance BUILDING
@@ -46,7 +47,7 @@ export async function bootInstance(rt: Runtime, caller: Caller, input: BootInsta
   const instanceId = randomUUID();
   const at = now();
   const operationEvents = decideOperation(
-    { type: 'request', data: { operationId, kind: 'BOOT', resourceId: instanceId, projectId, actor: caller, at, ...(input.clientRequestId ? { clientRequestId: input.clientRequestId } : {}) } },
+    { type: 'request', data: { operationId, kind: 'BOOT', resourceId: instanceId, projectId, actor: caller, at, ...(input.clientRequestId ? { clientRequestId: input.clientRequestId } : {}), ...traceOfRequest() } },
     null,
   );
   const instanceEvents = decideInstance(

@@ -9,6 +9,7 @@ import { WrongExpectedVersion } from '../../eventstore/index.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireMutableIn, requireWriter } from './access.js';
 import { appendNew, commandMetadata, now, readInstanceState, repeatedRequest, startOrCompensate, type LifecycleResult } from './operations.js';
+import { traceOfRequest } from '../../server/telemetry.js';
 
 const notFound = (id: string) => () => new StratusError('NOT_FOUND', `instance ${id} not found`, { id });
 
@@ -44,7 +45,7 @@ async function actOnInstance(
     const operationEvents = decideOperation(
       {
         type: 'request',
-        data: { operationId, kind: request.kind, resourceId: instance.id, projectId: instance.projectId, actor: caller, at, ...(input.clientRequestId ? { clientRequestId: input.clientRequestId } : {}) },
+        data: { operationId, kind: request.kind, resourceId: instance.id, projectId: instance.projectId, actor: caller, at, ...(input.clientRequestId ? { clientRequestId: input.clientRequestId } : {}), ...traceOfRequest() },
       },
       null,
     );

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { inSpan } from '../../../server/telemetry.js';
 import { connect, type Socket } from 'node:net';
 
 /**
@@ -72,6 +73,11 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   }
 
   execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
+    // A span per QMP command: where a slow pause or migration spends its time shows in the trace.
+    return inSpan(`qmp ${command}`, { attributes: { 'qmp.command': command } }, () => this.send<T>(command, args, timeoutMs));
+  }
+
+  private send<T>(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`QMP ${command}: connection closed`));
     const id = String(this.nextId++);
     return new Promise<T>((resolve, reject) => {

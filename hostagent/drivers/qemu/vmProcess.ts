@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { inSpan } from '../../../server/telemetry.js';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import { AgentError, VmSpec } from '../../driver.js';
@@ -115,7 +116,11 @@ export async function connectQmp(paths: VmPaths, timeoutMs: number): Promise<Qmp
   }
 }
 
-export async function runTool(cmd: string, args: string[]): Promise<string> {
+export function runTool(cmd: string, args: string[]): Promise<string> {
+  return inSpan(`${cmd} ${args[0] ?? ''}`.trim(), { attributes: { 'process.command': cmd, 'process.command_args': args } }, () => runToolUntraced(cmd, args));
+}
+
+async function runToolUntraced(cmd: string, args: string[]): Promise<string> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
