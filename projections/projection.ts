@@ -40,8 +40,13 @@ export interface Projection {
    */
   streamPrefixes?: readonly string[];
   apply(tx: Queryable, event: StratusEvent): Promise<Change[]>;
-  /** The same as `apply` over many events at once, for a projection that folds a page in memory; a rebuild uses it. */
-  applyBatch?(tx: Queryable, events: readonly StratusEvent[]): Promise<Change[]>;
+  /**
+   * The same as `apply` over many events at once, for a projection that folds a page in memory; a
+   * rebuild uses it, passing one `rebuild` object through all its pages (the projection may keep state
+   * there, starting from its emptied tables) and then to `finishRebuild`, in the same transaction.
+   */
+  applyBatch?(tx: Queryable, events: readonly StratusEvent[], rebuild?: Record<string, unknown>): Promise<Change[]>;
+  finishRebuild?(tx: Queryable, rebuild: Record<string, unknown>): Promise<void>;
 }
 
 /** Inserts `row` or replaces every column of the row with the same key. Column names are ours, never user input. */

@@ -21,10 +21,11 @@ export async function rebuildProjection(rt: Runtime, name: string): Promise<{ na
     for (const table of projection.tables) await tx.query(`DELETE FROM ${table}`);
     let after = START;
     let events = 0;
+    const session: Record<string, unknown> = {};
     for (;;) {
       const page = await rt.store.readAll({ after, limit: 1000, tx });
       if (projection.applyBatch) {
-        if (page.length > 0) await projection.applyBatch(tx, page.filter((event) => readsStream(projection, event)));
+        if (page.length > 0) await projection.applyBatch(tx, page.filter((event) => readsStream(projection, event)), session);
         if (page.length > 0) after = checkpointOf(page.at(-1)!);
       } else {
         for (const event of page) {
@@ -35,6 +36,7 @@ export async function rebuildProjection(rt: Runtime, name: string): Promise<{ na
       events += page.length;
       if (page.length < 1000) break;
     }
+    await projection.finishRebuild?.(tx, session);
     await writeCheckpoint(tx, name, after);
     return { name, checkpoint: after, events };
   });

@@ -7,7 +7,7 @@ import { eventTime, usageSourceOf, usageSources } from './usageSources.js';
 
 export const USAGE_PROJECTION = 'usage';
 
-const RECORDS_PER_STATEMENT = 5000;
+const ROWS_PER_STATEMENT = 5000;
 
 /** A record's key in a `usage` change and in `usageRecord`: one resource, one usage type, one start. */
 export const usageRecordKey = (r: Pick<UsageRecord, 'resourceId' | 'usageType' | 'start'>) => `${r.resourceId}|${r.usageType}|${r.start}`;
@@ -32,13 +32,19 @@ const openFromRow = (r: OpenRow): OpenUsage => ({
   since: r.since.toISOString(),
 });
 
-/**
- * Folds a batch of events in memory and writes what changed in a few set-wise statements: the state of
- * each metered resource (its domain doc, folded with the domain's evolve), its open intervals, the
- * records closed, and the prices set. Loading and writing once per batch, not per event, is what lets a
- * rebuild keep up with the log's own read speed.
- */
-async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promise<Change[]> {
+/** The consumer's state of the resources a batch touches, and which of them the batch changed. */
+interface FoldState {
+  docs: Map<string, unknown>;
+  open: Map<string, OpenUsage[]>;
+  touchedDocs: Set<string>;
+  touchedOpen: Set<string>;
+}
+
+const emptyState = (): FoldState => ({ docs: new Map(), open: new Map(), touchedDocs: new Set(), touchedOpen: new Set() });
+
+/** Loads what `events` need: the state of each resource they name, and for a tick every interval it may close. */
+async function loadState(tx: Queryable, events: readonly StratusEvent[]): Promise<FoldState> {
+  const state = emptyState();
   const subjectIds = new Set<string>();
   let tickBoundary = -Infinity;
   for (const e of events) {
@@ -46,36 +52,35 @@ async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promi
     else if (e.type === 'UsageClockTicked') tickBoundary = Math.max(tickBoundary, hourFloor(Date.parse(e.data.at)));
   }
   const ids = [...subjectIds];
-
-  const docs = new Map<string, unknown>();
   if (ids.length > 0) {
     const rows = await tx.query<{ id: string; doc: unknown }>('SELECT id, doc FROM usage_subjects WHERE id = ANY($1::text[])', [ids]);
-    for (const r of rows) docs.set(r.id, r.doc);
+    for (const r of rows) state.docs.set(r.id, r.doc);
   }
-  const open = new Map<string, OpenUsage[]>();
   const openRows = ids.length > 0 ? await tx.query<OpenRow>('SELECT * FROM usage_open WHERE resource_id = ANY($1::text[])', [ids]) : [];
   // A tick closes every interval opened before its hour, whichever resource it belongs to.
   if (Number.isFinite(tickBoundary)) {
     openRows.push(...(await tx.query<OpenRow>('SELECT * FROM usage_open WHERE since < $1 AND NOT resource_id = ANY($2::text[])', [new Date(tickBoundary), ids])));
   }
-  for (const r of openRows) open.set(r.resource_id, [...(open.get(r.resource_id) ?? []), openFromRow(r)]);
+  for (const r of openRows) state.open.set(r.resource_id, [...(state.open.get(r.resource_id) ?? []), openFromRow(r)]);
+  return state;
+}
 
-  const touchedDocs = new Set<string>();
-  const touchedOpen = new Set<string>();
+/** Folds `events` into `state` in memory; returns the records they closed and the prices they set. */
+function foldUsage(state: FoldState, events: readonly StratusEvent[]) {
+  const { docs, open, touchedDocs, touchedOpen } = state;
   const records: UsageRecord[] = [];
   const prices: { position: string; data: unknown }[] = [];
-
   for (const e of events) {
     const source = usageSourceOf(e.streamId);
     if (source) {
       const id = parseStreamId(e.streamId)!.id;
-      const state = source.evolve(docs.get(id) ?? null, e);
-      docs.set(id, state);
+      const doc = source.evolve(docs.get(id) ?? null, e);
+      docs.set(id, doc);
       touchedDocs.add(id);
-      if (state === null) continue;
-      const subject = { resourceId: id, resourceType: source.resourceType, projectId: source.projectOf(state) };
+      if (doc === null) continue;
+      const subject = { resourceId: id, resourceType: source.resourceType, projectId: source.projectOf(doc) };
       const before = open.get(id) ?? [];
-      const after = changeMeters(before, source.meters(state), subject, eventTime(e));
+      const after = changeMeters(before, source.meters(doc), subject, eventTime(e));
       if (after.records.length > 0 || after.open.length !== before.length || after.open.some((o, i) => o !== before[i])) {
         records.push(...after.records);
         open.set(id, after.open);
@@ -101,43 +106,59 @@ async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promi
       prices.push({ position: e.position, data: e.data });
     }
   }
+  return { records, prices };
+}
 
-  if (touchedDocs.size > 0) {
-    const rows = [...touchedDocs].flatMap((id) => {
-      const doc = docs.get(id);
-      return doc == null ? [] : [{ id, doc }];
-    });
-    await tx.query(
-      `INSERT INTO usage_subjects (id, doc) SELECT x.id, x.doc FROM jsonb_to_recordset($1::jsonb) AS x(id text, doc jsonb)
-       ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc`,
-      [JSON.stringify(rows)],
-    );
+/** Runs `statement` over `rows` in slices, each one jsonb parameter of bounded size. */
+async function inSlices<T>(tx: Queryable, rows: readonly T[], statement: string, toJson: (row: T) => unknown): Promise<void> {
+  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+    await tx.query(statement, [JSON.stringify(rows.slice(i, i + ROWS_PER_STATEMENT).map(toJson))]);
   }
-  if (touchedOpen.size > 0) {
-    const touched = [...touchedOpen];
+}
+
+/** Writes back the resources the fold changed, and forgets that they changed. */
+async function writeState(tx: Queryable, state: FoldState): Promise<void> {
+  const docs = [...state.touchedDocs].flatMap((id) => {
+    const doc = state.docs.get(id);
+    return doc == null ? [] : [{ id, doc }];
+  });
+  await inSlices(
+    tx,
+    docs,
+    `INSERT INTO usage_subjects (id, doc) SELECT x.id, x.doc FROM jsonb_to_recordset($1::jsonb) AS x(id text, doc jsonb)
+     ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc`,
+    (d) => d,
+  );
+  if (state.touchedOpen.size > 0) {
+    const touched = [...state.touchedOpen];
     await tx.query('DELETE FROM usage_open WHERE resource_id = ANY($1::text[])', [touched]);
-    const rows = touched.flatMap((id) => open.get(id) ?? []);
-    if (rows.length > 0) {
-      await tx.query(
-        `INSERT INTO usage_open (resource_id, usage_type, resource_type, project_id, size, flavor_id, since)
-         SELECT * FROM jsonb_to_recordset($1::jsonb)
-           AS x("resourceId" text, "usageType" text, "resourceType" text, "projectId" uuid, size float8, "flavorId" uuid, since timestamptz)`,
-        [JSON.stringify(rows.map((o) => ({ resourceId: o.resourceId, usageType: o.usageType, resourceType: o.resourceType, projectId: o.projectId, size: o.size, flavorId: o.flavorId, since: o.since })))],
-      );
-    }
-  }
-  // In slices: a tick after a long outage can close a day of hours for every instance at once, more
-  // than one jsonb parameter may hold.
-  for (let i = 0; i < records.length; i += RECORDS_PER_STATEMENT) {
-    const slice = records.slice(i, i + RECORDS_PER_STATEMENT);
-    await tx.query(
-      `INSERT INTO usage_records (resource_id, usage_type, start_at, end_at, resource_type, project_id, size, flavor_id, quantity, unit)
+    await inSlices(
+      tx,
+      touched.flatMap((id) => state.open.get(id) ?? []),
+      `INSERT INTO usage_open (resource_id, usage_type, resource_type, project_id, size, flavor_id, since)
        SELECT * FROM jsonb_to_recordset($1::jsonb)
-         AS x("resourceId" text, "usageType" text, start timestamptz, "end" timestamptz, "resourceType" text, "projectId" uuid,
-              size float8, "flavorId" uuid, quantity float8, unit text)`,
-      [JSON.stringify(slice.map((r) => ({ resourceId: r.resourceId, usageType: r.usageType, start: r.start, end: r.end, resourceType: r.resourceType, projectId: r.projectId, size: r.size, flavorId: r.flavorId, quantity: r.quantity, unit: r.unit })))],
+         AS x("resourceId" text, "usageType" text, "resourceType" text, "projectId" uuid, size float8, "flavorId" uuid, since timestamptz)`,
+      (o) => ({ resourceId: o.resourceId, usageType: o.usageType, resourceType: o.resourceType, projectId: o.projectId, size: o.size, flavorId: o.flavorId, since: o.since }),
     );
   }
+  state.touchedDocs.clear();
+  state.touchedOpen.clear();
+}
+
+/**
+ * Stores closed records and prices. In slices: a tick after a long outage can close a day of hours for
+ * every instance at once, more than one jsonb parameter may hold.
+ */
+async function writeRecords(tx: Queryable, { records, prices }: ReturnType<typeof foldUsage>): Promise<Change[]> {
+  await inSlices(
+    tx,
+    records,
+    `INSERT INTO usage_records (resource_id, usage_type, start_at, end_at, resource_type, project_id, size, flavor_id, quantity, unit)
+     SELECT * FROM jsonb_to_recordset($1::jsonb)
+       AS x("resourceId" text, "usageType" text, start timestamptz, "end" timestamptz, "resourceType" text, "projectId" uuid,
+            size float8, "flavorId" uuid, quantity float8, unit text)`,
+    (r) => ({ resourceId: r.resourceId, usageType: r.usageType, start: r.start, end: r.end, resourceType: r.resourceType, projectId: r.projectId, size: r.size, flavorId: r.flavorId, quantity: r.quantity, unit: r.unit }),
+  );
   for (const p of prices) {
     const d = p.data as { usageType: string; flavorId: string | null; unitPrice: number; currency: string; effectiveFrom: string };
     await tx.query(
@@ -146,6 +167,28 @@ async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promi
     );
   }
   return records.map((r) => ({ kind: 'usage', id: usageRecordKey(r), projectId: r.projectId }));
+}
+
+/**
+ * Folds a batch of events in memory and writes what changed in a few set-wise statements: the state of
+ * each metered resource (its domain doc, folded with the domain's evolve), its open intervals, the
+ * records closed, and the prices set. Loading and writing once per batch, not per event, is what lets a
+ * catch-up keep up with the log's own read speed.
+ */
+async function applyUsage(tx: Queryable, events: readonly StratusEvent[]): Promise<Change[]> {
+  const state = await loadState(tx, events);
+  const closed = foldUsage(state, events);
+  await writeState(tx, state);
+  return writeRecords(tx, closed);
+}
+
+/**
+ * A rebuild starts from empty tables inside one transaction, so the whole state can live in memory
+ * across its pages and be written once at the end: each page then costs its fold and its records only.
+ */
+async function applyUsageInRebuild(tx: Queryable, events: readonly StratusEvent[], session: { usage?: FoldState }): Promise<Change[]> {
+  session.usage ??= emptyState();
+  return writeRecords(tx, foldUsage(session.usage, events));
 }
 
 /**
@@ -198,5 +241,8 @@ export const usageProjection: Projection = {
     },
   ],
   apply: (tx, event) => applyUsage(tx, [event]),
-  applyBatch: applyUsage,
+  applyBatch: (tx, events, rebuild) => (rebuild ? applyUsageInRebuild(tx, events, rebuild) : applyUsage(tx, events)),
+  finishRebuild: async (tx, rebuild: { usage?: FoldState }) => {
+    if (rebuild.usage) await writeState(tx, rebuild.usage);
+  },
 };
