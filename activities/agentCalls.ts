@@ -1,4 +1,5 @@
 import { Context } from '@temporalio/activity';
+import type { Progress } from '../hostagent/driver.js';
 import type { MethodName, ParamsOf, ResultOf } from '../hostagent/protocol.js';
 import type { Runtime } from '../server/runtime.js';
 import { readHostEndpoint } from './placement.js';
@@ -22,13 +23,22 @@ export async function callAgent<M extends MethodName>(
   hostId: string,
   method: M,
   params: ParamsOf<M>,
-  options: { idempotencyKey?: string; timeoutMs?: number } = {},
+  options: { idempotencyKey?: string; timeoutMs?: number; onProgress?: (p: Progress) => void } = {},
 ): Promise<ResultOf<M>> {
   const { host, port, fingerprint } = await readHostEndpoint(rt, hostId);
   const client = rt.agents.get(hostId, { host, port, fingerprint });
   const activity = activityContext();
+  const { onProgress, ...rest } = options;
   return client.call(method, params, {
-    ...options,
-    ...(activity ? { signal: activity.cancellationSignal, onProgress: (p) => activity.heartbeat(p) } : {}),
+    ...rest,
+    ...(activity
+      ? {
+          signal: activity.cancellationSignal,
+          onProgress: (p: Progress) => {
+            activity.heartbeat(p);
+            onProgress?.(p);
+          },
+        }
+      : onProgress ? { onProgress } : {}),
   });
 }

@@ -3,6 +3,7 @@ import type { Runtime } from '../server/runtime.js';
 import { actionSteps } from './actionSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
+import { migrationSteps } from './migrationSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
@@ -19,6 +20,7 @@ export function createActivities(rt: Runtime) {
   const activities = {
     ...bootSteps(rt),
     ...actionSteps(rt),
+    ...migrationSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -120,3 +120,72 @@ export async function releaseHostClaims(
   }
   return holding.map((h) => h.id);
 }
+
+/**
+ * A claim on one named host (a migration's or resize's target), decided on that host's stream like any
+ * other claim. A claim already held there for the instance is kept, so a retry never double-counts.
+ */
+export async function claimOnHost(rt: Pick<Runtime, 'db' | 'store'>, hostId: string, request: ClaimRequest): Promise<void> {
+  const { instanceId, operationId, resources } = request;
+  await decideAndAppend<Host | null, HostEvent>(
+    rt,
+    hostStream(hostId),
+    hostDecider,
+    (state) => decideHost({ type: 'claim', data: { instanceId, operationId, resources } }, state),
+    { key: `${request.key}:${hostId}`, metadata: request.metadata, rounds: 50 },
+  );
+}
+
+/**
+ * Picks a migration target and claims on it: the named host when the operator chose one, else the
+ * scheduler's best among the UP hosts of the same hypervisor kind, never the source. A claim lost to a
+ * race moves on to the next candidate; none left is NO_VALID_HOST.
+ */
+export async function claimMigrationTarget(
+  rt: Pick<Runtime, 'db' | 'store'>,
+  request: ClaimRequest & { sourceHostId: string; hypervisor: string; targetHostId?: string | undefined },
+): Promise<string> {
+  const { instanceId, resources, sourceHostId } = request;
+  if (request.targetHostId) {
+    await claimOnHost(rt, request.targetHostId, request);
+    return request.targetHostId;
+  }
+  const tried = new Set<string>([sourceHostId]);
+  for (let round = 0; round < 200; round++) {
+    const hosts = (await readHosts(rt)).filter((h) => h.hypervisor === request.hypervisor);
+    const held = hosts.find((h) => h.id !== sourceHostId && h.claims[instanceId]);
+    if (held) return held.id;
+    const [hostId] = candidateHosts(hosts, resources, { excludeHostIds: tried });
+    if (!hostId) {
+      throw new StratusError('NO_VALID_HOST', `no other ${request.hypervisor} host has room for ${resources.vcpus} vCPU, ${resources.memoryMb} MB, ${resources.diskGb} GB`, {
+        reason: 'insufficient-capacity',
+        requested: resources,
+        hostsConsidered: hosts.length - 1,
+      });
+    }
+    try {
+      await claimOnHost(rt, hostId, request);
+      return hostId;
+    } catch (e) {
+      if (!(e instanceof StratusError && e.code === 'NO_VALID_HOST')) throw e;
+      // Filled up since it was read: this host is out for this migration, try the next.
+      tried.add(hostId);
+    }
+  }
+  throw new StratusError('CONFLICT', `placement for instance ${instanceId} kept losing races; try again`, { instanceId });
+}
+
+/** Releases what `instanceId` holds on one host only (the source after a migration, the target after a failed one). */
+export async function releaseClaimOn(
+  rt: Pick<Runtime, 'store'>,
+  hostId: string,
+  request: { instanceId: string; key: string; metadata: EventMetadata },
+): Promise<void> {
+  await decideAndAppend<Host | null, HostEvent>(
+    rt,
+    hostStream(hostId),
+    hostDecider,
+    (state) => decideHost({ type: 'release', data: { instanceId: request.instanceId } }, state),
+    { key: `${request.key}:${hostId}`, metadata: request.metadata, rounds: 50 },
+  );
+}

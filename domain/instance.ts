@@ -43,7 +43,15 @@ export const instanceEvents = {
     requestedAt: Timestamp,
   }),
   /** An action begins: sets the instance's task (Nova's task_state), which holds off every other action. */
-  InstanceTaskStarted: z.object({ ...Op, kind: InstanceActionKind, hard: z.boolean().optional() }),
+  InstanceTaskStarted: z.object({
+    ...Op,
+    kind: InstanceActionKind,
+    hard: z.boolean().optional(),
+    /** MIGRATE: the host the operator asked for (absent: the scheduler picks). */
+    targetHostId: Id.optional(),
+    /** RESIZE: the flavor asked for, as it was when asked. */
+    flavor: FlavorSnapshot.optional(),
+  }),
   InstanceScheduled: z.object({ ...Op, hostId: Id }),
   InstanceLaunched: z.object({ operationId: Id, hostId: Id, launchedAt: Timestamp }),
   InstanceStarted: z.object(Op),
@@ -96,7 +104,7 @@ export type TransitionResult =
   | { kind: 'MIGRATE'; hostId: string }
   | { kind: 'SNAPSHOT'; imageId: string };
 
-export type ActionRequest = { kind: InstanceActionKind; hard?: boolean };
+export type ActionRequest = { kind: InstanceActionKind; hard?: boolean; targetHostId?: string; flavor?: FlavorSnapshot };
 
 export type InstanceCommand =
   | { type: 'requestBoot'; data: Omit<z.infer<typeof instanceEvents.InstanceBootRequested>, 'requestedAt'> & { at: string } }
@@ -188,11 +196,21 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
       return [{ type: 'InstanceBootRequested', data: { ...data, requestedAt: at } }];
     }
     case 'beginAction': {
-      const { operationId, kind, hard, at } = command.data;
+      const { operationId, kind, hard, at, targetHostId, flavor } = command.data;
       if (state && state.taskOperationId === operationId && state.task === kind) return [];
       const refusal = checkAction(state, { kind, hard });
       if (refusal) throw refusal;
-      return [{ type: 'InstanceTaskStarted', data: { operationId, kind, at, ...(kind === 'REBOOT' ? { hard: hard ?? false } : {}) } }];
+      return [
+        {
+          type: 'InstanceTaskStarted',
+          data: {
+            operationId, kind, at,
+            ...(kind === 'REBOOT' ? { hard: hard ?? false } : {}),
+            ...(kind === 'MIGRATE' && targetHostId ? { targetHostId } : {}),
+            ...(kind === 'RESIZE' && flavor ? { flavor } : {}),
+          },
+        },
+      ];
     }
     case 'recordScheduled': {
       const { operationId, hostId, at } = command.data;

@@ -31,8 +31,8 @@ const S = InstanceState.enum;
  * - SUSPEND from RUNNING or PAUSED (the agent suspends a paused VM; Nova only from ACTIVE).
  * - REBOOT (soft) only from RUNNING: it asks the guest. HARD_REBOOT also from PAUSED, STOPPED and ERROR:
  *   it power-cycles the VM, Nova's way back from a broken instance. Not from SUSPENDED (resume first).
- * - RESIZE from RUNNING or STOPPED, MIGRATE (live) from RUNNING, SNAPSHOT from RUNNING, STOPPED, PAUSED;
- *   all three leave the state as it was.
+ * - RESIZE from RUNNING or STOPPED, MIGRATE from RUNNING (live) or STOPPED (cold: the disk moves, the VM is
+ *   defined on the target), SNAPSHOT from RUNNING, STOPPED, PAUSED; all three leave the state as it was.
  * - DELETE from every state but DELETED, including BUILDING and ERROR, so nothing is ever stuck.
  * - BUILDING allows nothing but DELETE, and only once the boot's task has finished (one action at a time).
  */
@@ -46,7 +46,7 @@ export const instanceTransitions = {
   SUSPEND: { from: [S.RUNNING, S.PAUSED], to: S.SUSPENDED },
   RESUME: { from: [S.SUSPENDED], to: S.RUNNING },
   RESIZE: { from: [S.RUNNING, S.STOPPED], to: 'same' },
-  MIGRATE: { from: [S.RUNNING], to: 'same' },
+  MIGRATE: { from: [S.RUNNING, S.STOPPED], to: 'same' },
   SNAPSHOT: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
   DELETE: { from: [S.BUILDING, S.RUNNING, S.STOPPED, S.PAUSED, S.SUSPENDED, S.ERROR], to: S.DELETED },
 } as const satisfies Record<InstanceAction, { from: readonly InstanceState[]; to: InstanceState | 'same' }>;

@@ -43,6 +43,8 @@ export const operationEvents = {
     error: OperationError.optional(),
     at: Timestamp,
   }),
+  /** How far a long step (a migration's transfer) has got; recorded coarsely, not for every agent report. */
+  OperationStepProgressed: z.object({ name: z.string().min(1), percent: z.number().min(0).max(100).optional(), message: z.string().max(500), at: Timestamp }),
   OperationSucceeded: z.object({ at: Timestamp }),
   OperationFailed: z.object({ code: z.string().min(1), message: z.string(), at: Timestamp }),
   OperationCanceled: z.object({ at: Timestamp }),
@@ -56,6 +58,8 @@ export const OperationStep = z.object({
   startedAt: Timestamp.nullable(),
   finishedAt: Timestamp.nullable(),
   error: OperationError.nullable(),
+  /** The step's last recorded progress, for steps that report it. */
+  progress: z.object({ percent: z.number().nullable(), message: z.string() }).nullable().optional(),
 });
 export type OperationStep = z.infer<typeof OperationStep>;
 
@@ -105,6 +109,7 @@ export type OperationCommand =
   | { type: 'start'; data: { runId: string; at: string } }
   | { type: 'startStep'; data: { name: string; at: string } }
   | { type: 'finishStep'; data: z.infer<typeof operationEvents.OperationStepFinished> }
+  | { type: 'progressStep'; data: z.infer<typeof operationEvents.OperationStepProgressed> }
   | { type: 'succeed'; data: { at: string } }
   | { type: 'fail'; data: { code: string; message: string; at: string } }
   | { type: 'cancel'; data: { at: string } };
@@ -149,6 +154,11 @@ export function decideOperation(command: OperationCommand, state: OperationDecid
       if (last && last.status !== 'RUNNING') return [];
       return [{ type: 'OperationStepFinished', data: command.data }];
     }
+    case 'progressStep': {
+      // Progress of a step that is no longer running is stale news: dropped, not an error.
+      if (state.status !== 'RUNNING' || lastStep(state, command.data.name)?.status !== 'RUNNING') return [];
+      return [{ type: 'OperationStepProgressed', data: command.data }];
+    }
     case 'succeed':
       if (state.status === 'SUCCEEDED') return [];
       if (state.status !== 'RUNNING') throw conflict(state, 'succeed');
@@ -175,6 +185,7 @@ function finishStep(steps: OperationStep[], finished: z.infer<typeof operationEv
     startedAt: index >= 0 ? steps[index]!.startedAt : null,
     finishedAt: finished.at,
     error: finished.error ?? null,
+    ...(index >= 0 && steps[index]!.progress ? { progress: steps[index]!.progress } : {}),
   };
   return index >= 0 ? steps.with(index, step) : [...steps, step];
 }
@@ -211,6 +222,12 @@ export function evolveOperation(state: OperationDeciderState, event: OperationEv
       };
     case 'OperationStepFinished':
       return { ...next, steps: finishStep(state.steps, event.data) };
+    case 'OperationStepProgressed': {
+      const index = state.steps.findLastIndex((s) => s.name === event.data.name && s.status === 'RUNNING');
+      if (index < 0) return next;
+      const progress = { percent: event.data.percent ?? null, message: event.data.message };
+      return { ...next, steps: state.steps.with(index, { ...state.steps[index]!, progress }) };
+    }
     case 'OperationSucceeded':
       return { ...next, status: 'SUCCEEDED', finishedAt: event.data.at };
     case 'OperationFailed':

@@ -99,6 +99,9 @@ const InstanceActionInput = builder.inputType('InstanceActionInput', { fields: i
 const RebootInstanceInput = builder.inputType('RebootInstanceInput', {
   fields: (t) => ({ ...instanceActionFields(t), hard: t.boolean({ required: false }) }),
 });
+const MigrateInstanceInput = builder.inputType('MigrateInstanceInput', {
+  fields: (t) => ({ ...instanceActionFields(t), targetHostId: t.id({ required: false }) }),
+});
 const RegisterHostInput = builder.inputType('RegisterHostInput', {
   fields: (t) => ({
     name: t.string({ required: true }),
@@ -174,6 +177,7 @@ builder.mutationType({
       suspendInstance: lifecycle(InstanceActionInput, inputs.SuspendInstanceInput, commands.suspendInstance),
       resumeInstance: lifecycle(InstanceActionInput, inputs.ResumeInstanceInput, commands.resumeInstance),
       deleteInstance: lifecycle(InstanceActionInput, inputs.DeleteInstanceInput, commands.deleteInstance),
+      migrateInstance: lifecycle(MigrateInstanceInput, inputs.MigrateInstanceInput, commands.migrateInstance),
 
       registerHost: t.field({
         type: RegisterHostPayload,

@@ -52,6 +52,10 @@ export const OperationErrorType = builder.objectRef<{ code: string; message: str
   fields: (t) => ({ code: t.exposeString('code'), message: t.exposeString('message') }),
 });
 
+const StepProgressType = builder.objectRef<{ percent: number | null; message: string }>('StepProgress').implement({
+  fields: (t) => ({ percent: t.float({ nullable: true, resolve: (p) => p.percent }), message: t.exposeString('message') }),
+});
+
 export const OperationStepType = builder.objectRef<DomainStep>('OperationStep').implement({
   fields: (t) => ({
     name: t.exposeString('name'),
@@ -59,6 +63,7 @@ export const OperationStepType = builder.objectRef<DomainStep>('OperationStep').
     startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.startedAt }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.finishedAt }),
     error: t.field({ type: OperationErrorType, nullable: true, resolve: (s) => s.error }),
+    progress: t.field({ type: StepProgressType, nullable: true, resolve: (s) => s.progress ?? null }),
   }),
 });
 

@@ -105,7 +105,7 @@ const expectedRules: Record<InstanceAction, { from: InstanceState[]; to: Instanc
   SUSPEND: { from: ['RUNNING', 'PAUSED'], to: 'SUSPENDED' },
   RESUME: { from: ['SUSPENDED'], to: 'RUNNING' },
   RESIZE: { from: ['RUNNING', 'STOPPED'], to: 'same' },
-  MIGRATE: { from: ['RUNNING'], to: 'same' },
+  MIGRATE: { from: ['RUNNING', 'STOPPED'], to: 'same' },
   SNAPSHOT: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
   DELETE: { from: ['BUILDING', 'RUNNING', 'STOPPED', 'PAUSED', 'SUSPENDED', 'ERROR'], to: 'DELETED' },
 };
@@ -571,7 +571,7 @@ describe('event registry', () => {
       { type: 'finishAction', data: { operationId: fail, outcome: 'FAILED', at } },
     ], instance);
     act(instance, 'DELETE');
-    run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
+    run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'progressStep', data: { name: 's', percent: 40, message: 'half', at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
     run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }], requestedOperation());
     run(operationDecider, [{ type: 'cancel', data: { at } }], requestedOperation());
 

@@ -8,5 +8,6 @@ export { unpauseInstance } from './unpauseInstance.js';
 export { suspendInstance } from './suspendInstance.js';
 export { resumeInstance } from './resumeInstance.js';
 export { deleteInstance } from './deleteInstance.js';
+export { migrateInstance } from './migrateInstance.js';
 export { bareWorkflow } from './bench.js';
 export type { OperationInput } from './runbook.js';

@@ -11,6 +11,10 @@ export interface OperationInput {
   attempt: number;
   /** REBOOT only. */
   hard?: boolean;
+  /** MIGRATE only: the host asked for; absent, the scheduler picks. */
+  targetHostId?: string;
+  /** RESIZE only: the flavor asked for. */
+  flavorId?: string;
 }
 
 const retry = { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds' } as const;

@@ -33,6 +33,7 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   SUSPEND: 'suspendInstance',
   RESUME: 'resumeInstance',
   DELETE: 'deleteInstance',
+  MIGRATE: 'migrateInstance',
 };
 
 export const now = () => new Date().toISOString();
@@ -76,6 +77,12 @@ export async function workflowInputOf(rt: Runtime, op: Operation, attempt: numbe
     const events = await rt.store.readStream(instanceStream(op.resourceId));
     const began = events.findLast((e) => e.type === 'InstanceTaskStarted' && e.data.operationId === op.id);
     input.hard = began?.type === 'InstanceTaskStarted' ? (began.data.hard ?? false) : false;
+  }
+  if (op.kind === 'MIGRATE' || op.kind === 'RESIZE') {
+    const events = await rt.store.readStream(instanceStream(op.resourceId));
+    const began = events.findLast((e) => e.type === 'InstanceTaskStarted' && e.data.operationId === op.id);
+    if (began?.type === 'InstanceTaskStarted' && began.data.targetHostId) input.targetHostId = began.data.targetHostId;
+    if (began?.type === 'InstanceTaskStarted' && began.data.flavor) input.flavorId = began.data.flavor.id;
   }
   return input;
 }
