@@ -43,17 +43,22 @@ export async function plugAttachmentsOnTarget(_rt: Runtime, _instance: Instance,
 function stepProgress(rt: Runtime, ctx: OperationContext, step: string) {
   let lastBucket = -1;
   let chain: Promise<unknown> = Promise.resolve();
+  const record = (p: Progress, key: string) => {
+    chain = chain.then(() =>
+      recordOnOperation(rt, ctx, writeKey(ctx, step, 'progress', key), () => [
+        { type: 'progressStep', data: { name: step, ...(p.percent !== undefined ? { percent: p.percent } : {}), message: p.message.slice(0, 500), at: now() } },
+      ]).catch(() => undefined),
+    );
+  };
   return {
     report(p: Progress) {
       const bucket = p.percent === undefined ? lastBucket : Math.floor(p.percent / 20);
       if (bucket <= lastBucket && lastBucket >= 0) return;
       lastBucket = Math.max(bucket, 0);
-      chain = chain.then(() =>
-        recordOnOperation(rt, ctx, writeKey(ctx, step, 'progress', String(lastBucket)), () => [
-          { type: 'progressStep', data: { name: step, ...(p.percent !== undefined ? { percent: p.percent } : {}), message: p.message.slice(0, 500), at: now() } },
-        ]).catch(() => undefined),
-      );
+      record(p, String(lastBucket));
     },
+    /** The step's outcome in words, always recorded last. */
+    final: (p: Progress) => record(p, 'final'),
     /** Waits for the reports already sent, so none lands after the step's finish. */
     settled: () => chain,
   };
@@ -129,7 +134,7 @@ export function migrationSteps(rt: Runtime) {
             { name: vmNameOf(instance), target: endpoint },
             { idempotencyKey: agentKey(ctx, 'migrateSend'), timeoutMs: 30 * 60_000, onProgress: (p) => progress.report(p) },
           );
-          progress.report({ percent: 100, message: `transferred ${result.transferredBytes} bytes, downtime ${Math.round(result.downtimeMs)} ms` });
+          progress.final({ percent: 100, message: `transferred ${result.transferredBytes} bytes, downtime ${Math.round(result.downtimeMs)} ms` });
           return { downtimeMs: result.downtimeMs, totalMs: result.totalMs };
         } finally {
           await progress.settled();

@@ -12,6 +12,7 @@ import { gzipSync } from 'node:zlib';
  *   STRATUS-HEARTBEAT <n>        every second, n counting from 1 since boot (a restored VM continues)
  *   STRATUS-BLOCK vda,vdb        whenever the set of virtio disks changes ("-" for none)
  *   STRATUS-POWERDOWN            before it powers off on the ACPI power button
+ *   STRATUS-SIZE <kB> <cpus>     once after boot: MemTotal and the online CPUs, as the guest sees them
  */
 
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
@@ -48,6 +49,7 @@ done
 # Printed only once the power button is watched (dd given a moment to open it), so "booted" means "stop works".
 sleep 0.3
 echo ${BOOT_MARKER}
+echo "STRATUS-SIZE $(sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo) $(ls /sys/devices/system/cpu | grep -c '^cpu[0-9]')"
 n=0; last=
 while true; do
   n=$((n+1))
@@ -210,6 +212,11 @@ export async function consoleText(host: ConsoleSource, name: string): Promise<st
 
 export const bootCount = (text: string) => text.split(BOOT_MARKER).length - 1;
 export const lastHeartbeat = (text: string) => heartbeats(text).at(-1) ?? 0;
+/** The guest's MemTotal (kB) and CPU count from its newest STRATUS-SIZE line. */
+export const guestSize = (text: string) => {
+  const m = [...text.matchAll(/STRATUS-SIZE (\d+) (\d+)/g)].at(-1);
+  return m ? { memKb: Number(m[1]), cpus: Number(m[2]) } : undefined;
+};
 export const lastBlockLine = (text: string) => [...text.matchAll(/STRATUS-BLOCK (\S+)/g)].at(-1)?.[1];
 
 /** Waits until the console shows `count` boot markers in all. */

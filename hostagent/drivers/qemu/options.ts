@@ -22,5 +22,12 @@ export const QemuOptions = z.object({
   migrationListen: z.string().default('127.0.0.1'),
   migrationAdvertise: z.string().optional(),
   uefiFirmware: z.string().optional(),
+  /**
+   * A kernel and initramfs for VMs whose spec names no boot source: what the controller sends until images
+   * reach the hosts. Both or neither.
+   */
+  bootKernel: z.string().optional(),
+  bootInitrd: z.string().optional(),
+  bootCmdline: z.string().max(4096).default('console=ttyS0'),
 });
 export type QemuOptions = z.infer<typeof QemuOptions>;

@@ -91,7 +91,8 @@ export class QemuDriver implements HypervisorDriver {
     return this.info(name, this.record(name));
   }
 
-  createVm(spec: VmSpec, ctx: CallContext): Promise<VmInfo> {
+  createVm(asked: VmSpec, ctx: CallContext): Promise<VmInfo> {
+    const spec = this.withBootSource(asked);
     return this.locked(spec.name, async () => {
       if (!spec.boot) throw new AgentError('BAD_REQUEST', 'the qemu driver needs spec.boot (an image or a kernel)');
       const paths = this.paths(spec.name);
@@ -201,7 +202,14 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {
-    return this.locked(spec.name, () => this.lifecycle.receive(spec, ctx));
+    return this.locked(spec.name, () => this.lifecycle.receive(this.withBootSource(spec), ctx));
+  }
+
+  /** The spec with the host's configured kernel boot when the controller named no boot source. */
+  private withBootSource(spec: VmSpec): VmSpec {
+    const { bootKernel, bootInitrd, bootCmdline } = this.options;
+    if (spec.boot || !bootKernel || !bootInitrd) return spec;
+    return { ...spec, boot: { kind: 'kernel', kernelPath: bootKernel, initrdPath: bootInitrd, cmdline: bootCmdline } };
   }
 
   migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult> {
