@@ -4,6 +4,7 @@ import { actionSteps } from './actionSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
 import { migrationSteps } from './migrationSteps.js';
+import { resizeSteps } from './resizeSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
@@ -21,6 +22,7 @@ export function createActivities(rt: Runtime) {
     ...bootSteps(rt),
     ...actionSteps(rt),
     ...migrationSteps(rt),
+    ...resizeSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -189,3 +189,15 @@ export async function releaseClaimOn(
     { key: `${request.key}:${hostId}`, metadata: request.metadata, rounds: 50 },
   );
 }
+
+/** Changes the instance's claim on one host to `resources` in one event (a resize in place, or its undo). */
+export async function resizeClaimOn(rt: Pick<Runtime, 'store'>, hostId: string, request: ClaimRequest): Promise<void> {
+  const { instanceId, operationId, resources } = request;
+  await decideAndAppend<Host | null, HostEvent>(
+    rt,
+    hostStream(hostId),
+    hostDecider,
+    (state) => decideHost({ type: 'resizeClaim', data: { instanceId, operationId, resources } }, state),
+    { key: `${request.key}:${hostId}`, metadata: request.metadata, rounds: 50 },
+  );
+}

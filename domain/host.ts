@@ -28,6 +28,8 @@ export const hostEvents = {
   HostStateChanged: z.object({ state: HostState, at: Timestamp }),
   HostCapacityClaimed: z.object({ instanceId: Id, operationId: Id, resources: Resources }),
   HostCapacityReleased: z.object({ instanceId: Id }),
+  /** A resize in place: the instance's claim becomes `resources`, in one event, so no moment holds both. */
+  HostClaimResized: z.object({ instanceId: Id, operationId: Id, resources: Resources }),
 } satisfies Record<string, z.ZodType>;
 export type HostEvent = EventOf<typeof hostEvents>;
 
@@ -57,7 +59,8 @@ export type HostCommand =
   | { type: 'register'; data: z.infer<typeof hostEvents.HostRegistered> }
   | { type: 'setState'; data: { state: HostState; at: string } }
   | { type: 'claim'; data: { instanceId: string; operationId: string; resources: Resources } }
-  | { type: 'release'; data: { instanceId: string } };
+  | { type: 'release'; data: { instanceId: string } }
+  | { type: 'resizeClaim'; data: { instanceId: string; operationId: string; resources: Resources } };
 
 /** What is left to claim on a host. */
 export const freeResources = (host: Pick<Host, 'capacity' | 'allocated'>): Resources => subtractResources(host.capacity, host.allocated);
@@ -96,8 +99,26 @@ export function decideHost(command: HostCommand, state: HostDeciderState): HostE
     }
     case 'release':
       return state.claims[command.data.instanceId] ? [{ type: 'HostCapacityReleased', data: command.data }] : [];
+    case 'resizeClaim': {
+      const { instanceId, operationId, resources } = command.data;
+      const claim = state.claims[instanceId];
+      if (!claim) throw new StratusError('CONFLICT', `instance ${instanceId} holds nothing on host ${state.name}`, { hostId: state.id });
+      if (claim.operationId === operationId && sameResources(claim.resources, resources)) return [];
+      // Growing needs the room a new claim would; shrinking (or a resize back, on undo) always fits.
+      const free = addResources(freeResources(state), claim.resources);
+      const grows = (['vcpus', 'memoryMb', 'diskGb'] as const).some((k) => resources[k] > claim.resources[k]);
+      if (grows && state.state !== 'UP') {
+        throw new StratusError('NO_VALID_HOST', `host ${state.name} is ${state.state}`, { reason: 'host-not-up', hostId: state.id });
+      }
+      if (grows && !fitsIn(resources, free)) {
+        throw new StratusError('NO_VALID_HOST', `host ${state.name} lacks capacity`, { reason: 'insufficient-capacity', hostId: state.id, requested: resources, free });
+      }
+      return [{ type: 'HostClaimResized', data: command.data }];
+    }
   }
 }
+
+const sameResources = (a: Resources, b: Resources) => a.vcpus === b.vcpus && a.memoryMb === b.memoryMb && a.diskGb === b.diskGb;
 
 export function evolveHost(state: HostDeciderState, event: HostEvent): HostDeciderState {
   if (event.type === 'HostRegistered') {
@@ -125,6 +146,17 @@ export function evolveHost(state: HostDeciderState, event: HostEvent): HostDecid
       if (!claim) return { ...state, version };
       const { [event.data.instanceId]: _released, ...claims } = state.claims;
       return { ...state, claims, allocated: subtractResources(state.allocated, claim.resources), version };
+    }
+    case 'HostClaimResized': {
+      const claim = state.claims[event.data.instanceId];
+      if (!claim) return { ...state, version };
+      const { operationId, resources } = event.data;
+      return {
+        ...state,
+        claims: { ...state.claims, [event.data.instanceId]: { operationId, resources } },
+        allocated: addResources(subtractResources(state.allocated, claim.resources), resources),
+        version,
+      };
     }
   }
 }

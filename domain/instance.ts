@@ -61,7 +61,8 @@ export const instanceEvents = {
   InstanceUnpaused: z.object(Op),
   InstanceSuspended: z.object(Op),
   InstanceResumed: z.object(Op),
-  InstanceResized: z.object({ ...Op, flavor: FlavorSnapshot }),
+  /** `hostId` when the resize moved the instance (no room where it was: a cold migration). */
+  InstanceResized: z.object({ ...Op, flavor: FlavorSnapshot, fromHostId: Id.nullable().optional(), hostId: Id.optional() }),
   InstanceMigrated: z.object({ ...Op, fromHostId: Id.nullable(), hostId: Id }),
   InstanceSnapshotted: z.object({ ...Op, imageId: Id }),
   /** The instance is broken (→ ERROR). Host and flavor stay recorded so cleanup knows what to release. */
@@ -100,7 +101,7 @@ export type InstanceDeciderState = Instance | null;
 export type TransitionResult =
   | { kind: 'START' | 'STOP' | 'PAUSE' | 'UNPAUSE' | 'SUSPEND' | 'RESUME' | 'DELETE' }
   | { kind: 'REBOOT'; hard: boolean }
-  | { kind: 'RESIZE'; flavor: FlavorSnapshot }
+  | { kind: 'RESIZE'; flavor: FlavorSnapshot; hostId?: string }
   | { kind: 'MIGRATE'; hostId: string }
   | { kind: 'SNAPSHOT'; imageId: string };
 
@@ -174,7 +175,11 @@ const transitionEvent = (r: TransitionResult & { operationId: string; at: string
     case 'UNPAUSE': return { type: 'InstanceUnpaused', data: { operationId, at } };
     case 'SUSPEND': return { type: 'InstanceSuspended', data: { operationId, at } };
     case 'RESUME': return { type: 'InstanceResumed', data: { operationId, at } };
-    case 'RESIZE': return { type: 'InstanceResized', data: { operationId, at, flavor: r.flavor } };
+    case 'RESIZE':
+      return {
+        type: 'InstanceResized',
+        data: { operationId, at, flavor: r.flavor, ...(r.hostId && r.hostId !== from.hostId ? { fromHostId: from.hostId, hostId: r.hostId } : {}) },
+      };
     case 'MIGRATE': return { type: 'InstanceMigrated', data: { operationId, at, fromHostId: from.hostId, hostId: r.hostId } };
     case 'SNAPSHOT': return { type: 'InstanceSnapshotted', data: { operationId, at, imageId: r.imageId } };
     case 'DELETE': return { type: 'InstanceDeleted', data: { operationId, at } };
@@ -304,7 +309,7 @@ export function evolveInstance(state: InstanceDeciderState, event: InstanceEvent
       // A hard reboot is how an ERROR instance recovers, so the old reason goes with it.
       return { ...next, errorReason: null };
     case 'InstanceResized':
-      return { ...next, flavor: event.data.flavor, taskOutcomeRecorded: true };
+      return { ...next, flavor: event.data.flavor, hostId: event.data.hostId ?? next.hostId, taskOutcomeRecorded: true };
     case 'InstanceMigrated':
       return { ...next, hostId: event.data.hostId, taskOutcomeRecorded: true };
     case 'InstanceSnapshotted':

@@ -137,6 +137,8 @@ export interface HypervisorDriver {
   snapshotVm(name: string, opts: { imageName: string }, ctx: CallContext): Promise<SnapshotResult>;
   attachVolume(name: string, opts: { volumeId: string; sizeGb: number }, ctx: CallContext): Promise<VmInfo>;
   detachVolume(name: string, opts: { volumeId: string }, ctx: CallContext): Promise<VmInfo>;
+  /** A stopped VM's new size; its disk grows (never shrinks) to diskGb. */
+  resizeVm(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>, ctx: CallContext): Promise<VmInfo>;
   /** Destination side: start a paused VM waiting for an incoming migration; returns where to send it. */
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget>;
   /** Source side: send the VM; on success the source is cleaned up, on failure it keeps running here. */

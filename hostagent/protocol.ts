@@ -94,6 +94,8 @@ export const methods = {
   ),
   detachVolume: method(byName.extend({ volumeId: z.string().min(1).max(128) }), vmResult, true),
   migrateReceive: method(z.object({ spec: VmSpec }), MigrationTarget, true),
+  /** A stopped VM's new vCPUs, memory and disk (a disk only grows); it takes effect at the next start. */
+  resizeVm: method(byName.extend(VmSpec.pick({ vcpus: true, memoryMb: true, diskGb: true }).shape), vmResult, true),
   migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
 } as const;
 

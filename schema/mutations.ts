@@ -102,6 +102,9 @@ const RebootInstanceInput = builder.inputType('RebootInstanceInput', {
 const MigrateInstanceInput = builder.inputType('MigrateInstanceInput', {
   fields: (t) => ({ ...instanceActionFields(t), targetHostId: t.id({ required: false }) }),
 });
+const ResizeInstanceInput = builder.inputType('ResizeInstanceInput', {
+  fields: (t) => ({ ...instanceActionFields(t), flavorId: t.id({ required: true }) }),
+});
 const RegisterHostInput = builder.inputType('RegisterHostInput', {
   fields: (t) => ({
     name: t.string({ required: true }),
@@ -178,6 +181,7 @@ builder.mutationType({
       resumeInstance: lifecycle(InstanceActionInput, inputs.ResumeInstanceInput, commands.resumeInstance),
       deleteInstance: lifecycle(InstanceActionInput, inputs.DeleteInstanceInput, commands.deleteInstance),
       migrateInstance: lifecycle(MigrateInstanceInput, inputs.MigrateInstanceInput, commands.migrateInstance),
+      resizeInstance: lifecycle(ResizeInstanceInput, inputs.ResizeInstanceInput, commands.resizeInstance),
 
       registerHost: t.field({
         type: RegisterHostPayload,

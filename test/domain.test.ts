@@ -561,7 +561,12 @@ describe('event registry', () => {
     run(imageDecider, [{ type: 'registerImage', data: { id: randomUUID(), name: 'cirros', format: 'qcow2', sizeBytes: 1, status: 'active', registeredAt: at } }]);
     const host = registeredHost();
     const claimed = run(hostDecider, [{ type: 'claim', data: { instanceId: randomUUID(), operationId: randomUUID(), resources: flavor } }], host)!;
-    run(hostDecider, [{ type: 'release', data: { instanceId: Object.keys(claimed.claims)[0]! } }, { type: 'setState', data: { state: 'DOWN', at } }], claimed);
+    const claimedId = Object.keys(claimed.claims)[0]!;
+    run(hostDecider, [
+      { type: 'resizeClaim', data: { instanceId: claimedId, operationId: randomUUID(), resources: { ...flavor, memoryMb: flavor.memoryMb * 2 } } },
+      { type: 'release', data: { instanceId: claimedId } },
+      { type: 'setState', data: { state: 'DOWN', at } },
+    ], claimed);
     let instance: InstanceDeciderState = runningInstance();
     for (const kind of ['STOP', 'START', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT'] as const) instance = act(instance, kind);
     const fail = randomUUID();

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { decideHost, evolveHost, type Host, type HostCommand } from '../domain/host.js';
 import { decideInstance, evolveInstance, type Instance } from '../domain/instance.js';
 import { decideOperation, evolveOperation, type Operation, type OperationCommand } from '../domain/operation.js';
+import { noResources } from '../domain/resources.js';
 
 const at = '2025-01-01T00:00:00.000Z';
 
@@ -46,5 +48,35 @@ describe('mobility in the domain', () => {
     for (const state of ['PAUSED', 'SUSPENDED', 'ERROR'] as const) {
       expect(() => decideInstance({ type: 'beginAction', data: { operationId: randomUUID(), kind: 'MIGRATE', at } }, instance(state))).toThrow(/cannot migrate/);
     }
+  });
+});
+
+describe('a claim resized in place', () => {
+  const host = (): Host => ({
+    id: randomUUID(), name: 'h', address: '127.0.0.1', port: 22, hostKeyFingerprint: 'SHA256:x', hypervisor: 'sim', state: 'UP',
+    capacity: { vcpus: 4, memoryMb: 4096, diskGb: 100 }, allocated: noResources, claims: {}, registeredAt: at, version: 1,
+  });
+  const apply = (h: Host, c: HostCommand) => decideHost(c, h).reduce(evolveHost, h as Host | null)!;
+
+  it('changes the claim and the allocation in one event; growing needs the room, shrinking always fits', () => {
+    const a = randomUUID();
+    const b = randomUUID();
+    let h = apply(host(), { type: 'claim', data: { instanceId: a, operationId: randomUUID(), resources: { vcpus: 1, memoryMb: 1024, diskGb: 10 } } });
+    h = apply(h, { type: 'claim', data: { instanceId: b, operationId: randomUUID(), resources: { vcpus: 1, memoryMb: 2048, diskGb: 10 } } });
+    const op = randomUUID();
+    const grow = decideHost({ type: 'resizeClaim', data: { instanceId: a, operationId: op, resources: { vcpus: 2, memoryMb: 2048, diskGb: 20 } } }, h);
+    expect(grow.map((e) => e.type)).toEqual(['HostClaimResized']);
+    h = grow.reduce(evolveHost, h as Host | null)!;
+    expect(h.allocated).toEqual({ vcpus: 3, memoryMb: 4096, diskGb: 30 });
+    // Repeated: nothing more.
+    expect(decideHost({ type: 'resizeClaim', data: { instanceId: a, operationId: op, resources: { vcpus: 2, memoryMb: 2048, diskGb: 20 } } }, h)).toEqual([]);
+    expect(() => decideHost({ type: 'resizeClaim', data: { instanceId: b, operationId: randomUUID(), resources: { vcpus: 1, memoryMb: 2049, diskGb: 10 } } }, h)).toThrow(
+      expect.objectContaining({ code: 'NO_VALID_HOST' }),
+    );
+    h = apply(h, { type: 'resizeClaim', data: { instanceId: a, operationId: randomUUID(), resources: { vcpus: 1, memoryMb: 512, diskGb: 20 } } });
+    expect(h.allocated).toEqual({ vcpus: 2, memoryMb: 2560, diskGb: 30 });
+    expect(() => decideHost({ type: 'resizeClaim', data: { instanceId: randomUUID(), operationId: randomUUID(), resources: noResources } }, h)).toThrow(
+      expect.objectContaining({ code: 'CONFLICT' }),
+    );
   });
 });

@@ -9,5 +9,6 @@ export { suspendInstance } from './suspendInstance.js';
 export { resumeInstance } from './resumeInstance.js';
 export { deleteInstance } from './deleteInstance.js';
 export { migrateInstance } from './migrateInstance.js';
+export { resizeInstance } from './resizeInstance.js';
 export { bareWorkflow } from './bench.js';
 export type { OperationInput } from './runbook.js';

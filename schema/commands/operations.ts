@@ -34,6 +34,7 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   RESUME: 'resumeInstance',
   DELETE: 'deleteInstance',
   MIGRATE: 'migrateInstance',
+  RESIZE: 'resizeInstance',
 };
 
 export const now = () => new Date().toISOString();

@@ -11,7 +11,7 @@ import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } fro
 import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
 import { QemuOptions } from './options.js';
 import type { QmpClient } from './qmp.js';
-import { createDisk, ensureVolumeFile, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
+import { createDisk, ensureVolumeFile, growDisk, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
 import { VmLifecycle } from './vmLifecycle.js';
 import { connectQmp, isQemuAlive, killHard, readPid, readRecord, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
 
@@ -198,6 +198,21 @@ export class QemuDriver implements HypervisorDriver {
         await hotunplugVolume(await this.qmpOf(name), volume, this.options.detachTimeoutMs);
       }
       writeRecord(this.paths(name), { ...rec, volumes: rec.volumes.filter((v) => v !== volume) });
+    });
+  }
+
+  resizeVm(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>, ctx: CallContext): Promise<VmInfo> {
+    return this.act(name, 'resize', async (rec) => {
+      if (size.diskGb < rec.spec.diskGb) throw new AgentError('INVALID_STATE', `the disk of ${name} cannot shrink from ${rec.spec.diskGb} GB to ${size.diskGb} GB`);
+      const host = await this.hostInfo();
+      for (const k of ['vcpus', 'memoryMb', 'diskGb'] as const) {
+        if (host.allocated[k] - rec.spec[k] + size[k] > host.capacity[k]) throw new AgentError('INSUFFICIENT_CAPACITY', `${k}: no room to resize ${name}`);
+      }
+      if (rec.hasDisk && size.diskGb > rec.spec.diskGb) {
+        ctx.progress({ message: `growing the disk to ${size.diskGb} GB` });
+        await growDisk(this.paths(name), size.diskGb);
+      }
+      writeRecord(this.paths(name), { ...rec, spec: { ...rec.spec, ...size } });
     });
   }
 

@@ -134,6 +134,26 @@ export class SimDriver implements HypervisorDriver {
     });
   }
 
+  async resizeVm(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      this.checkResize(name, size);
+      await this.faults.apply('resizeVm', name, ctx);
+      const vm = this.checkResize(name, size);
+      vm.info = { ...vm.info, ...size };
+      say(vm, `resized to ${size.vcpus} vCPU, ${size.memoryMb} MB, ${size.diskGb} GB`);
+      return vm.info;
+    });
+  }
+
+  private checkResize(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>): SimVm {
+    const vm = this.allowed(name, 'resize');
+    if (size.diskGb < vm.info.diskGb) throw new AgentError('INVALID_STATE', `the disk of ${name} cannot shrink from ${vm.info.diskGb} GB to ${size.diskGb} GB`);
+    const a = this.allocated();
+    const short = (['vcpus', 'memoryMb', 'diskGb'] as const).filter((r) => a[r] - vm.info[r] + size[r] > this.capacity[r]);
+    if (short.length > 0) throw new AgentError('INSUFFICIENT_CAPACITY', `not enough ${short.join(', ')} to resize ${name}`);
+    return vm;
+  }
+
   async migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {
     return this.once(ctx, async () => {
       this.checkCreate(spec);
