@@ -10,7 +10,9 @@ import { startProjections, waitForProjections, type ProjectionRunner } from '../
 import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
-import { bootCount, buildTestGuest, consoleText, killQemusUnder, lastHeartbeat, waitBoots, waitHeartbeat, type ConsoleSource, type TestGuest } from './support/guest.js';
+import {
+  bootCount, buildTestGuest, consoleText, guestSize, killQemusUnder, lastHeartbeat, waitBoots, waitFor, waitHeartbeat, type ConsoleSource, type TestGuest,
+} from './support/guest.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
 import { adminCaller, instanceOf, lifecycleRuntime, settled } from './support/lifecycleStack.js';
 
@@ -76,6 +78,8 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
 
   let instanceId: string;
   let vmName: string;
+  /** What the guest saw at its first boot, on m1.tiny (its console stays behind on the source host). */
+  let tinySize: { memKb: number; cpus: number };
 
   it('a running guest live-migrates: its heartbeat counts on at the target, the source QEMU is gone, host and allocations move in the read model', async () => {
     const { operation, instance } = await commands.bootInstance(rt, caller, { name: 'roamer', flavorId: flavorIdFor('m1.tiny'), imageId: (await commands.registerImage(rt, caller, { name: 'kernel', format: 'raw', sizeBytes: 1 })).image.id });
@@ -86,6 +90,7 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
     const source = booted.hostId!;
     const target = agents.find((a) => a.id !== source)!.id;
     await waitBoots(on(source), vmName, 1, 90_000);
+    tinySize = await waitFor('STRATUS-SIZE', 30_000, async () => guestSize(await consoleText(on(source), vmName)));
     const sourcePid = (await on(source).getVm(vmName)).pid;
     expect(isQemuAlive(sourcePid)).toBe(true);
     const before = await readModel(instanceId);
@@ -114,5 +119,30 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
     expect(after.hostId).toBe(target);
     expect(after.allocated[source]).toEqual({ vcpus: 0, memoryMb: 0 });
     expect(after.allocated[target]).toEqual({ vcpus: 1, memoryMb: 512 });
+  });
+
+  it('resizing the running guest from m1.tiny to m1.small: it comes back RUNNING and sees the new memory', async () => {
+    const before = await instanceOf(rt, instanceId);
+    const host = before.hostId!;
+    const boots = bootCount(await consoleText(on(host), vmName));
+    const sizeBefore = tinySize;
+    const { operation } = await commands.resizeInstance(rt, caller, { id: instanceId, flavorId: flavorIdFor('m1.small') });
+    const done = await settled(rt, operation.id);
+    expect(done.status).toBe('SUCCEEDED');
+    const after = await instanceOf(rt, instanceId);
+    expect(after).toMatchObject({ state: 'RUNNING', task: null, flavor: { id: flavorIdFor('m1.small'), memoryMb: 2048 } });
+    await waitBoots(on(after.hostId!), vmName, after.hostId === host ? boots + 1 : 1, 90_000);
+    const sizeAfter = await waitFor('STRATUS-SIZE after the resize', 30_000, async () => {
+      const text = await consoleText(on(after.hostId!), vmName);
+      const last = text.slice(text.lastIndexOf('STRATUS-BOOT-OK'));
+      return guestSize(last);
+    });
+    console.log(`guest MemTotal: ${sizeBefore.memKb} kB on m1.tiny, ${sizeAfter.memKb} kB on m1.small`);
+    // The kernel keeps some memory for itself, so MemTotal is a little below the flavor's size.
+    expect(sizeBefore.memKb).toBeLessThanOrEqual(512 * 1024);
+    expect(sizeAfter.memKb).toBeGreaterThan(1536 * 1024);
+    expect(sizeAfter.memKb).toBeLessThanOrEqual(2048 * 1024);
+    const readBack = await readModel(instanceId);
+    expect(readBack.allocated[after.hostId!]).toEqual({ vcpus: 1, memoryMb: 2048 });
   });
 });
