@@ -4,6 +4,7 @@ import { actionSteps } from './actionSteps.js';
 import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
 import { migrationSteps } from './migrationSteps.js';
+import { hostOperationSteps } from './drainSteps.js';
 import { resizeSteps } from './resizeSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
@@ -23,6 +24,7 @@ export function createActivities(rt: Runtime) {
     ...actionSteps(rt),
     ...migrationSteps(rt),
     ...resizeSteps(rt),
+    ...hostOperationSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -7,6 +7,7 @@ export type InstanceState = z.infer<typeof InstanceState>;
 export const OperationKind = z.enum([
   'BOOT', 'START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE',
   'CREATE_VOLUME', 'DELETE_VOLUME', 'ATTACH_VOLUME', 'DETACH_VOLUME', 'ALLOCATE_IP', 'RELEASE_IP',
+  'DRAIN_HOST', 'EVACUATE_HOST',
 ]);
 export type OperationKind = z.infer<typeof OperationKind>;
 

@@ -45,6 +45,8 @@ export const operationEvents = {
   }),
   /** How far a long step (a migration's transfer) has got; recorded coarsely, not for every agent report. */
   OperationStepProgressed: z.object({ name: z.string().min(1), percent: z.number().min(0).max(100).optional(), message: z.string().max(500), at: Timestamp }),
+  /** An operation acting on many resources (drain, evacuate) started one of its own per resource. */
+  OperationChildAdded: z.object({ operationId: Id, resourceId: Id, at: Timestamp }),
   OperationSucceeded: z.object({ at: Timestamp }),
   OperationFailed: z.object({ code: z.string().min(1), message: z.string(), at: Timestamp }),
   OperationCanceled: z.object({ at: Timestamp }),
@@ -78,6 +80,8 @@ export const Operation = z.object({
   error: OperationError.nullable(),
   createdAt: Timestamp,
   finishedAt: Timestamp.nullable(),
+  /** The operations this one started (drain, evacuate), in the order started. */
+  children: z.array(Id).optional(),
   version: z.number().int().nonnegative(),
 });
 export type Operation = z.infer<typeof Operation>;
@@ -110,6 +114,7 @@ export type OperationCommand =
   | { type: 'startStep'; data: { name: string; at: string } }
   | { type: 'finishStep'; data: z.infer<typeof operationEvents.OperationStepFinished> }
   | { type: 'progressStep'; data: z.infer<typeof operationEvents.OperationStepProgressed> }
+  | { type: 'addChild'; data: z.infer<typeof operationEvents.OperationChildAdded> }
   | { type: 'succeed'; data: { at: string } }
   | { type: 'fail'; data: { code: string; message: string; at: string } }
   | { type: 'cancel'; data: { at: string } };
@@ -159,6 +164,10 @@ export function decideOperation(command: OperationCommand, state: OperationDecid
       if (state.status !== 'RUNNING' || lastStep(state, command.data.name)?.status !== 'RUNNING') return [];
       return [{ type: 'OperationStepProgressed', data: command.data }];
     }
+    case 'addChild':
+      if (state.children?.includes(command.data.operationId)) return [];
+      if (state.status !== 'RUNNING') throw conflict(state, 'add a child operation');
+      return [{ type: 'OperationChildAdded', data: command.data }];
     case 'succeed':
       if (state.status === 'SUCCEEDED') return [];
       if (state.status !== 'RUNNING') throw conflict(state, 'succeed');
@@ -228,6 +237,8 @@ export function evolveOperation(state: OperationDeciderState, event: OperationEv
       const progress = { percent: event.data.percent ?? null, message: event.data.message };
       return { ...next, steps: state.steps.with(index, { ...state.steps[index]!, progress }) };
     }
+    case 'OperationChildAdded':
+      return { ...next, children: [...(state.children ?? []), event.data.operationId] };
     case 'OperationSucceeded':
       return { ...next, status: 'SUCCEEDED', finishedAt: event.data.at };
     case 'OperationFailed':

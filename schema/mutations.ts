@@ -43,7 +43,12 @@ const HostPayload = (name: string) =>
     fields: (t) => ({ host: t.field({ type: HostType, resolve: (p) => p.host }) }),
   });
 const RegisterHostPayload = HostPayload('RegisterHostPayload');
-const SetHostStatePayload = HostPayload('SetHostStatePayload');
+const SetHostStatePayload = builder.objectRef<Awaited<ReturnType<typeof commands.setHostState>>>('SetHostStatePayload').implement({
+  fields: (t) => ({
+    host: t.field({ type: HostType, resolve: (p) => p.host }),
+    operation: t.field({ type: OperationType, nullable: true, description: 'The DRAIN_HOST operation a move to MAINTENANCE started.', resolve: (p) => p.operation ?? null }),
+  }),
+});
 const CreateFlavorPayload = builder.objectRef<Awaited<ReturnType<typeof commands.createFlavor>>>('CreateFlavorPayload').implement({
   fields: (t) => ({ flavor: t.field({ type: FlavorType, resolve: (p) => p.flavor }) }),
 });

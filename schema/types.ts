@@ -67,7 +67,9 @@ export const OperationStepType = builder.objectRef<DomainStep>('OperationStep').
   }),
 });
 
-export const OperationType = builder.objectRef<Operation>('Operation').implement({
+// Declared before it is implemented: an operation's children are operations.
+export const OperationType = builder.objectRef<Operation>('Operation');
+OperationType.implement({
   fields: (t) => ({
     id: t.exposeID('id'),
     kind: t.field({ type: OperationKindEnum, resolve: (o) => o.kind }),
@@ -78,6 +80,14 @@ export const OperationType = builder.objectRef<Operation>('Operation').implement
     runId: t.string({ nullable: true, resolve: (o) => o.runId }),
     clientRequestId: t.string({ nullable: true, resolve: (o) => o.clientRequestId }),
     steps: t.field({ type: [OperationStepType], resolve: (o) => o.steps }),
+    children: t.field({
+      type: [OperationType],
+      description: 'The operations a drain or an evacuation started, one per instance.',
+      resolve: async (o, _args, ctx) => {
+        const children = await Promise.all((o.children ?? []).map((id) => read.operationById(ctx.rt, callerOf(ctx), id)));
+        return children.filter((c): c is Operation => c !== null);
+      },
+    }),
     error: t.field({ type: OperationErrorType, nullable: true, resolve: (o) => o.error }),
     createdAt: t.field({ type: 'DateTime', resolve: (o) => o.createdAt }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (o) => o.finishedAt }),

@@ -576,7 +576,7 @@ describe('event registry', () => {
       { type: 'finishAction', data: { operationId: fail, outcome: 'FAILED', at } },
     ], instance);
     act(instance, 'DELETE');
-    run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'progressStep', data: { name: 's', percent: 40, message: 'half', at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
+    run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'progressStep', data: { name: 's', percent: 40, message: 'half', at } }, { type: 'addChild', data: { operationId: randomUUID(), resourceId: randomUUID(), at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
     run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }], requestedOperation());
     run(operationDecider, [{ type: 'cancel', data: { at } }], requestedOperation());
 

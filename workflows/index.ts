@@ -10,5 +10,6 @@ export { resumeInstance } from './resumeInstance.js';
 export { deleteInstance } from './deleteInstance.js';
 export { migrateInstance } from './migrateInstance.js';
 export { resizeInstance } from './resizeInstance.js';
+export { drainHost } from './drainHost.js';
 export { bareWorkflow } from './bench.js';
 export type { OperationInput } from './runbook.js';

@@ -4,6 +4,7 @@ import type { Activities, OperationContext } from '../activities/index.js';
 /** What a command passes to an operation's workflow: everything else is read from the streams. */
 export interface OperationInput {
   operationId: string;
+  /** The operation's resource: an instance, or for host operations (drain, evacuate) the host. */
   instanceId: string;
   /** The token id of the caller, recorded as the actor of every event the run appends. */
   actor: string;

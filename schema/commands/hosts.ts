@@ -9,6 +9,8 @@ import { readHosts } from '../../activities/placement.js';
 import { AgentError } from '../../hostagent/driver.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireAdmin } from './access.js';
+import type { Operation } from '../../domain/operation.js';
+import { startHostOperation } from './hostOperations.js';
 import { appendNew, commandMetadata, now } from './operations.js';
 
 /**
@@ -40,10 +42,13 @@ export async function registerHost(rt: Runtime, caller: Caller, input: RegisterH
   return { host: events.reduce(hostDecider.evolve, null as Host | null)! };
 }
 
-/** UP, DOWN or MAINTENANCE: only UP hosts are scheduled on; instances already there stay. */
-export async function setHostState(rt: Runtime, caller: Caller, input: SetHostStateInput): Promise<{ host: Host }> {
+/**
+ * UP, DOWN or MAINTENANCE: only UP hosts are scheduled on. Turning a host MAINTENANCE also drains it (a
+ * DRAIN_HOST operation, returned as `operation`); UP ends maintenance, and instances already there stay.
+ */
+export async function setHostState(rt: Runtime, caller: Caller, input: SetHostStateInput): Promise<{ host: Host; operation?: Operation }> {
   requireAdmin(caller);
-  const { state } = await decideAndAppend<Host | null, HostEvent>(
+  const { state, appended } = await decideAndAppend<Host | null, HostEvent>(
     rt,
     hostStream(input.id),
     hostDecider,
@@ -51,5 +56,6 @@ export async function setHostState(rt: Runtime, caller: Caller, input: SetHostSt
     { key: `setHostState:${randomUUID()}`, metadata: commandMetadata(caller), rounds: 20 },
   );
   if (!state) throw new StratusError('NOT_FOUND', `host ${input.id} not found`, { id: input.id });
+  if (appended.length > 0 && input.state === 'MAINTENANCE') return { host: state, operation: await startHostOperation(rt, caller, state.id, 'DRAIN_HOST') };
   return { host: state };
 }

@@ -35,6 +35,7 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   DELETE: 'deleteInstance',
   MIGRATE: 'migrateInstance',
   RESIZE: 'resizeInstance',
+  DRAIN_HOST: 'drainHost',
 };
 
 export const now = () => new Date().toISOString();
