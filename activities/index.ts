@@ -5,6 +5,8 @@ import { activityContext } from './agentCalls.js';
 import { bootSteps } from './bootSteps.js';
 import { migrationSteps } from './migrationSteps.js';
 import { hostOperationSteps } from './drainSteps.js';
+import { evacuationSteps } from './evacuationSteps.js';
+import { hostHealthSteps } from './hostHealth.js';
 import { resizeSteps } from './resizeSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
@@ -25,6 +27,8 @@ export function createActivities(rt: Runtime) {
     ...migrationSteps(rt),
     ...resizeSteps(rt),
     ...hostOperationSteps(rt),
+    ...evacuationSteps(rt),
+    ...hostHealthSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -25,7 +25,8 @@ export const hostEvents = {
     hypervisor: Hypervisor,
     at: Timestamp,
   }),
-  HostStateChanged: z.object({ state: HostState, at: Timestamp }),
+  /** `reason` says why when the controller changed it by itself (`agent-unreachable`). */
+  HostStateChanged: z.object({ state: HostState, at: Timestamp, reason: z.string().optional() }),
   HostCapacityClaimed: z.object({ instanceId: Id, operationId: Id, resources: Resources }),
   HostCapacityReleased: z.object({ instanceId: Id }),
   /** A resize in place: the instance's claim becomes `resources`, in one event, so no moment holds both. */
@@ -49,6 +50,8 @@ export const Host = z.object({
   allocated: Resources,
   claims: z.record(Id, HostClaim),
   registeredAt: Timestamp,
+  /** Why the host is in its state when the controller put it there (a DOWN the health check decided). */
+  stateReason: z.string().nullable().optional(),
   version: z.number().int().nonnegative(),
 });
 export type Host = z.infer<typeof Host>;
@@ -57,7 +60,7 @@ export type HostDeciderState = Host | null;
 
 export type HostCommand =
   | { type: 'register'; data: z.infer<typeof hostEvents.HostRegistered> }
-  | { type: 'setState'; data: { state: HostState; at: string } }
+  | { type: 'setState'; data: { state: HostState; at: string; reason?: string } }
   | { type: 'claim'; data: { instanceId: string; operationId: string; resources: Resources } }
   | { type: 'release'; data: { instanceId: string } }
   | { type: 'resizeClaim'; data: { instanceId: string; operationId: string; resources: Resources } };
@@ -130,7 +133,7 @@ export function evolveHost(state: HostDeciderState, event: HostEvent): HostDecid
   const version = state.version + 1;
   switch (event.type) {
     case 'HostStateChanged':
-      return { ...state, state: event.data.state, version };
+      return { ...state, state: event.data.state, stateReason: event.data.reason ?? null, version };
     case 'HostCapacityClaimed': {
       const { instanceId, operationId, resources } = event.data;
       if (state.claims[instanceId]) return { ...state, version };

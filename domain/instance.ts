@@ -25,7 +25,7 @@ export const TaskOutcome = z.enum(['SUCCEEDED', 'FAILED', 'CANCELED']);
 export type TaskOutcome = z.infer<typeof TaskOutcome>;
 
 /** The operation kinds that act on an existing instance (BOOT creates one; volumes and IPs have their own). */
-export const InstanceActionKind = z.enum(['START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE']);
+export const InstanceActionKind = z.enum(['START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE', 'EVACUATE']);
 export type InstanceActionKind = z.infer<typeof InstanceActionKind>;
 
 const Op = { operationId: Id, at: Timestamp };
@@ -65,6 +65,13 @@ export const instanceEvents = {
   InstanceResized: z.object({ ...Op, flavor: FlavorSnapshot, fromHostId: Id.nullable().optional(), hostId: Id.optional() }),
   InstanceMigrated: z.object({ ...Op, fromHostId: Id.nullable(), hostId: Id }),
   InstanceSnapshotted: z.object({ ...Op, imageId: Id }),
+  /** Rebuilt from its image on `hostId` because `fromHostId` went DOWN (Nova's evacuate). */
+  InstanceEvacuated: z.object({ ...Op, fromHostId: Id.nullable(), hostId: Id }),
+  /**
+   * Its host stopped answering (`down`) or answers again: noted by the host's health check, outside any
+   * task, so the instance shows why it may be unreachable without being held.
+   */
+  InstanceHostNoted: z.object({ hostId: Id, down: z.boolean(), reason: z.string(), at: Timestamp }),
   /** The instance is broken (→ ERROR). Host and flavor stay recorded so cleanup knows what to release. */
   InstanceFailed: z.object({ ...Op, code: z.string().min(1), message: z.string() }),
   InstanceDeleted: z.object(Op),
@@ -103,6 +110,7 @@ export type TransitionResult =
   | { kind: 'REBOOT'; hard: boolean }
   | { kind: 'RESIZE'; flavor: FlavorSnapshot; hostId?: string }
   | { kind: 'MIGRATE'; hostId: string }
+  | { kind: 'EVACUATE'; hostId: string }
   | { kind: 'SNAPSHOT'; imageId: string };
 
 export type ActionRequest = { kind: InstanceActionKind; hard?: boolean; targetHostId?: string; flavor?: FlavorSnapshot };
@@ -114,7 +122,8 @@ export type InstanceCommand =
   | { type: 'recordLaunched'; data: { operationId: string; hostId: string; launchedAt: string } }
   | { type: 'recordTransition'; data: TransitionResult & { operationId: string; at: string } }
   | { type: 'recordFailure'; data: { operationId: string; code: string; message: string; at: string } }
-  | { type: 'finishAction'; data: { operationId: string; outcome: TaskOutcome; at: string } };
+  | { type: 'finishAction'; data: { operationId: string; outcome: TaskOutcome; at: string } }
+  | { type: 'noteHost'; data: z.infer<typeof instanceEvents.InstanceHostNoted> };
 
 const notFound = (id?: string) =>
   id ? new StratusError('NOT_FOUND', `instance ${id} not found`, { id }) : new StratusError('NOT_FOUND', 'instance not found');
@@ -182,6 +191,7 @@ const transitionEvent = (r: TransitionResult & { operationId: string; at: string
       };
     case 'MIGRATE': return { type: 'InstanceMigrated', data: { operationId, at, fromHostId: from.hostId, hostId: r.hostId } };
     case 'SNAPSHOT': return { type: 'InstanceSnapshotted', data: { operationId, at, imageId: r.imageId } };
+    case 'EVACUATE': return { type: 'InstanceEvacuated', data: { operationId, at, fromHostId: from.hostId, hostId: r.hostId } };
     case 'DELETE': return { type: 'InstanceDeleted', data: { operationId, at } };
   }
 };
@@ -245,6 +255,12 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
       if (instance.taskOutcomeRecorded) return [];
       return [{ type: 'InstanceFailed', data: { operationId, code, message, at } }];
     }
+    case 'noteHost': {
+      if (!state || state.state === 'DELETED' || state.hostId !== command.data.hostId) return [];
+      const noted = state.errorReason?.startsWith(HOST_DOWN) ?? false;
+      if (command.data.down === noted) return [];
+      return [{ type: 'InstanceHostNoted', data: command.data }];
+    }
     case 'finishAction': {
       const { operationId, outcome, at } = command.data;
       if (!state) throw notFound();
@@ -254,6 +270,8 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
     }
   }
 }
+
+const HOST_DOWN = 'HOST_DOWN: ';
 
 /** The state each transition event leaves, read off the same table `decide` checks against. */
 const stateOf: Partial<Record<InstanceEvent['type'], InstanceState>> = {
@@ -314,6 +332,11 @@ export function evolveInstance(state: InstanceDeciderState, event: InstanceEvent
       return { ...next, hostId: event.data.hostId, taskOutcomeRecorded: true };
     case 'InstanceSnapshotted':
       return { ...next, taskOutcomeRecorded: true };
+    case 'InstanceEvacuated':
+      return { ...next, hostId: event.data.hostId, errorReason: null, taskOutcomeRecorded: true };
+    case 'InstanceHostNoted':
+      if (event.data.down) return { ...next, errorReason: `${HOST_DOWN}${event.data.reason}` };
+      return { ...next, errorReason: next.errorReason?.startsWith(HOST_DOWN) ? null : next.errorReason };
     case 'InstanceFailed':
       return { ...next, errorReason: `${event.data.code}: ${event.data.message}` };
     case 'InstanceTaskFinished':

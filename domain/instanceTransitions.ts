@@ -7,7 +7,7 @@ export type InstanceState = z.infer<typeof InstanceState>;
 export const OperationKind = z.enum([
   'BOOT', 'START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE',
   'CREATE_VOLUME', 'DELETE_VOLUME', 'ATTACH_VOLUME', 'DETACH_VOLUME', 'ALLOCATE_IP', 'RELEASE_IP',
-  'DRAIN_HOST', 'EVACUATE_HOST',
+  'DRAIN_HOST', 'EVACUATE_HOST', 'EVACUATE',
 ]);
 export type OperationKind = z.infer<typeof OperationKind>;
 
@@ -16,7 +16,7 @@ export type OperationKind = z.infer<typeof OperationKind>;
  * from more states than a soft one (Nova's rule); both run as operation kind REBOOT.
  */
 export const InstanceAction = z.enum([
-  'START', 'STOP', 'REBOOT', 'HARD_REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE',
+  'START', 'STOP', 'REBOOT', 'HARD_REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE', 'EVACUATE',
 ]);
 export type InstanceAction = z.infer<typeof InstanceAction>;
 
@@ -35,6 +35,8 @@ const S = InstanceState.enum;
  * - RESIZE from RUNNING or STOPPED, MIGRATE from RUNNING (live) or STOPPED (cold: the disk moves, the VM is
  *   defined on the target), SNAPSHOT from RUNNING, STOPPED, PAUSED; all three leave the state as it was.
  * - DELETE from every state but DELETED, including BUILDING and ERROR, so nothing is ever stuck.
+ * - EVACUATE (Nova's evacuate: rebuilt from its image on another host, its own host being DOWN) from RUNNING
+ *   or STOPPED, leaving it as it was.
  * - BUILDING allows nothing but DELETE, and only once the boot's task has finished (one action at a time).
  */
 export const instanceTransitions = {
@@ -50,6 +52,7 @@ export const instanceTransitions = {
   MIGRATE: { from: [S.RUNNING, S.STOPPED], to: 'same' },
   SNAPSHOT: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
   DELETE: { from: [S.BUILDING, S.RUNNING, S.STOPPED, S.PAUSED, S.SUSPENDED, S.ERROR], to: S.DELETED },
+  EVACUATE: { from: [S.RUNNING, S.STOPPED], to: 'same' },
 } as const satisfies Record<InstanceAction, { from: readonly InstanceState[]; to: InstanceState | 'same' }>;
 
 /** The instance action an operation of `kind` performs, or undefined for kinds that are not instance actions. */

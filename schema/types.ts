@@ -8,6 +8,7 @@ import type { Host as DomainHost } from '../domain/host.js';
 import type { Resources as DomainResources } from '../domain/resources.js';
 import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
+import { lastHeartbeatOf } from '../activities/hostHeartbeats.js';
 
 /** The GraphQL types of CONTRACT.md ("Resources", "Asynchronous operations"), each backed by its domain shape. */
 
@@ -170,6 +171,7 @@ HostType.implement({
     state: t.field({ type: HostStateEnum, resolve: (h) => h.state }),
     capacity: t.field({ type: ResourcesType, resolve: (h) => h.capacity }),
     allocated: t.field({ type: ResourcesType, resolve: (h) => h.allocated }),
+    lastHeartbeatAt: t.field({ type: 'DateTime', nullable: true, resolve: (h, _a, ctx) => lastHeartbeatOf(ctx.rt, h.id) }),
     instances: t.field({ type: [InstanceType], resolve: (h, _a, ctx) => read.instancesOnHost(ctx.rt, callerOf(ctx), h.id) }),
   }),
 });

@@ -17,7 +17,20 @@ const Env = z.object({
   STRATUS_DATA_DIR: nonEmpty.default('./data'),
   STRATUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   STRATUS_SSH_KEY: nonEmpty.optional(),
+  /** Host health: how often each host's agent is asked, how many misses make it DOWN, and Nova's evacuate. */
+  STRATUS_HOST_HEALTH: z.enum(['on', 'off']).default('on'),
+  STRATUS_HOST_HEALTH_INTERVAL_MS: z.coerce.number().int().min(50).default(10_000),
+  STRATUS_HOST_HEALTH_MISSES: z.coerce.number().int().min(1).default(3),
+  STRATUS_EVACUATE: z.enum(['true', 'false']).default('false'),
 });
+
+export const HostHealthConfig = z.object({
+  intervalMs: z.number().int().min(50),
+  missesToDown: z.number().int().min(1),
+  /** Rebuild the instances of a host that turned DOWN on other hosts (off by default, as in Nova: it is the operator's call). */
+  evacuate: z.boolean(),
+});
+export type HostHealthConfig = z.infer<typeof HostHealthConfig>;
 
 export const RuntimeConfig = z.object({
   /** PostgreSQL URL; when absent the embedded PGlite at `pgliteDir` is used. */
@@ -33,6 +46,8 @@ export const RuntimeConfig = z.object({
   adminToken: z.string().optional(),
   /** The controller's SSH private key (OpenSSH); host agents authorize its public half. */
   sshKeyPath: z.string(),
+  /** Absent: hosts are not watched (tests that do not need it). */
+  hostHealth: HostHealthConfig.optional(),
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
 
@@ -57,6 +72,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     dataDir,
     ...(e.STRATUS_ADMIN_TOKEN ? { adminToken: e.STRATUS_ADMIN_TOKEN } : {}),
     sshKeyPath: resolve(e.STRATUS_SSH_KEY ?? join(dataDir, 'controller_ed25519')),
+    ...(e.STRATUS_HOST_HEALTH === 'on'
+      ? { hostHealth: { intervalMs: e.STRATUS_HOST_HEALTH_INTERVAL_MS, missesToDown: e.STRATUS_HOST_HEALTH_MISSES, evacuate: e.STRATUS_EVACUATE === 'true' } }
+      : {}),
   };
 }
 

@@ -72,6 +72,7 @@ const resultOf = (kind: InstanceActionKind, hard: boolean): TransitionResult => 
     case 'REBOOT': return { kind, hard };
     case 'RESIZE': return { kind, flavor: { ...flavor, vcpus: 2 } };
     case 'MIGRATE': return { kind, hostId: randomUUID() };
+    case 'EVACUATE': return { kind, hostId: randomUUID() };
     case 'SNAPSHOT': return { kind, imageId: randomUUID() };
     default: return { kind };
   }
@@ -108,6 +109,7 @@ const expectedRules: Record<InstanceAction, { from: InstanceState[]; to: Instanc
   MIGRATE: { from: ['RUNNING', 'STOPPED'], to: 'same' },
   SNAPSHOT: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
   DELETE: { from: ['BUILDING', 'RUNNING', 'STOPPED', 'PAUSED', 'SUSPENDED', 'ERROR'], to: 'DELETED' },
+  EVACUATE: { from: ['RUNNING', 'STOPPED'], to: 'same' },
 };
 
 const requestOf = (action: InstanceAction): { kind: InstanceActionKind; hard?: boolean } =>
@@ -568,7 +570,9 @@ describe('event registry', () => {
       { type: 'setState', data: { state: 'DOWN', at } },
     ], claimed);
     let instance: InstanceDeciderState = runningInstance();
-    for (const kind of ['STOP', 'START', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT'] as const) instance = act(instance, kind);
+    for (const kind of ['STOP', 'START', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'EVACUATE'] as const) instance = act(instance, kind);
+    const hostOfIt = instance!.hostId!;
+    instance = run(instanceDecider, [{ type: 'noteHost', data: { hostId: hostOfIt, down: true, reason: 'agent-unreachable', at } }, { type: 'noteHost', data: { hostId: hostOfIt, down: false, reason: 'answers', at } }], instance);
     const fail = randomUUID();
     instance = run(instanceDecider, [
       { type: 'beginAction', data: { operationId: fail, kind: 'PAUSE', at } },

@@ -11,5 +11,8 @@ export { deleteInstance } from './deleteInstance.js';
 export { migrateInstance } from './migrateInstance.js';
 export { resizeInstance } from './resizeInstance.js';
 export { drainHost } from './drainHost.js';
+export { evacuateHost } from './evacuateHost.js';
+export { evacuateInstance } from './evacuateInstance.js';
+export { hostHealth } from './hostHealth.js';
 export { bareWorkflow } from './bench.js';
 export type { OperationInput } from './runbook.js';

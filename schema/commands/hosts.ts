@@ -10,6 +10,7 @@ import { AgentError } from '../../hostagent/driver.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireAdmin } from './access.js';
 import type { Operation } from '../../domain/operation.js';
+import { watchHost } from './hostHealth.js';
 import { startHostOperation } from './hostOperations.js';
 import { appendNew, commandMetadata, now } from './operations.js';
 
@@ -39,6 +40,7 @@ export async function registerHost(rt: Runtime, caller: Caller, input: RegisterH
     null,
   );
   await appendNew(rt, hostStream(hostId), events, 'noStream', commandMetadata(caller));
+  await watchHost(rt, hostId);
   return { host: events.reduce(hostDecider.evolve, null as Host | null)! };
 }
 

@@ -36,6 +36,8 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   MIGRATE: 'migrateInstance',
   RESIZE: 'resizeInstance',
   DRAIN_HOST: 'drainHost',
+  EVACUATE_HOST: 'evacuateHost',
+  EVACUATE: 'evacuateInstance',
 };
 
 export const now = () => new Date().toISOString();
