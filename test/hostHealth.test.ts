@@ -105,3 +105,57 @@ describe.sequential('host health: heartbeats, DOWN after missed checks, evacuati
     ]);
   });
 });
+
+describe.sequential('host health without evacuation: a DOWN host keeps its instances, noted with the reason', () => {
+  let rt: Runtime;
+  let worker: RunningWorker;
+  let privateKey: string;
+  let host: { agent: AgentProcess; id: string };
+  let instance: Instance;
+
+  beforeAll(async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_keep_e');
+    rt = stack.rt;
+    rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate: false };
+    privateKey = stack.key.privateKey;
+    worker = await startWorker(rt);
+    const caller = adminCaller();
+    const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+    const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+    const h = await simHost(rt, caller, stack.key.publicKey, 'lonely');
+    host = { agent: h.agent, id: h.host.id };
+    const { operation, instance: booted } = await commands.bootInstance(rt, caller, { name: 'kept-1', flavorId, imageId });
+    expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+    instance = await instanceOf(rt, booted!.id);
+  });
+  afterAll(async () => {
+    await worker?.shutdown();
+    await host?.agent.stop();
+    await rt?.close();
+  });
+
+  it('the instance stays RUNNING on its host with a HOST_DOWN reason, and loses it (keeping its VM) when the host answers again', async () => {
+    await host.agent.kill();
+    const noted = await waitFor('the instance noted', 30_000, async () => {
+      const i = await instanceOf(rt, instance.id);
+      return i.errorReason ? i : undefined;
+    });
+    expect((await hostOf(rt, host.id)).state).toBe('DOWN');
+    expect(noted).toMatchObject({ state: 'RUNNING', task: null, hostId: host.id });
+    expect(noted.errorReason).toMatch(/^HOST_DOWN: agent-unreachable: no answer to 3 checks/);
+    const evacuations = (await rt.store.readAll({ streamPrefix: 'operation-', limit: 1000 })).filter(
+      (e) => e.type === 'OperationRequested' && e.data.kind === 'EVACUATE_HOST',
+    );
+    expect(evacuations).toEqual([]);
+
+    await host.agent.restart();
+    await waitFor('the host UP', 30_000, async () => ((await hostOf(rt, host.id)).state === 'UP' ? true : undefined));
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: host.id, errorReason: null });
+    const client = host.agent.client({ privateKey });
+    try {
+      expect((await client.call('listVms', {})).vms.map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
+    } finally {
+      client.close();
+    }
+  });
+});
