@@ -150,6 +150,15 @@ export function migrationSteps(rt: Runtime) {
       });
     },
 
+    /** Cold: the stopped VM's disk goes from the source to its twin on the target (acknowledged whole or not at all). */
+    async copyDisk(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await runStep(rt, ctx, 'copyDisk', async () => {
+        const name = vmNameOf(await readInstance(rt, ctx.instanceId));
+        const endpoint = await callAgent(rt, plan.targetHostId, 'receiveDisk', { name }, { idempotencyKey: agentKey(ctx, 'receiveDisk') });
+        await callAgent(rt, plan.sourceHostId, 'sendDisk', { name, target: endpoint }, { idempotencyKey: agentKey(ctx, 'sendDisk'), timeoutMs: 60 * 60_000 });
+      });
+    },
+
     async removeFromSource(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'removeFromSource', async () => {
         const instance = await readInstance(rt, ctx.instanceId);

@@ -143,6 +143,10 @@ export interface HypervisorDriver {
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget>;
   /** Source side: send the VM; on success the source is cleaned up, on failure it keeps running here. */
   migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult>;
+  /** Cold migration, target side: a stopped VM here takes the disk that arrives at the returned endpoint. */
+  receiveDisk(name: string, ctx: CallContext): Promise<MigrationTarget>;
+  /** Cold migration, source side: a stopped VM's disk sent to `target`; resolves once it is acknowledged. */
+  sendDisk(name: string, target: MigrationTarget, ctx: CallContext): Promise<{ transferredBytes: number }>;
   consoleLog(name: string, opts: { lines: number }): Promise<{ text: string }>;
   /** Agent shutdown: release handles; running VMs keep running where the hypervisor allows it. */
   close(): Promise<void>;

@@ -29,6 +29,8 @@ export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> 
   attachVolume: (d, p, ctx) => d.attachVolume(p.name, { volumeId: p.volumeId, sizeGb: p.sizeGb }, ctx),
   detachVolume: (d, p, ctx) => d.detachVolume(p.name, { volumeId: p.volumeId }, ctx),
   migrateReceive: (d, p, ctx) => d.migrateReceive(p.spec, ctx),
+  receiveDisk: (d, p, ctx) => d.receiveDisk(p.name, ctx),
+  sendDisk: (d, p, ctx) => d.sendDisk(p.name, p.target, ctx),
   resizeVm: (d, p, ctx) => d.resizeVm(p.name, { vcpus: p.vcpus, memoryMb: p.memoryMb, diskGb: p.diskGb }, ctx),
   migrateSend: (d, p, ctx) => d.migrateSend(p.name, p.target, ctx),
 };

@@ -97,6 +97,10 @@ export const methods = {
   /** A stopped VM's new vCPUs, memory and disk (a disk only grows); it takes effect at the next start. */
   resizeVm: method(byName.extend(VmSpec.pick({ vcpus: true, memoryMb: true, diskGb: true }).shape), vmResult, true),
   migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
+  /** Cold migration, target side: the stopped VM defined here takes the disk sent to the returned endpoint. */
+  receiveDisk: method(byName, MigrationTarget, true),
+  /** Cold migration, source side: a stopped VM's disk sent to a receiveDisk endpoint. */
+  sendDisk: method(byName.extend({ target: MigrationTarget }), z.object({ transferredBytes: z.number().min(0) }), true),
 } as const;
 
 export type MethodName = keyof typeof methods;

@@ -1,4 +1,6 @@
-import { rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { vmNameOf } from '../activities/instanceRecords.js';
 import { flavorIdFor } from '../domain/catalog.js';
@@ -144,5 +146,29 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
     expect(sizeAfter.memKb).toBeLessThanOrEqual(2048 * 1024);
     const readBack = await readModel(instanceId);
     expect(readBack.allocated[after.hostId!]).toEqual({ vcpus: 1, memoryMb: 2048 });
+  });
+
+  it('a stopped guest migrates cold: its disk, with what was written on it, arrives on the target, and it boots there', async () => {
+    const stop = await commands.stopInstance(rt, caller, { id: instanceId });
+    expect((await settled(rt, stop.operation.id)).status).toBe('SUCCEEDED');
+    const before = await instanceOf(rt, instanceId);
+    const source = before.hostId!;
+    const target = agents.find((a) => a.id !== source)!;
+    const sourceDisk = join(agents.find((a) => a.id === source)!.agent.stateDir, 'vms', vmName, 'disk.qcow2');
+    // Something only this disk holds: a megabyte of 0x5a at offset 0, written while QEMU is not running.
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 1M', sourceDisk]);
+
+    const { operation } = await commands.migrateInstance(rt, caller, { id: instanceId });
+    const done = await settled(rt, operation.id);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(done.steps.map((s) => s.name)).toContain('copyDisk');
+    expect(await instanceOf(rt, instanceId)).toMatchObject({ state: 'STOPPED', task: null, hostId: target.id });
+    expect(existsSync(sourceDisk)).toBe(false);
+    const targetDisk = join(target.agent.stateDir, 'vms', vmName, 'disk.qcow2');
+    expect(execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x5a 0 1M', targetDisk]).toString()).toMatch(/read 1048576\/1048576 bytes/);
+
+    const start = await commands.startInstance(rt, caller, { id: instanceId });
+    expect((await settled(rt, start.operation.id)).status).toBe('SUCCEEDED');
+    await waitBoots(on(target.id), vmName, 1, 90_000);
   });
 });

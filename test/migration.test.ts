@@ -97,7 +97,7 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
     const { operation } = await commands.migrateInstance(rt, caller, { id: before.id });
     const done = await settled(rt, operation.id);
     expect(done.status).toBe('SUCCEEDED');
-    expect(done.steps.map((s) => s.name)).toEqual(['claimTarget', 'plugAttachments', 'defineOnTarget', 'removeFromSource', 'switchHost', 'releaseSourceClaim', 'recordMigrated']);
+    expect(done.steps.map((s) => s.name)).toEqual(['claimTarget', 'plugAttachments', 'defineOnTarget', 'copyDisk', 'removeFromSource', 'switchHost', 'releaseSourceClaim', 'recordMigrated']);
     const after = await instanceOf(rt, before.id);
     expect(after.hostId).not.toBe(before.hostId);
     expect(after).toMatchObject({ state: 'STOPPED', task: null });

@@ -158,7 +158,7 @@ describe.sequential('resize on sim hosts, on real Temporal, PostgreSQL and sim a
     const done = await resize(x, 'r1.mid');
     expect(done.status).toBe('SUCCEEDED');
     expect(done.steps.map((s) => s.name)).toEqual([
-      'claimResize', 'stopVm', 'plugAttachments', 'defineOnTarget', 'removeFromSource', 'recordResized', 'releaseSourceClaim', 'startVm', 'finishResize',
+      'claimResize', 'stopVm', 'plugAttachments', 'defineOnTarget', 'copyDisk', 'removeFromSource', 'recordResized', 'releaseSourceClaim', 'startVm', 'finishResize',
     ]);
     const after = await instanceOf(rt, x.id);
     expect(after).toMatchObject({ state: 'RUNNING', task: null, hostId: third.host.id, flavor: { id: flavors['r1.mid'], vcpus: 2, memoryMb: 1536 } });

@@ -25,6 +25,7 @@ export async function migrateInstance(input: OperationInput): Promise<void> {
       await steps.migrateSend(ctx, plan, endpoint);
     } else {
       await steps.defineOnTarget(ctx, plan);
+      await steps.copyDisk(ctx, plan);
       await steps.removeFromSource(ctx, plan);
     }
   } catch (err) {

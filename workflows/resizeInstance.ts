@@ -30,6 +30,7 @@ export async function resizeInstance(input: OperationInput): Promise<void> {
     } else {
       await steps.plugAttachments(ctx, move);
       await steps.defineResized(ctx, plan);
+      await steps.copyDisk(ctx, move);
       await steps.removeFromSource(ctx, move);
     }
   } catch (err) {

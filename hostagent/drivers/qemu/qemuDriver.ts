@@ -11,7 +11,8 @@ import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } fro
 import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
 import { QemuOptions } from './options.js';
 import type { QmpClient } from './qmp.js';
-import { createDisk, ensureVolumeFile, growDisk, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
+import { receiveFile, sendFile } from '../../diskTransfer.js';
+import { createDisk, ensureVolumeFile, fitDisk, growDisk, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
 import { VmLifecycle } from './vmLifecycle.js';
 import { connectQmp, isQemuAlive, killHard, readPid, readRecord, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
 
@@ -232,6 +233,30 @@ export class QemuDriver implements HypervisorDriver {
       const rec = this.record(name);
       this.check(name, await this.stateOf(name, rec), 'migrate');
       return this.lifecycle.send(name, rec, target, ctx);
+    });
+  }
+
+  receiveDisk(name: string, ctx: CallContext): Promise<MigrationTarget> {
+    return this.locked(name, async () => {
+      const rec = this.record(name);
+      this.check(name, await this.stateOf(name, rec), 'resize');
+      if (!rec.hasDisk) throw new AgentError('INVALID_STATE', `VM ${name} has no disk to receive`);
+      const paths = this.paths(name);
+      // The flavor may have grown with a resize: the disk that arrives is grown to it before it is acknowledged.
+      const { port, done } = await receiveFile(this.options.migrationListen, paths.disk, () => fitDisk(paths, rec.spec.diskGb));
+      done.catch((e: unknown) => log.warn({ vm: name, err: (e as Error).message }, 'disk receive failed'));
+      ctx.progress({ message: `waiting for the disk of ${name}` });
+      return { host: this.options.migrationAdvertise ?? this.options.migrationListen, port };
+    });
+  }
+
+  sendDisk(name: string, target: MigrationTarget, ctx: CallContext): Promise<{ transferredBytes: number }> {
+    return this.locked(name, async () => {
+      const rec = this.record(name);
+      this.check(name, await this.stateOf(name, rec), 'resize');
+      if (!rec.hasDisk) return { transferredBytes: 0 };
+      ctx.progress({ message: `sending the disk of ${name}` });
+      return { transferredBytes: await sendFile(this.paths(name).disk, target) };
     });
   }
 

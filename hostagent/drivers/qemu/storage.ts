@@ -38,6 +38,12 @@ export async function growDisk(paths: VmPaths, diskGb: number): Promise<void> {
   await runTool('qemu-img', ['resize', '-q', '-f', 'qcow2', paths.disk, `${diskGb}G`]);
 }
 
+/** Grows the disk to `diskGb` when it is smaller (a received disk under a grown flavor); never shrinks it. */
+export async function fitDisk(paths: VmPaths, diskGb: number): Promise<void> {
+  const info = JSON.parse(await runTool('qemu-img', ['info', '--output=json', paths.disk])) as { 'virtual-size': number };
+  if (info['virtual-size'] < diskGb * GiB) await growDisk(paths, diskGb);
+}
+
 export async function ensureVolumeFile(path: string, sizeGb: number): Promise<void> {
   if (existsSync(path)) return;
   await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', path + '.tmp', `${sizeGb}G`]);

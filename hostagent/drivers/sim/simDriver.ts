@@ -1,3 +1,4 @@
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -12,6 +13,7 @@ import {
   type SnapshotResult,
   type VmSpec,
 } from '../../driver.js';
+import { receiveFile, sendFile } from '../../diskTransfer.js';
 import { nextVmState, type VmAction } from '../../vmStates.js';
 import { SimFaultInjector } from './simFaults.js';
 import { listenForMigration, sendMigration } from './simMigration.js';
@@ -191,6 +193,34 @@ export class SimDriver implements HypervisorDriver {
       }
       delete this.store.state.vms[name];
       return { downtimeMs: Date.now() - pausedAt, totalMs: Date.now() - started, transferredBytes };
+    });
+  }
+
+  /** The sim keeps no disk bytes: a one-line stand-in travels over the same TCP choreography as qemu's disk. */
+  async receiveDisk(name: string, ctx: CallContext): Promise<MigrationTarget> {
+    return this.once(ctx, async () => {
+      this.allowed(name, 'resize');
+      await this.faults.apply('receiveDisk', name, ctx);
+      const dir = join(this.stateDir, 'sim', 'disks');
+      await mkdir(dir, { recursive: true });
+      const { port } = await receiveFile('127.0.0.1', join(dir, `${name}.disk`));
+      return { host: '127.0.0.1', port };
+    });
+  }
+
+  async sendDisk(name: string, target: MigrationTarget, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      const vm = this.allowed(name, 'resize');
+      await this.faults.apply('sendDisk', name, ctx);
+      const dir = join(this.stateDir, 'sim', 'disks');
+      await mkdir(dir, { recursive: true });
+      const path = join(dir, `${name}.disk`);
+      await writeFile(path, `sim disk of ${name}, ${vm.info.diskGb} GB\n`);
+      try {
+        return { transferredBytes: await sendFile(path, target) };
+      } catch (e) {
+        throw new AgentError('HYPERVISOR_ERROR', `disk of ${name} not sent to ${target.host}:${target.port}: ${(e as Error).message}`);
+      }
     });
   }
 
