@@ -98,8 +98,8 @@ export function hostHealthSteps(rt: Runtime) {
 
     /**
      * The agent answers again. Fencing first, so nothing runs twice: every VM there whose instance now
-     * lives elsewhere (evacuated) or is gone is destroyed. Only then does the host turn UP (if the health
-     * check had turned it DOWN) and its remaining instances lose the note.
+     * lives elsewhere (evacuated) or is gone is destroyed. Only then do its remaining instances lose the
+     * note and the host turn UP (if the health check had turned it DOWN).
      */
     async hostAnswered(hostId: string): Promise<{ fenced: string[] }> {
       const { state: host, version } = await readFolded(rt, hostStream(hostId), hostDecider);
@@ -114,8 +114,9 @@ export function hostHealthSteps(rt: Runtime) {
         await callAgent(rt, hostId, 'destroyVm', { name: vm.name }, { idempotencyKey: `fence:${hostId}:${version}:${vm.name}` });
         fenced.push(vm.name);
       }
-      const { state: up, version: upVersion } = await setHostState(rt, hostId, 'UP', 'agent-answers', `health:${hostId}:up:${version}`);
-      await noteInstances(rt, up!, false, 'agent-answers', `health:${hostId}:noted-up:${upVersion}`);
+      // The notes go before the host turns UP, so whoever sees it UP sees its instances cleared too.
+      await noteInstances(rt, host, false, 'agent-answers', `health:${hostId}:noted-up:${version}`);
+      await setHostState(rt, hostId, 'UP', 'agent-answers', `health:${hostId}:up:${version}`);
       return { fenced };
     },
   };
