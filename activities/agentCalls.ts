@@ -1,5 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { currentTraceparent } from '../server/telemetry.js';
+import type { Progress } from '../hostagent/driver.js';
 import type { MethodName, ParamsOf, ResultOf } from '../hostagent/protocol.js';
 import type { Runtime } from '../server/runtime.js';
 import { readHostEndpoint } from './placement.js';
@@ -23,15 +24,24 @@ export async function callAgent<M extends MethodName>(
   hostId: string,
   method: M,
   params: ParamsOf<M>,
-  options: { idempotencyKey?: string; timeoutMs?: number } = {},
+  options: { idempotencyKey?: string; timeoutMs?: number; onProgress?: (p: Progress) => void } = {},
 ): Promise<ResultOf<M>> {
   const { host, port, fingerprint } = await readHostEndpoint(rt, hostId);
   const client = rt.agents.get(hostId, { host, port, fingerprint });
   const activity = activityContext();
   const traceparent = currentTraceparent();
+  const { onProgress, ...rest } = options;
   return client.call(method, params, {
-    ...options,
+    ...rest,
     ...(traceparent ? { traceparent } : {}),
-    ...(activity ? { signal: activity.cancellationSignal, onProgress: (p) => activity.heartbeat(p) } : {}),
+    ...(activity
+      ? {
+          signal: activity.cancellationSignal,
+          onProgress: (p: Progress) => {
+            activity.heartbeat(p);
+            onProgress?.(p);
+          },
+        }
+      : onProgress ? { onProgress } : {}),
   });
 }

@@ -10,6 +10,11 @@ import { meterSteps } from './meterSamples.js';
 import { volumeSteps } from './volumeSteps.js';
 import { imageFetchSteps } from './imageFetch.js';
 import { securityGroupSteps } from './securityGroupSteps.js';
+import { migrationSteps } from './migrationSteps.js';
+import { hostOperationSteps } from './drainSteps.js';
+import { evacuationSteps } from './evacuationSteps.js';
+import { hostHealthSteps } from './hostHealth.js';
+import { resizeSteps } from './resizeSteps.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
@@ -36,6 +41,11 @@ export function createActivities(rt: Runtime) {
     ...imageFetchSteps(rt),
     ...addressSteps(rt),
     ...securityGroupSteps(rt),
+    ...migrationSteps(rt),
+    ...resizeSteps(rt),
+    ...hostOperationSteps(rt),
+    ...evacuationSteps(rt),
+    ...hostHealthSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -92,3 +92,75 @@ export async function releaseHostClaims(
   }
   return holding;
 }
+
+/**
+ * A claim on one named host (a migration's or resize's target), decided on that host's stream like any
+ * other claim. A claim already held there for the instance is kept, so a retry never double-counts.
+ */
+export async function claimOnHost(rt: Pick<Runtime, 'db' | 'store'>, hostId: string, request: ClaimRequest): Promise<void> {
+  const { instanceId, operationId, resources } = request;
+  await appendToHost(rt, hostId, { type: 'claim', data: { instanceId, operationId, resources } }, {
+    key: `${request.key}:${hostId}`,
+    metadata: request.metadata,
+    rounds: 50,
+  });
+}
+
+/**
+ * Picks a migration target and claims on it: the named host when the operator chose one, else the
+ * scheduler's best among the UP hosts of the same hypervisor kind, never the source. A host that filled
+ * up since the inventory was read is out for this migration; none left is NO_VALID_HOST.
+ */
+export async function claimMigrationTarget(
+  rt: Pick<Runtime, 'db' | 'store'>,
+  request: ClaimRequest & { sourceHostId: string; hypervisor: string; targetHostId?: string | undefined },
+): Promise<string> {
+  const { instanceId, resources, sourceHostId } = request;
+  if (request.targetHostId) {
+    await claimOnHost(rt, request.targetHostId, request);
+    return request.targetHostId;
+  }
+  const tried = [sourceHostId];
+  for (let round = 0; round < 200; round++) {
+    const held = (await hostsHolding(rt, instanceId)).find((h) => h !== sourceHostId);
+    if (held) return held;
+    const [hostId] = await candidateHostIds(rt, { resources, excludeHostIds: tried, hypervisor: request.hypervisor, limit: 1 });
+    if (!hostId) {
+      throw new StratusError('NO_VALID_HOST', `no other ${request.hypervisor} host has room for ${resources.vcpus} vCPU, ${resources.memoryMb} MB, ${resources.diskGb} GB`, {
+        reason: 'insufficient-capacity',
+        requested: resources,
+      });
+    }
+    try {
+      await claimOnHost(rt, hostId, request);
+      return hostId;
+    } catch (e) {
+      if (!(e instanceof StratusError && e.code === 'NO_VALID_HOST')) throw e;
+      tried.push(hostId);
+    }
+  }
+  throw new StratusError('CONFLICT', `placement for instance ${instanceId} kept losing races; try again`, { instanceId });
+}
+
+/** Releases what `instanceId` holds on one host only (the source after a migration, the target after a failed one). */
+export async function releaseClaimOn(
+  rt: Pick<Runtime, 'db' | 'store'>,
+  hostId: string,
+  request: { instanceId: string; key: string; metadata: EventMetadata },
+): Promise<void> {
+  await appendToHost(rt, hostId, { type: 'release', data: { instanceId: request.instanceId } }, {
+    key: `${request.key}:${hostId}`,
+    metadata: request.metadata,
+    rounds: 50,
+  });
+}
+
+/** Changes the instance's claim on one host to `resources` in one event (a resize in place, or its undo). */
+export async function resizeClaimOn(rt: Pick<Runtime, 'db' | 'store'>, hostId: string, request: ClaimRequest): Promise<void> {
+  const { instanceId, operationId, resources } = request;
+  await appendToHost(rt, hostId, { type: 'resizeClaim', data: { instanceId, operationId, resources } }, {
+    key: `${request.key}:${hostId}`,
+    metadata: request.metadata,
+    rounds: 50,
+  });
+}

@@ -25,9 +25,12 @@ export const hostEvents = {
     hypervisor: Hypervisor,
     at: Timestamp,
   }),
-  HostStateChanged: z.object({ state: HostState, at: Timestamp }),
+  /** `reason` says why when the controller changed it by itself (`agent-unreachable`). */
+  HostStateChanged: z.object({ state: HostState, at: Timestamp, reason: z.string().optional() }),
   HostCapacityClaimed: z.object({ instanceId: Id, operationId: Id, resources: Resources }),
   HostCapacityReleased: z.object({ instanceId: Id }),
+  /** A resize in place: the instance's claim becomes `resources`, in one event, so no moment holds both. */
+  HostClaimResized: z.object({ instanceId: Id, operationId: Id, resources: Resources }),
 } satisfies Record<string, z.ZodType>;
 export type HostEvent = EventOf<typeof hostEvents>;
 
@@ -47,6 +50,8 @@ export const Host = z.object({
   allocated: Resources,
   claims: z.record(Id, HostClaim),
   registeredAt: Timestamp,
+  /** Why the host is in its state when the controller put it there (a DOWN the health check decided). */
+  stateReason: z.string().nullable().optional(),
   version: z.number().int().nonnegative(),
 });
 export type Host = z.infer<typeof Host>;
@@ -55,9 +60,10 @@ export type HostDeciderState = Host | null;
 
 export type HostCommand =
   | { type: 'register'; data: z.infer<typeof hostEvents.HostRegistered> }
-  | { type: 'setState'; data: { state: HostState; at: string } }
+  | { type: 'setState'; data: { state: HostState; at: string; reason?: string } }
   | { type: 'claim'; data: { instanceId: string; operationId: string; resources: Resources } }
-  | { type: 'release'; data: { instanceId: string } };
+  | { type: 'release'; data: { instanceId: string } }
+  | { type: 'resizeClaim'; data: { instanceId: string; operationId: string; resources: Resources } };
 
 /** What is left to claim on a host. */
 export const freeResources = (host: Pick<Host, 'capacity' | 'allocated'>): Resources => subtractResources(host.capacity, host.allocated);
@@ -96,8 +102,26 @@ export function decideHost(command: HostCommand, state: HostDeciderState): HostE
     }
     case 'release':
       return state.claims[command.data.instanceId] ? [{ type: 'HostCapacityReleased', data: command.data }] : [];
+    case 'resizeClaim': {
+      const { instanceId, operationId, resources } = command.data;
+      const claim = state.claims[instanceId];
+      if (!claim) throw new StratusError('CONFLICT', `instance ${instanceId} holds nothing on host ${state.name}`, { hostId: state.id });
+      if (claim.operationId === operationId && sameResources(claim.resources, resources)) return [];
+      // Growing needs the room a new claim would; shrinking (or a resize back, on undo) always fits.
+      const free = addResources(freeResources(state), claim.resources);
+      const grows = (['vcpus', 'memoryMb', 'diskGb'] as const).some((k) => resources[k] > claim.resources[k]);
+      if (grows && state.state !== 'UP') {
+        throw new StratusError('NO_VALID_HOST', `host ${state.name} is ${state.state}`, { reason: 'host-not-up', hostId: state.id });
+      }
+      if (grows && !fitsIn(resources, free)) {
+        throw new StratusError('NO_VALID_HOST', `host ${state.name} lacks capacity`, { reason: 'insufficient-capacity', hostId: state.id, requested: resources, free });
+      }
+      return [{ type: 'HostClaimResized', data: command.data }];
+    }
   }
 }
+
+const sameResources = (a: Resources, b: Resources) => a.vcpus === b.vcpus && a.memoryMb === b.memoryMb && a.diskGb === b.diskGb;
 
 export function evolveHost(state: HostDeciderState, event: HostEvent): HostDeciderState {
   if (event.type === 'HostRegistered') {
@@ -109,7 +133,7 @@ export function evolveHost(state: HostDeciderState, event: HostEvent): HostDecid
   const version = state.version + 1;
   switch (event.type) {
     case 'HostStateChanged':
-      return { ...state, state: event.data.state, version };
+      return { ...state, state: event.data.state, stateReason: event.data.reason ?? null, version };
     case 'HostCapacityClaimed': {
       const { instanceId, operationId, resources } = event.data;
       if (state.claims[instanceId]) return { ...state, version };
@@ -125,6 +149,17 @@ export function evolveHost(state: HostDeciderState, event: HostEvent): HostDecid
       if (!claim) return { ...state, version };
       const { [event.data.instanceId]: _released, ...claims } = state.claims;
       return { ...state, claims, allocated: subtractResources(state.allocated, claim.resources), version };
+    }
+    case 'HostClaimResized': {
+      const claim = state.claims[event.data.instanceId];
+      if (!claim) return { ...state, version };
+      const { operationId, resources } = event.data;
+      return {
+        ...state,
+        claims: { ...state.claims, [event.data.instanceId]: { operationId, resources } },
+        allocated: addResources(subtractResources(state.allocated, claim.resources), resources),
+        version,
+      };
     }
   }
 }

@@ -27,6 +27,7 @@ export type TaskOutcome = z.infer<typeof TaskOutcome>;
 /** The operation kinds that act on an existing instance (BOOT creates one; volumes and IPs have their own). */
 export const InstanceActionKind = z.enum([
   'START', 'STOP', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE', 'ATTACH_VOLUME', 'DETACH_VOLUME',
+  'EVACUATE',
 ]);
 export type InstanceActionKind = z.infer<typeof InstanceActionKind>;
 
@@ -45,7 +46,15 @@ export const instanceEvents = {
     requestedAt: Timestamp,
   }),
   /** An action begins: sets the instance's task (Nova's task_state), which holds off every other action. */
-  InstanceTaskStarted: z.object({ ...Op, kind: InstanceActionKind, hard: z.boolean().optional() }),
+  InstanceTaskStarted: z.object({
+    ...Op,
+    kind: InstanceActionKind,
+    hard: z.boolean().optional(),
+    /** MIGRATE: the host the operator asked for (absent: the scheduler picks). */
+    targetHostId: Id.optional(),
+    /** RESIZE: the flavor asked for, as it was when asked. */
+    flavor: FlavorSnapshot.optional(),
+  }),
   InstanceScheduled: z.object({ ...Op, hostId: Id }),
   InstanceLaunched: z.object({ operationId: Id, hostId: Id, launchedAt: Timestamp }),
   InstanceStarted: z.object(Op),
@@ -55,9 +64,17 @@ export const instanceEvents = {
   InstanceUnpaused: z.object(Op),
   InstanceSuspended: z.object(Op),
   InstanceResumed: z.object(Op),
-  InstanceResized: z.object({ ...Op, flavor: FlavorSnapshot }),
+  /** `hostId` when the resize moved the instance (no room where it was: a cold migration). */
+  InstanceResized: z.object({ ...Op, flavor: FlavorSnapshot, fromHostId: Id.nullable().optional(), hostId: Id.optional() }),
   InstanceMigrated: z.object({ ...Op, fromHostId: Id.nullable(), hostId: Id }),
   InstanceSnapshotted: z.object({ ...Op, imageId: Id }),
+  /** Rebuilt from its image on `hostId` because `fromHostId` went DOWN (Nova's evacuate). */
+  InstanceEvacuated: z.object({ ...Op, fromHostId: Id.nullable(), hostId: Id }),
+  /**
+   * Its host stopped answering (`down`) or answers again: noted by the host's health check, outside any
+   * task, so the instance shows why it may be unreachable without being held.
+   */
+  InstanceHostNoted: z.object({ hostId: Id, down: z.boolean(), reason: z.string(), at: Timestamp }),
   /** The instance is broken (→ ERROR). Host and flavor stay recorded so cleanup knows what to release. */
   InstanceFailed: z.object({ ...Op, code: z.string().min(1), message: z.string() }),
   InstanceDeleted: z.object(Op),
@@ -96,11 +113,12 @@ export type TransitionResult =
   /** The attachment itself is recorded on the volume's stream; the instance only held the task. */
   | { kind: 'ATTACH_VOLUME' | 'DETACH_VOLUME' }
   | { kind: 'REBOOT'; hard: boolean }
-  | { kind: 'RESIZE'; flavor: FlavorSnapshot }
+  | { kind: 'RESIZE'; flavor: FlavorSnapshot; hostId?: string }
   | { kind: 'MIGRATE'; hostId: string }
+  | { kind: 'EVACUATE'; hostId: string }
   | { kind: 'SNAPSHOT'; imageId: string };
 
-export type ActionRequest = { kind: InstanceActionKind; hard?: boolean };
+export type ActionRequest = { kind: InstanceActionKind; hard?: boolean; targetHostId?: string; flavor?: FlavorSnapshot };
 
 export type InstanceCommand =
   | { type: 'requestBoot'; data: Omit<z.infer<typeof instanceEvents.InstanceBootRequested>, 'requestedAt'> & { at: string } }
@@ -109,7 +127,8 @@ export type InstanceCommand =
   | { type: 'recordLaunched'; data: { operationId: string; hostId: string; launchedAt: string } }
   | { type: 'recordTransition'; data: TransitionResult & { operationId: string; at: string } }
   | { type: 'recordFailure'; data: { operationId: string; code: string; message: string; at: string } }
-  | { type: 'finishAction'; data: { operationId: string; outcome: TaskOutcome; at: string } };
+  | { type: 'finishAction'; data: { operationId: string; outcome: TaskOutcome; at: string } }
+  | { type: 'noteHost'; data: z.infer<typeof instanceEvents.InstanceHostNoted> };
 
 const notFound = (id?: string) =>
   id ? new StratusError('NOT_FOUND', `instance ${id} not found`, { id }) : new StratusError('NOT_FOUND', 'instance not found');
@@ -170,9 +189,14 @@ const transitionEvent = (r: TransitionResult & { operationId: string; at: string
     case 'UNPAUSE': return { type: 'InstanceUnpaused', data: { operationId, at } };
     case 'SUSPEND': return { type: 'InstanceSuspended', data: { operationId, at } };
     case 'RESUME': return { type: 'InstanceResumed', data: { operationId, at } };
-    case 'RESIZE': return { type: 'InstanceResized', data: { operationId, at, flavor: r.flavor } };
+    case 'RESIZE':
+      return {
+        type: 'InstanceResized',
+        data: { operationId, at, flavor: r.flavor, ...(r.hostId && r.hostId !== from.hostId ? { fromHostId: from.hostId, hostId: r.hostId } : {}) },
+      };
     case 'MIGRATE': return { type: 'InstanceMigrated', data: { operationId, at, fromHostId: from.hostId, hostId: r.hostId } };
     case 'SNAPSHOT': return { type: 'InstanceSnapshotted', data: { operationId, at, imageId: r.imageId } };
+    case 'EVACUATE': return { type: 'InstanceEvacuated', data: { operationId, at, fromHostId: from.hostId, hostId: r.hostId } };
     case 'DELETE': return { type: 'InstanceDeleted', data: { operationId, at } };
     case 'ATTACH_VOLUME': case 'DETACH_VOLUME': return null;
   }
@@ -193,11 +217,21 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
       return [{ type: 'InstanceBootRequested', data: { ...data, requestedAt: at } }];
     }
     case 'beginAction': {
-      const { operationId, kind, hard, at } = command.data;
+      const { operationId, kind, hard, at, targetHostId, flavor } = command.data;
       if (state && state.taskOperationId === operationId && state.task === kind) return [];
       const refusal = checkAction(state, { kind, hard });
       if (refusal) throw refusal;
-      return [{ type: 'InstanceTaskStarted', data: { operationId, kind, at, ...(kind === 'REBOOT' ? { hard: hard ?? false } : {}) } }];
+      return [
+        {
+          type: 'InstanceTaskStarted',
+          data: {
+            operationId, kind, at,
+            ...(kind === 'REBOOT' ? { hard: hard ?? false } : {}),
+            ...(kind === 'MIGRATE' && targetHostId ? { targetHostId } : {}),
+            ...(kind === 'RESIZE' && flavor ? { flavor } : {}),
+          },
+        },
+      ];
     }
     case 'recordScheduled': {
       const { operationId, hostId, at } = command.data;
@@ -228,6 +262,12 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
       if (instance.taskOutcomeRecorded) return [];
       return [{ type: 'InstanceFailed', data: { operationId, code, message, at } }];
     }
+    case 'noteHost': {
+      if (!state || state.state === 'DELETED' || state.hostId !== command.data.hostId) return [];
+      const noted = state.errorReason?.startsWith(HOST_DOWN) ?? false;
+      if (command.data.down === noted) return [];
+      return [{ type: 'InstanceHostNoted', data: command.data }];
+    }
     case 'finishAction': {
       const { operationId, outcome, at } = command.data;
       if (!state) throw notFound();
@@ -237,6 +277,8 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
     }
   }
 }
+
+const HOST_DOWN = 'HOST_DOWN: ';
 
 /** The state each transition event leaves, read off the same table `decide` checks against. */
 const stateOf: Partial<Record<InstanceEvent['type'], InstanceState>> = {
@@ -292,11 +334,16 @@ export function evolveInstance(state: InstanceDeciderState, event: InstanceEvent
       // A hard reboot is how an ERROR instance recovers, so the old reason goes with it.
       return { ...next, errorReason: null };
     case 'InstanceResized':
-      return { ...next, flavor: event.data.flavor, taskOutcomeRecorded: true };
+      return { ...next, flavor: event.data.flavor, hostId: event.data.hostId ?? next.hostId, taskOutcomeRecorded: true };
     case 'InstanceMigrated':
       return { ...next, hostId: event.data.hostId, taskOutcomeRecorded: true };
     case 'InstanceSnapshotted':
       return { ...next, taskOutcomeRecorded: true };
+    case 'InstanceEvacuated':
+      return { ...next, hostId: event.data.hostId, errorReason: null, taskOutcomeRecorded: true };
+    case 'InstanceHostNoted':
+      if (event.data.down) return { ...next, errorReason: `${HOST_DOWN}${event.data.reason}` };
+      return { ...next, errorReason: next.errorReason?.startsWith(HOST_DOWN) ? null : next.errorReason };
     case 'InstanceFailed':
       return { ...next, errorReason: `${event.data.code}: ${event.data.message}` };
     case 'InstanceTaskFinished':

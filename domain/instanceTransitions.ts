@@ -9,6 +9,7 @@ export const OperationKind = z.enum([
   'CREATE_VOLUME', 'DELETE_VOLUME', 'ATTACH_VOLUME', 'DETACH_VOLUME', 'ALLOCATE_IP', 'RELEASE_IP',
   'SNAPSHOT_VOLUME',
   'ASSOCIATE_IP', 'DISASSOCIATE_IP', 'UPDATE_SECURITY_GROUPS',
+  'DRAIN_HOST', 'EVACUATE_HOST', 'EVACUATE',
 ]);
 export type OperationKind = z.infer<typeof OperationKind>;
 
@@ -18,7 +19,7 @@ export type OperationKind = z.infer<typeof OperationKind>;
  */
 export const InstanceAction = z.enum([
   'START', 'STOP', 'REBOOT', 'HARD_REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'DELETE',
-  'ATTACH_VOLUME', 'DETACH_VOLUME',
+  'ATTACH_VOLUME', 'DETACH_VOLUME', 'EVACUATE',
 ]);
 export type InstanceAction = z.infer<typeof InstanceAction>;
 
@@ -34,9 +35,11 @@ const S = InstanceState.enum;
  * - SUSPEND from RUNNING or PAUSED (the agent suspends a paused VM; Nova only from ACTIVE).
  * - REBOOT (soft) only from RUNNING: it asks the guest. HARD_REBOOT also from PAUSED, STOPPED and ERROR:
  *   it power-cycles the VM, Nova's way back from a broken instance. Not from SUSPENDED (resume first).
- * - RESIZE from RUNNING or STOPPED, MIGRATE (live) from RUNNING, SNAPSHOT from RUNNING, STOPPED, PAUSED;
- *   all three leave the state as it was.
+ * - RESIZE from RUNNING or STOPPED, MIGRATE from RUNNING (live) or STOPPED (cold: the disk moves, the VM is
+ *   defined on the target), SNAPSHOT from RUNNING, STOPPED, PAUSED; all three leave the state as it was.
  * - DELETE from every state but DELETED, including BUILDING and ERROR, so nothing is ever stuck.
+ * - EVACUATE (Nova's evacuate: rebuilt from its image on another host, its own host being DOWN) from RUNNING
+ *   or STOPPED, leaving it as it was.
  * - BUILDING allows nothing but DELETE, and only once the boot's task has finished (one action at a time).
  * - ATTACH_VOLUME and DETACH_VOLUME hold the instance as well as the volume, so a delete never races an
  *   attach; from STOPPED or PAUSED they are cold (the VM picks the volume up at its next start).
@@ -51,11 +54,12 @@ export const instanceTransitions = {
   SUSPEND: { from: [S.RUNNING, S.PAUSED], to: S.SUSPENDED },
   RESUME: { from: [S.SUSPENDED], to: S.RUNNING },
   RESIZE: { from: [S.RUNNING, S.STOPPED], to: 'same' },
-  MIGRATE: { from: [S.RUNNING], to: 'same' },
+  MIGRATE: { from: [S.RUNNING, S.STOPPED], to: 'same' },
   SNAPSHOT: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
   DELETE: { from: [S.BUILDING, S.RUNNING, S.STOPPED, S.PAUSED, S.SUSPENDED, S.ERROR], to: S.DELETED },
   ATTACH_VOLUME: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
   DETACH_VOLUME: { from: [S.RUNNING, S.STOPPED, S.PAUSED], to: 'same' },
+  EVACUATE: { from: [S.RUNNING, S.STOPPED], to: 'same' },
 } as const satisfies Record<InstanceAction, { from: readonly InstanceState[]; to: InstanceState | 'same' }>;
 
 /** The instance action an operation of `kind` performs, or undefined for kinds that are not instance actions. */

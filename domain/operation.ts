@@ -45,6 +45,10 @@ export const operationEvents = {
     error: OperationError.optional(),
     at: Timestamp,
   }),
+  /** How far a long step (a migration's transfer) has got; recorded coarsely, not for every agent report. */
+  OperationStepProgressed: z.object({ name: z.string().min(1), percent: z.number().min(0).max(100).optional(), message: z.string().max(500), at: Timestamp }),
+  /** An operation acting on many resources (drain, evacuate) started one of its own per resource. */
+  OperationChildAdded: z.object({ operationId: Id, resourceId: Id, at: Timestamp }),
   OperationSucceeded: z.object({ at: Timestamp }),
   OperationFailed: z.object({ code: z.string().min(1), message: z.string(), at: Timestamp }),
   OperationCanceled: z.object({ at: Timestamp }),
@@ -60,6 +64,8 @@ export const OperationStep = z.object({
   startedAt: Timestamp.nullable(),
   finishedAt: Timestamp.nullable(),
   error: OperationError.nullable(),
+  /** The step's last recorded progress, for steps that report it. */
+  progress: z.object({ percent: z.number().nullable(), message: z.string() }).nullable().optional(),
 });
 export type OperationStep = z.infer<typeof OperationStep>;
 
@@ -78,6 +84,8 @@ export const Operation = z.object({
   error: OperationError.nullable(),
   createdAt: Timestamp,
   finishedAt: Timestamp.nullable(),
+  /** The operations this one started (drain, evacuate), in the order started. */
+  children: z.array(Id).optional(),
   version: z.number().int().nonnegative(),
   /** Runs of its workflow so far: the first, then one per retryOperation or resetOperation. Absent in rows folded before it existed. */
   attempts: z.number().int().nonnegative().optional(),
@@ -113,6 +121,8 @@ export type OperationCommand =
   | { type: 'start'; data: { runId: string; at: string } }
   | { type: 'startStep'; data: { name: string; at: string } }
   | { type: 'finishStep'; data: z.infer<typeof operationEvents.OperationStepFinished> }
+  | { type: 'progressStep'; data: z.infer<typeof operationEvents.OperationStepProgressed> }
+  | { type: 'addChild'; data: z.infer<typeof operationEvents.OperationChildAdded> }
   | { type: 'succeed'; data: { at: string } }
   | { type: 'fail'; data: { code: string; message: string; at: string } }
   | { type: 'cancel'; data: { at: string } }
@@ -158,6 +168,15 @@ export function decideOperation(command: OperationCommand, state: OperationDecid
       if (last && last.status !== 'RUNNING') return [];
       return [{ type: 'OperationStepFinished', data: command.data }];
     }
+    case 'progressStep': {
+      // Progress of a step that is no longer running is stale news: dropped, not an error.
+      if (state.status !== 'RUNNING' || lastStep(state, command.data.name)?.status !== 'RUNNING') return [];
+      return [{ type: 'OperationStepProgressed', data: command.data }];
+    }
+    case 'addChild':
+      if (state.children?.includes(command.data.operationId)) return [];
+      if (state.status !== 'RUNNING') throw conflict(state, 'add a child operation');
+      return [{ type: 'OperationChildAdded', data: command.data }];
     case 'succeed':
       if (state.status === 'SUCCEEDED') return [];
       if (state.status !== 'RUNNING') throw conflict(state, 'succeed');
@@ -187,6 +206,7 @@ function finishStep(steps: OperationStep[], finished: z.infer<typeof operationEv
     startedAt: index >= 0 ? steps[index]!.startedAt : null,
     finishedAt: finished.at,
     error: finished.error ?? null,
+    ...(index >= 0 && steps[index]!.progress ? { progress: steps[index]!.progress } : {}),
   };
   return index >= 0 ? steps.with(index, step) : [...steps, step];
 }
@@ -227,6 +247,14 @@ export function evolveOperation(state: OperationDeciderState, event: OperationEv
       };
     case 'OperationStepFinished':
       return { ...next, steps: finishStep(state.steps, event.data) };
+    case 'OperationStepProgressed': {
+      const index = state.steps.findLastIndex((s) => s.name === event.data.name && s.status === 'RUNNING');
+      if (index < 0) return next;
+      const progress = { percent: event.data.percent ?? null, message: event.data.message };
+      return { ...next, steps: state.steps.with(index, { ...state.steps[index]!, progress }) };
+    }
+    case 'OperationChildAdded':
+      return { ...next, children: [...(state.children ?? []), event.data.operationId] };
     case 'OperationSucceeded':
       return { ...next, status: 'SUCCEEDED', finishedAt: event.data.at };
     case 'OperationFailed':

@@ -173,10 +173,16 @@ export interface HypervisorDriver {
   deleteVolume(opts: { volumeId: string; snapshotIds: string[] }, ctx: CallContext): Promise<{ deleted: boolean }>;
   /** A point-in-time copy of a detached volume, kept in the pool under the snapshot's id. */
   snapshotVolume(opts: { volumeId: string; snapshotId: string }, ctx: CallContext): Promise<PoolVolume>;
+  /** A stopped VM's new size; its disk grows (never shrinks) to diskGb. */
+  resizeVm(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>, ctx: CallContext): Promise<VmInfo>;
   /** Destination side: start a paused VM waiting for an incoming migration; returns where to send it. */
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget>;
   /** Source side: send the VM; on success the source is cleaned up, on failure it keeps running here. */
   migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult>;
+  /** Cold migration, target side: a stopped VM here takes the disk that arrives at the returned endpoint. */
+  receiveDisk(name: string, ctx: CallContext): Promise<MigrationTarget>;
+  /** Cold migration, source side: a stopped VM's disk sent to `target`; resolves once it is acknowledged. */
+  sendDisk(name: string, target: MigrationTarget, ctx: CallContext): Promise<{ transferredBytes: number }>;
   consoleLog(name: string, opts: { lines: number }): Promise<{ text: string }>;
   /** The counters of every VM that is running (or paused) now. */
   sampleVms(): Promise<VmSample[]>;

@@ -118,6 +118,8 @@ export const methods = {
   ),
   commitImage: method(z.object({ checksum: ImageChecksum, sizeBytes: z.number().int().min(0) }), z.object({ path: z.string(), sizeBytes: z.number().int() }), true),
   migrateReceive: method(z.object({ spec: VmSpec }), MigrationTarget, true),
+  /** A stopped VM's new vCPUs, memory and disk (a disk only grows); it takes effect at the next start. */
+  resizeVm: method(byName.extend(VmSpec.pick({ vcpus: true, memoryMb: true, diskGb: true }).shape), vmResult, true),
   migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
   // Networking (hostagent/network.ts).
   listPorts: method(z.object({}).default({}), z.object({ ports: z.array(PortInfo), groups: z.record(z.string(), z.array(z.string())) }), false),
@@ -126,6 +128,10 @@ export const methods = {
   setPortRules: method(PortRules, z.object({ updated: z.number().int() }), true),
   setFloatingAddresses: method(PortFloating, PortInfo, true),
   setGroupMembers: method(GroupMembers, z.object({ updated: z.number().int() }), true),
+  /** Cold migration, target side: the stopped VM defined here takes the disk sent to the returned endpoint. */
+  receiveDisk: method(byName, MigrationTarget, true),
+  /** Cold migration, source side: a stopped VM's disk sent to a receiveDisk endpoint. */
+  sendDisk: method(byName.extend({ target: MigrationTarget }), z.object({ transferredBytes: z.number().min(0) }), true),
 } as const;
 
 export type MethodName = keyof typeof methods;

@@ -7,7 +7,7 @@ import { z } from 'zod';
 export const VmState = z.enum(['stopped', 'running', 'paused', 'suspended', 'crashed']);
 export type VmState = z.infer<typeof VmState>;
 
-export type VmAction = 'start' | 'stop' | 'reboot' | 'pause' | 'unpause' | 'suspend' | 'resume' | 'snapshot' | 'migrate' | 'attachVolume' | 'detachVolume';
+export type VmAction = 'start' | 'stop' | 'reboot' | 'pause' | 'unpause' | 'suspend' | 'resume' | 'snapshot' | 'migrate' | 'attachVolume' | 'detachVolume' | 'resize';
 
 /** Which state each action needs, and where it leaves the VM. The same table holds for `sim` and `qemu`. */
 export const vmTransitions: Record<VmAction, { from: readonly VmState[]; to: VmState | 'same' }> = {
@@ -22,6 +22,8 @@ export const vmTransitions: Record<VmAction, { from: readonly VmState[]; to: VmS
   migrate: { from: ['running'], to: 'same' },
   attachVolume: { from: ['running', 'stopped', 'paused'], to: 'same' },
   detachVolume: { from: ['running', 'stopped', 'paused'], to: 'same' },
+  /** A new size for vCPUs, memory and disk takes effect at the next start, so only a stopped VM takes it. */
+  resize: { from: ['stopped'], to: 'same' },
 };
 
 /** The state after `action`, or undefined when `state` does not allow it. */

@@ -43,7 +43,12 @@ const HostPayload = (name: string) =>
     fields: (t) => ({ host: t.field({ type: HostType, resolve: (p) => p.host }) }),
   });
 const RegisterHostPayload = HostPayload('RegisterHostPayload');
-const SetHostStatePayload = HostPayload('SetHostStatePayload');
+const SetHostStatePayload = builder.objectRef<Awaited<ReturnType<typeof commands.setHostState>>>('SetHostStatePayload').implement({
+  fields: (t) => ({
+    host: t.field({ type: HostType, resolve: (p) => p.host }),
+    operation: t.field({ type: OperationType, nullable: true, description: 'The DRAIN_HOST operation a move to MAINTENANCE started.', resolve: (p) => p.operation ?? null }),
+  }),
+});
 const CreateFlavorPayload = builder.objectRef<Awaited<ReturnType<typeof commands.createFlavor>>>('CreateFlavorPayload').implement({
   fields: (t) => ({ flavor: t.field({ type: FlavorType, resolve: (p) => p.flavor }) }),
 });
@@ -98,6 +103,12 @@ const BootInstanceInput = builder.inputType('BootInstanceInput', {
 const InstanceActionInput = builder.inputType('InstanceActionInput', { fields: instanceActionFields });
 const RebootInstanceInput = builder.inputType('RebootInstanceInput', {
   fields: (t) => ({ ...instanceActionFields(t), hard: t.boolean({ required: false }) }),
+});
+const MigrateInstanceInput = builder.inputType('MigrateInstanceInput', {
+  fields: (t) => ({ ...instanceActionFields(t), targetHostId: t.id({ required: false }) }),
+});
+const ResizeInstanceInput = builder.inputType('ResizeInstanceInput', {
+  fields: (t) => ({ ...instanceActionFields(t), flavorId: t.id({ required: true }) }),
 });
 const RegisterHostInput = builder.inputType('RegisterHostInput', {
   fields: (t) => ({
@@ -175,6 +186,8 @@ builder.mutationType({
       suspendInstance: lifecycle(InstanceActionInput, inputs.SuspendInstanceInput, commands.suspendInstance),
       resumeInstance: lifecycle(InstanceActionInput, inputs.ResumeInstanceInput, commands.resumeInstance),
       deleteInstance: lifecycle(InstanceActionInput, inputs.DeleteInstanceInput, commands.deleteInstance),
+      migrateInstance: lifecycle(MigrateInstanceInput, inputs.MigrateInstanceInput, commands.migrateInstance),
+      resizeInstance: lifecycle(ResizeInstanceInput, inputs.ResizeInstanceInput, commands.resizeInstance),
 
       registerHost: t.field({
         type: RegisterHostPayload,

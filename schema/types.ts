@@ -13,6 +13,7 @@ import { builder, callerOf } from './builder.js';
 import * as read from './readModel.js';
 import { volumesAttachedTo } from './volumeReads.js';
 import type { Volume as DomainVolume } from '../domain/volume.js';
+import { lastHeartbeatOf } from '../activities/hostHeartbeats.js';
 
 /** The GraphQL types of CONTRACT.md ("Resources", "Asynchronous operations"), each backed by its domain shape. */
 
@@ -57,6 +58,10 @@ export const OperationErrorType = builder.objectRef<{ code: string; message: str
   fields: (t) => ({ code: t.exposeString('code'), message: t.exposeString('message') }),
 });
 
+const StepProgressType = builder.objectRef<{ percent: number | null; message: string }>('StepProgress').implement({
+  fields: (t) => ({ percent: t.float({ nullable: true, resolve: (p) => p.percent }), message: t.exposeString('message') }),
+});
+
 export const OperationStepType = builder.objectRef<DomainStep>('OperationStep').implement({
   fields: (t) => ({
     name: t.exposeString('name'),
@@ -64,10 +69,13 @@ export const OperationStepType = builder.objectRef<DomainStep>('OperationStep').
     startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.startedAt }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.finishedAt }),
     error: t.field({ type: OperationErrorType, nullable: true, resolve: (s) => s.error }),
+    progress: t.field({ type: StepProgressType, nullable: true, resolve: (s) => s.progress ?? null }),
   }),
 });
 
-export const OperationType = builder.objectRef<Operation>('Operation').implement({
+// Declared before it is implemented: an operation's children are operations.
+export const OperationType = builder.objectRef<Operation>('Operation');
+OperationType.implement({
   fields: (t) => ({
     id: t.exposeID('id'),
     kind: t.field({ type: OperationKindEnum, resolve: (o) => o.kind }),
@@ -78,6 +86,14 @@ export const OperationType = builder.objectRef<Operation>('Operation').implement
     runId: t.string({ nullable: true, resolve: (o) => o.runId }),
     clientRequestId: t.string({ nullable: true, resolve: (o) => o.clientRequestId }),
     steps: t.field({ type: [OperationStepType], resolve: (o) => o.steps }),
+    children: t.field({
+      type: [OperationType],
+      description: 'The operations a drain or an evacuation started, one per instance.',
+      resolve: async (o, _args, ctx) => {
+        const children = await Promise.all((o.children ?? []).map((id) => read.operationById(ctx.rt, callerOf(ctx), id)));
+        return children.filter((c): c is Operation => c !== null);
+      },
+    }),
     error: t.field({ type: OperationErrorType, nullable: true, resolve: (o) => o.error }),
     createdAt: t.field({ type: 'DateTime', resolve: (o) => o.createdAt }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (o) => o.finishedAt }),
@@ -129,6 +145,7 @@ HostType.implement({
     state: t.field({ type: HostStateEnum, resolve: (h) => h.state }),
     capacity: t.field({ type: ResourcesType, resolve: (h) => h.capacity }),
     allocated: t.field({ type: ResourcesType, resolve: (h) => h.allocated }),
+    lastHeartbeatAt: t.field({ type: 'DateTime', nullable: true, resolve: (h, _a, ctx) => lastHeartbeatOf(ctx.rt, h.id) }),
     instances: t.field({ type: [InstanceType], resolve: (h, _a, ctx) => read.instancesOnHost(ctx.rt, callerOf(ctx), h.id) }),
   }),
 });

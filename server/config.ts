@@ -20,7 +20,20 @@ const Env = z.object({
   /** Seconds a failed run waits for resetOperation before it undoes its steps; 0: undo at once. */
   STRATUS_FAILURE_HOLD: z.coerce.number().int().min(0).max(7 * 24 * 3600).default(0),
   STRATUS_METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Host health: how often each host's agent is asked, how many misses make it DOWN, and Nova's evacuate. */
+  STRATUS_HOST_HEALTH: z.enum(['on', 'off']).default('on'),
+  STRATUS_HOST_HEALTH_INTERVAL_MS: z.coerce.number().int().min(50).default(10_000),
+  STRATUS_HOST_HEALTH_MISSES: z.coerce.number().int().min(1).default(3),
+  STRATUS_EVACUATE: z.enum(['true', 'false']).default('false'),
 });
+
+export const HostHealthConfig = z.object({
+  intervalMs: z.number().int().min(50),
+  missesToDown: z.number().int().min(1),
+  /** Rebuild the instances of a host that turned DOWN on other hosts (off by default, as in Nova: it is the operator's call). */
+  evacuate: z.boolean(),
+});
+export type HostHealthConfig = z.infer<typeof HostHealthConfig>;
 
 export const RuntimeConfig = z.object({
   /** PostgreSQL URL; when absent the embedded PGlite at `pgliteDir` is used. */
@@ -40,6 +53,8 @@ export const RuntimeConfig = z.object({
   failureHoldMs: z.number().int().min(0).optional(),
   /** A token that may read GET /metrics and nothing else (a Prometheus scraper's); admin tokens may too. */
   metricsToken: z.string().optional(),
+  /** Absent: hosts are not watched (tests that do not need it). */
+  hostHealth: HostHealthConfig.optional(),
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
 
@@ -66,6 +81,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     sshKeyPath: resolve(e.STRATUS_SSH_KEY ?? join(dataDir, 'controller_ed25519')),
     ...(e.STRATUS_FAILURE_HOLD ? { failureHoldMs: e.STRATUS_FAILURE_HOLD * 1000 } : {}),
     ...(e.STRATUS_METRICS_TOKEN ? { metricsToken: e.STRATUS_METRICS_TOKEN } : {}),
+    ...(e.STRATUS_HOST_HEALTH === 'on'
+      ? { hostHealth: { intervalMs: e.STRATUS_HOST_HEALTH_INTERVAL_MS, missesToDown: e.STRATUS_HOST_HEALTH_MISSES, evacuate: e.STRATUS_EVACUATE === 'true' } }
+      : {}),
   };
 }
 

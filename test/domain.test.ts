@@ -76,6 +76,7 @@ const resultOf = (kind: InstanceActionKind, hard: boolean): TransitionResult => 
     case 'REBOOT': return { kind, hard };
     case 'RESIZE': return { kind, flavor: { ...flavor, vcpus: 2 } };
     case 'MIGRATE': return { kind, hostId: randomUUID() };
+    case 'EVACUATE': return { kind, hostId: randomUUID() };
     case 'SNAPSHOT': return { kind, imageId: randomUUID() };
     default: return { kind };
   }
@@ -109,11 +110,12 @@ const expectedRules: Record<InstanceAction, { from: InstanceState[]; to: Instanc
   SUSPEND: { from: ['RUNNING', 'PAUSED'], to: 'SUSPENDED' },
   RESUME: { from: ['SUSPENDED'], to: 'RUNNING' },
   RESIZE: { from: ['RUNNING', 'STOPPED'], to: 'same' },
-  MIGRATE: { from: ['RUNNING'], to: 'same' },
+  MIGRATE: { from: ['RUNNING', 'STOPPED'], to: 'same' },
   SNAPSHOT: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
   DELETE: { from: ['BUILDING', 'RUNNING', 'STOPPED', 'PAUSED', 'SUSPENDED', 'ERROR'], to: 'DELETED' },
   ATTACH_VOLUME: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
   DETACH_VOLUME: { from: ['RUNNING', 'STOPPED', 'PAUSED'], to: 'same' },
+  EVACUATE: { from: ['RUNNING', 'STOPPED'], to: 'same' },
 };
 
 const requestOf = (action: InstanceAction): { kind: InstanceActionKind; hard?: boolean } =>
@@ -567,9 +569,16 @@ describe('event registry', () => {
     run(imageDecider, [{ type: 'registerImage', data: { id: randomUUID(), name: 'cirros', format: 'qcow2', sizeBytes: 1, status: 'active', registeredAt: at } }]);
     const host = registeredHost();
     const claimed = run(hostDecider, [{ type: 'claim', data: { instanceId: randomUUID(), operationId: randomUUID(), resources: flavor } }], host)!;
-    run(hostDecider, [{ type: 'release', data: { instanceId: Object.keys(claimed.claims)[0]! } }, { type: 'setState', data: { state: 'DOWN', at } }], claimed);
+    const claimedId = Object.keys(claimed.claims)[0]!;
+    run(hostDecider, [
+      { type: 'resizeClaim', data: { instanceId: claimedId, operationId: randomUUID(), resources: { ...flavor, memoryMb: flavor.memoryMb * 2 } } },
+      { type: 'release', data: { instanceId: claimedId } },
+      { type: 'setState', data: { state: 'DOWN', at } },
+    ], claimed);
     let instance: InstanceDeciderState = runningInstance();
-    for (const kind of ['STOP', 'START', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT'] as const) instance = act(instance, kind);
+    for (const kind of ['STOP', 'START', 'REBOOT', 'PAUSE', 'UNPAUSE', 'SUSPEND', 'RESUME', 'RESIZE', 'MIGRATE', 'SNAPSHOT', 'EVACUATE'] as const) instance = act(instance, kind);
+    const hostOfIt = instance!.hostId!;
+    instance = run(instanceDecider, [{ type: 'noteHost', data: { hostId: hostOfIt, down: true, reason: 'agent-unreachable', at } }, { type: 'noteHost', data: { hostId: hostOfIt, down: false, reason: 'answers', at } }], instance);
     const fail = randomUUID();
     instance = run(instanceDecider, [
       { type: 'beginAction', data: { operationId: fail, kind: 'PAUSE', at } },
@@ -577,7 +586,7 @@ describe('event registry', () => {
       { type: 'finishAction', data: { operationId: fail, outcome: 'FAILED', at } },
     ], instance);
     act(instance, 'DELETE');
-    run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
+    run(operationDecider, [{ type: 'start', data: { runId: 'r', at } }, { type: 'startStep', data: { name: 's', at } }, { type: 'progressStep', data: { name: 's', percent: 40, message: 'half', at } }, { type: 'addChild', data: { operationId: randomUUID(), resourceId: randomUUID(), at } }, { type: 'finishStep', data: { name: 's', status: 'SUCCEEDED', at } }, { type: 'succeed', data: { at } }], requestedOperation());
     run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }], requestedOperation());
     run(operationDecider, [{ type: 'cancel', data: { at } }], requestedOperation());
     run(operationDecider, [{ type: 'fail', data: { code: 'X', message: 'm', at } }, { type: 'reset', data: { fromStep: 's', resetEventId: 7, at } }], requestedOperation());

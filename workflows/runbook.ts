@@ -4,6 +4,7 @@ import type { Activities, OperationContext } from '../activities/index.js';
 /** What a command passes to an operation's workflow: everything else is read from the streams. */
 export interface OperationInput {
   operationId: string;
+  /** The operation's resource: an instance, or for host operations (drain, evacuate) the host. */
   instanceId: string;
   /** The token id of the caller, recorded as the actor of every event the run appends. */
   actor: string;
@@ -16,6 +17,10 @@ export interface OperationInput {
    * the window in which resetOperation can resume it. Absent or 0: undo at once.
    */
   failureHoldMs?: number;
+  /** MIGRATE only: the host asked for; absent, the scheduler picks. */
+  targetHostId?: string;
+  /** RESIZE only: the flavor asked for. */
+  flavorId?: string;
 }
 
 const retry = { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds' } as const;

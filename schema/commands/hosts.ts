@@ -7,6 +7,9 @@ import { appendToHost, hostClashing } from '../../activities/hostInventory.js';
 import { AgentError } from '../../hostagent/driver.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireAdmin } from './access.js';
+import type { Operation } from '../../domain/operation.js';
+import { watchHost } from './hostHealth.js';
+import { startHostOperation } from './hostOperations.js';
 import { commandMetadata, now } from './operations.js';
 
 /**
@@ -35,18 +38,23 @@ export async function registerHost(rt: Runtime, caller: Caller, input: RegisterH
     { type: 'register', data: { hostId, ...input, capacity: info.capacity, hypervisor: info.hypervisor, at: now() } },
     { key: `registerHost:${hostId}`, metadata: commandMetadata(caller), rounds: 1 },
   );
+  await watchHost(rt, hostId);
   return { host: state! };
 }
 
-/** UP, DOWN or MAINTENANCE: only UP hosts are scheduled on; instances already there stay. */
-export async function setHostState(rt: Runtime, caller: Caller, input: SetHostStateInput): Promise<{ host: Host }> {
+/**
+ * UP, DOWN or MAINTENANCE: only UP hosts are scheduled on. Turning a host MAINTENANCE also drains it (a
+ * DRAIN_HOST operation, returned as `operation`); UP ends maintenance, and instances already there stay.
+ */
+export async function setHostState(rt: Runtime, caller: Caller, input: SetHostStateInput): Promise<{ host: Host; operation?: Operation }> {
   requireAdmin(caller);
-  const { state } = await appendToHost(
+  const { state, appended } = await appendToHost(
     rt,
     input.id,
     { type: 'setState', data: { state: input.state, at: now() } },
     { key: `setHostState:${randomUUID()}`, metadata: commandMetadata(caller), rounds: 20 },
   );
   if (!state) throw new StratusError('NOT_FOUND', `host ${input.id} not found`, { id: input.id });
+  if (appended.length > 0 && input.state === 'MAINTENANCE') return { host: state, operation: await startHostOperation(rt, caller, state.id, 'DRAIN_HOST') };
   return { host: state };
 }

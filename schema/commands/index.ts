@@ -12,6 +12,8 @@ export {
   resumeInstance,
   deleteInstance,
 } from './instanceActions.js';
+export { migrateInstance } from './migrateInstance.js';
+export { resizeInstance } from './resizeInstance.js';
 export { registerHost, setHostState } from './hosts.js';
 export { createFlavor, registerImage } from './catalog.js';
 export { createProject, createToken } from './identity.js';

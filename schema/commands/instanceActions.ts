@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { StratusError } from '../../domain/errors.js';
 import { instanceStream, operationStream } from '../../domain/events.js';
 import type { Caller } from '../../domain/identity.js';
-import { decideInstance, instanceDecider, type Instance, type InstanceActionKind } from '../../domain/instance.js';
+import { decideInstance, instanceDecider, type ActionRequest, type Instance } from '../../domain/instance.js';
 import type { InstanceActionInput, RebootInstanceInput } from '../../domain/inputs.js';
 import { decideOperation, operationDecider, operationIdFor, type Operation } from '../../domain/operation.js';
 import { WrongExpectedVersion } from '../../eventstore/index.js';
@@ -20,11 +20,11 @@ const notFound = (id: string) => () => new StratusError('NOT_FOUND', `instance $
  * instance's task are recorded in one transaction with the instance's version expected, and the
  * workflow starts. A concurrent change to the instance means deciding again on what it is now.
  */
-async function actOnInstance(
+export async function actOnInstance(
   rt: Runtime,
   caller: Caller,
   input: InstanceActionInput,
-  request: { kind: InstanceActionKind; hard?: boolean },
+  request: ActionRequest,
 ): Promise<LifecycleResult> {
   requireWriter(caller);
   const operationId = operationIdFor({ projectId: caller.projectId, clientRequestId: input.clientRequestId ?? null, randomId: randomUUID() });
@@ -39,7 +39,7 @@ async function actOnInstance(
     requireMutableIn(caller, instance.projectId, notFound(input.id));
     const at = now();
     const instanceEvents = decideInstance(
-      { type: 'beginAction', data: { operationId, kind: request.kind, at, ...(request.kind === 'REBOOT' ? { hard: request.hard ?? false } : {}) } },
+      { type: 'beginAction', data: { ...request, operationId, at, ...(request.kind === 'REBOOT' ? { hard: request.hard ?? false } : {}) } },
       instance,
     );
     const operationEvents = decideOperation(
@@ -70,6 +70,8 @@ async function actOnInstance(
       actor: caller.tokenId,
       attempt: 1,
       ...(request.kind === 'REBOOT' ? { hard: request.hard ?? false } : {}),
+      ...(request.targetHostId ? { targetHostId: request.targetHostId } : {}),
+      ...(request.flavor ? { flavorId: request.flavor.id } : {}),
     });
     return {
       operation: operationEvents.reduce(operationDecider.evolve, null as Operation | null)!,

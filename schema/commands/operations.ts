@@ -43,6 +43,11 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   ASSOCIATE_IP: 'associateIp',
   DISASSOCIATE_IP: 'disassociateIp',
   UPDATE_SECURITY_GROUPS: 'updateSecurityGroups',
+  MIGRATE: 'migrateInstance',
+  RESIZE: 'resizeInstance',
+  DRAIN_HOST: 'drainHost',
+  EVACUATE_HOST: 'evacuateHost',
+  EVACUATE: 'evacuateInstance',
 };
 
 export const now = () => new Date().toISOString();
@@ -86,6 +91,12 @@ export async function workflowInputOf(rt: Runtime, op: Operation, attempt: numbe
     const events = await rt.store.readStream(instanceStream(op.resourceId));
     const began = events.findLast((e) => e.type === 'InstanceTaskStarted' && e.data.operationId === op.id);
     input.hard = began?.type === 'InstanceTaskStarted' ? (began.data.hard ?? false) : false;
+  }
+  if (op.kind === 'MIGRATE' || op.kind === 'RESIZE') {
+    const events = await rt.store.readStream(instanceStream(op.resourceId));
+    const began = events.findLast((e) => e.type === 'InstanceTaskStarted' && e.data.operationId === op.id);
+    if (began?.type === 'InstanceTaskStarted' && began.data.targetHostId) input.targetHostId = began.data.targetHostId;
+    if (began?.type === 'InstanceTaskStarted' && began.data.flavor) input.flavorId = began.data.flavor.id;
   }
   return input;
 }

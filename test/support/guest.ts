@@ -15,6 +15,7 @@ import { gzipSync } from 'node:zlib';
  * With `stratus.burn` on its kernel command line it also spins a busy loop (a guest burning CPU).
  *   STRATUS-VOLUME vdb WROTE m   a newly plugged volume (a disk with a serial) was blank: marker m written to it
  *   STRATUS-VOLUME vdb HOLDS m   a newly plugged volume already held marker m (written by some guest before)
+ *   STRATUS-SIZE <kB> <cpus>     once after boot: MemTotal and the online CPUs, as the guest sees them
  */
 
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
@@ -66,6 +67,7 @@ markVolume() {
   esac
 }
 n=0; last=; seen=
+echo "STRATUS-SIZE $(sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo) $(ls /sys/devices/system/cpu | grep -c '^cpu[0-9]')"
 while true; do
   n=$((n+1))
   cur=$(ls /sys/block 2>/dev/null | grep '^vd')
@@ -230,6 +232,11 @@ export async function consoleText(host: ConsoleSource, name: string): Promise<st
 
 export const bootCount = (text: string) => text.split(BOOT_MARKER).length - 1;
 export const lastHeartbeat = (text: string) => heartbeats(text).at(-1) ?? 0;
+/** The guest's MemTotal (kB) and CPU count from its newest STRATUS-SIZE line. */
+export const guestSize = (text: string) => {
+  const m = [...text.matchAll(/STRATUS-SIZE (\d+) (\d+)/g)].at(-1);
+  return m ? { memKb: Number(m[1]), cpus: Number(m[2]) } : undefined;
+};
 export const lastBlockLine = (text: string) => [...text.matchAll(/STRATUS-BLOCK (\S+)/g)].at(-1)?.[1];
 
 /** Waits until the console shows `count` boot markers in all. */

@@ -24,5 +24,12 @@ export const QemuOptions = z.object({
   uefiFirmware: z.string().optional(),
   /** The shared storage pool (the same path on every host); <stateDir>/volumes when unset. */
   storagePool: z.string().optional(),
+  /**
+   * A kernel and initramfs for VMs whose spec names no boot source: what the controller sends until images
+   * reach the hosts. Both or neither.
+   */
+  bootKernel: z.string().optional(),
+  bootInitrd: z.string().optional(),
+  bootCmdline: z.string().max(4096).default('console=ttyS0'),
 });
 export type QemuOptions = z.infer<typeof QemuOptions>;

@@ -11,7 +11,8 @@ import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } fro
 import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
 import { QemuOptions } from './options.js';
 import type { QmpClient } from './qmp.js';
-import { createDisk, ensureVolumeFile, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
+import { receiveFile, sendFile } from '../../diskTransfer.js';
+import { createDisk, ensureVolumeFile, fitDisk, growDisk, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
 import { VmLifecycle } from './vmLifecycle.js';
 import { sampleQemuVm } from './vmSamples.js';
 import { VolumePool } from './volumePool.js';
@@ -109,7 +110,8 @@ export class QemuDriver implements HypervisorDriver {
     return this.info(name, this.record(name));
   }
 
-  createVm(spec: VmSpec, ctx: CallContext): Promise<VmInfo> {
+  createVm(asked: VmSpec, ctx: CallContext): Promise<VmInfo> {
+    const spec = this.withBootSource(asked);
     return this.locked(spec.name, async () => {
       if (!spec.boot) throw new AgentError('BAD_REQUEST', 'the qemu driver needs spec.boot (an image or a kernel)');
       const paths = this.paths(spec.name);
@@ -237,8 +239,30 @@ export class QemuDriver implements HypervisorDriver {
     return this.locked(`volume:${opts.volumeId}`, () => this.pool.snapshot(opts, ctx));
   }
 
+  resizeVm(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>, ctx: CallContext): Promise<VmInfo> {
+    return this.act(name, 'resize', async (rec) => {
+      if (size.diskGb < rec.spec.diskGb) throw new AgentError('INVALID_STATE', `the disk of ${name} cannot shrink from ${rec.spec.diskGb} GB to ${size.diskGb} GB`);
+      const host = await this.hostInfo();
+      for (const k of ['vcpus', 'memoryMb', 'diskGb'] as const) {
+        if (host.allocated[k] - rec.spec[k] + size[k] > host.capacity[k]) throw new AgentError('INSUFFICIENT_CAPACITY', `${k}: no room to resize ${name}`);
+      }
+      if (rec.hasDisk && size.diskGb > rec.spec.diskGb) {
+        ctx.progress({ message: `growing the disk to ${size.diskGb} GB` });
+        await growDisk(this.paths(name), size.diskGb);
+      }
+      writeRecord(this.paths(name), { ...rec, spec: { ...rec.spec, ...size } });
+    });
+  }
+
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {
-    return this.locked(spec.name, () => this.lifecycle.receive(spec, ctx));
+    return this.locked(spec.name, () => this.lifecycle.receive(this.withBootSource(spec), ctx));
+  }
+
+  /** The spec with the host's configured kernel boot when the controller named no boot source. */
+  private withBootSource(spec: VmSpec): VmSpec {
+    const { bootKernel, bootInitrd, bootCmdline } = this.options;
+    if (spec.boot || !bootKernel || !bootInitrd) return spec;
+    return { ...spec, boot: { kind: 'kernel', kernelPath: bootKernel, initrdPath: bootInitrd, cmdline: bootCmdline } };
   }
 
   migrateSend(name: string, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult> {
@@ -246,6 +270,30 @@ export class QemuDriver implements HypervisorDriver {
       const rec = this.record(name);
       this.check(name, await this.stateOf(name, rec), 'migrate');
       return this.lifecycle.send(name, rec, target, ctx);
+    });
+  }
+
+  receiveDisk(name: string, ctx: CallContext): Promise<MigrationTarget> {
+    return this.locked(name, async () => {
+      const rec = this.record(name);
+      this.check(name, await this.stateOf(name, rec), 'resize');
+      if (!rec.hasDisk) throw new AgentError('INVALID_STATE', `VM ${name} has no disk to receive`);
+      const paths = this.paths(name);
+      // The flavor may have grown with a resize: the disk that arrives is grown to it before it is acknowledged.
+      const { port, done } = await receiveFile(this.options.migrationListen, paths.disk, () => fitDisk(paths, rec.spec.diskGb));
+      done.catch((e: unknown) => log.warn({ vm: name, err: (e as Error).message }, 'disk receive failed'));
+      ctx.progress({ message: `waiting for the disk of ${name}` });
+      return { host: this.options.migrationAdvertise ?? this.options.migrationListen, port };
+    });
+  }
+
+  sendDisk(name: string, target: MigrationTarget, ctx: CallContext): Promise<{ transferredBytes: number }> {
+    return this.locked(name, async () => {
+      const rec = this.record(name);
+      this.check(name, await this.stateOf(name, rec), 'resize');
+      if (!rec.hasDisk) return { transferredBytes: 0 };
+      ctx.progress({ message: `sending the disk of ${name}` });
+      return { transferredBytes: await sendFile(this.paths(name).disk, target) };
     });
   }
 

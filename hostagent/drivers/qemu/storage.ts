@@ -33,6 +33,17 @@ export async function createDisk(paths: VmPaths, spec: VmSpec): Promise<boolean>
   return false;
 }
 
+/** A stopped VM's disk, grown to `diskGb` (qcow2 grows in place; the guest sees it at its next boot). */
+export async function growDisk(paths: VmPaths, diskGb: number): Promise<void> {
+  await runTool('qemu-img', ['resize', '-q', '-f', 'qcow2', paths.disk, `${diskGb}G`]);
+}
+
+/** Grows the disk to `diskGb` when it is smaller (a received disk under a grown flavor); never shrinks it. */
+export async function fitDisk(paths: VmPaths, diskGb: number): Promise<void> {
+  const info = JSON.parse(await runTool('qemu-img', ['info', '--output=json', paths.disk])) as { 'virtual-size': number };
+  if (info['virtual-size'] < diskGb * GiB) await growDisk(paths, diskGb);
+}
+
 export async function ensureVolumeFile(path: string, sizeGb: number): Promise<void> {
   if (existsSync(path)) return;
   await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', path + '.tmp', `${sizeGb}G`]);

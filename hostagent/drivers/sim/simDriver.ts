@@ -1,3 +1,4 @@
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -14,6 +15,7 @@ import {
   type VmSample,
   type VmSpec,
 } from '../../driver.js';
+import { receiveFile, sendFile } from '../../diskTransfer.js';
 import { nextVmState, type VmAction } from '../../vmStates.js';
 import { SimFaultInjector } from './simFaults.js';
 import { listenForMigration, sendMigration } from './simMigration.js';
@@ -180,6 +182,26 @@ export class SimDriver implements HypervisorDriver {
     return { volumeId: id, path: join(this.stateDir, 'sim', 'pool', `${id}.qcow2`), sizeBytes: v.sizeGb * 1024 * 1024 };
   }
 
+  async resizeVm(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      this.checkResize(name, size);
+      await this.faults.apply('resizeVm', name, ctx);
+      const vm = this.checkResize(name, size);
+      vm.info = { ...vm.info, ...size };
+      say(vm, `resized to ${size.vcpus} vCPU, ${size.memoryMb} MB, ${size.diskGb} GB`);
+      return vm.info;
+    });
+  }
+
+  private checkResize(name: string, size: Pick<VmSpec, 'vcpus' | 'memoryMb' | 'diskGb'>): SimVm {
+    const vm = this.allowed(name, 'resize');
+    if (size.diskGb < vm.info.diskGb) throw new AgentError('INVALID_STATE', `the disk of ${name} cannot shrink from ${vm.info.diskGb} GB to ${size.diskGb} GB`);
+    const a = this.allocated();
+    const short = (['vcpus', 'memoryMb', 'diskGb'] as const).filter((r) => a[r] - vm.info[r] + size[r] > this.capacity[r]);
+    if (short.length > 0) throw new AgentError('INSUFFICIENT_CAPACITY', `not enough ${short.join(', ')} to resize ${name}`);
+    return vm;
+  }
+
   async migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {
     return this.once(ctx, async () => {
       this.checkCreate(spec);
@@ -217,6 +239,34 @@ export class SimDriver implements HypervisorDriver {
       }
       delete this.store.state.vms[name];
       return { downtimeMs: Date.now() - pausedAt, totalMs: Date.now() - started, transferredBytes };
+    });
+  }
+
+  /** The sim keeps no disk bytes: a one-line stand-in travels over the same TCP choreography as qemu's disk. */
+  async receiveDisk(name: string, ctx: CallContext): Promise<MigrationTarget> {
+    return this.once(ctx, async () => {
+      this.allowed(name, 'resize');
+      await this.faults.apply('receiveDisk', name, ctx);
+      const dir = join(this.stateDir, 'sim', 'disks');
+      await mkdir(dir, { recursive: true });
+      const { port } = await receiveFile('127.0.0.1', join(dir, `${name}.disk`));
+      return { host: '127.0.0.1', port };
+    });
+  }
+
+  async sendDisk(name: string, target: MigrationTarget, ctx: CallContext) {
+    return this.once(ctx, async () => {
+      const vm = this.allowed(name, 'resize');
+      await this.faults.apply('sendDisk', name, ctx);
+      const dir = join(this.stateDir, 'sim', 'disks');
+      await mkdir(dir, { recursive: true });
+      const path = join(dir, `${name}.disk`);
+      await writeFile(path, `sim disk of ${name}, ${vm.info.diskGb} GB\n`);
+      try {
+        return { transferredBytes: await sendFile(path, target) };
+      } catch (e) {
+        throw new AgentError('HYPERVISOR_ERROR', `disk of ${name} not sent to ${target.host}:${target.port}: ${(e as Error).message}`);
+      }
     });
   }
 

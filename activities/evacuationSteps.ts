@@ -1,0 +1,86 @@
+import { StratusError } from '../domain/errors.js';
+import type { Runtime } from '../server/runtime.js';
+import { callAgent } from './agentCalls.js';
+import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { vmSpecOf, type MigrationPlan } from './migrationSteps.js';
+import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
+import { claimMigrationTarget, releaseClaimOn } from './placement.js';
+import { readHost } from './hostInventory.js';
+
+const now = () => new Date().toISOString();
+
+/** An evacuation is a cold migration whose source cannot be asked anything. */
+export type EvacuationPlan = MigrationPlan & { wasRunning: boolean };
+
+/** The evacuation runbook's steps (workflows/evacuateInstance.ts): Nova's evacuate, rebuilt from the image. */
+export function evacuationSteps(rt: Runtime) {
+  return {
+    /** Only an instance whose host is DOWN is evacuated (Nova refuses while the source is up): else migrate. */
+    async claimEvacuationTarget(ctx: OperationContext): Promise<EvacuationPlan> {
+      return runStep(rt, ctx, 'claimTarget', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        const sourceHostId = instance.hostId;
+        if (!sourceHostId) throw new StratusError('CONFLICT', `instance ${instance.id} is on no host`);
+        const { state: source } = await readHost(rt, sourceHostId);
+        if (source?.state !== 'DOWN') {
+          throw new StratusError('CONFLICT', `host ${source?.name ?? sourceHostId} is ${source?.state ?? 'gone'}, not DOWN: migrate the instance instead`);
+        }
+        const { vcpus, memoryMb, diskGb } = instance.flavor;
+        const targetHostId = await claimMigrationTarget(rt, {
+          instanceId: instance.id,
+          operationId: ctx.operationId,
+          resources: { vcpus, memoryMb, diskGb },
+          key: writeKey(ctx, 'claimTarget', 'claim'),
+          metadata: metadataOf(ctx),
+          sourceHostId,
+          hypervisor: source.hypervisor,
+        });
+        return { sourceHostId, targetHostId, live: false, wasRunning: instance.state === 'RUNNING' };
+      });
+    },
+
+    /** The VM made anew on the target from the instance's image (the local disk died with its host). */
+    async rebuildOnTarget(ctx: OperationContext, plan: EvacuationPlan): Promise<void> {
+      await runStep(rt, ctx, 'createVm', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'createVm') });
+      });
+      if (!plan.wasRunning) return;
+      await runStep(rt, ctx, 'startVm', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        await callAgent(rt, plan.targetHostId, 'startVm', { name: vmNameOf(instance) }, { idempotencyKey: agentKey(ctx, 'startVm') });
+      });
+    },
+
+    /** Undo: the half-made VM on the target goes and so does its claim; the instance stays with its DOWN host. */
+    async dropRebuild(ctx: OperationContext, plan: EvacuationPlan): Promise<void> {
+      await runStep(rt, ctx, 'dropRebuild', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        await callAgent(rt, plan.targetHostId, 'destroyVm', { name: vmNameOf(instance) }, { idempotencyKey: agentKey(ctx, 'dropRebuild') });
+        await releaseClaimOn(rt, plan.targetHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'dropRebuild'), metadata: metadataOf(ctx) });
+      });
+    },
+
+    async recordEvacuated(ctx: OperationContext, plan: EvacuationPlan): Promise<void> {
+      await runStep(rt, ctx, 'recordEvacuated', async () => {
+        await recordOnInstance(rt, ctx, writeKey(ctx, 'recordEvacuated'), () => [
+          { type: 'recordTransition', data: { kind: 'EVACUATE', hostId: plan.targetHostId, operationId: ctx.operationId, at: now() } },
+        ]);
+      });
+    },
+
+    async finishEvacuation(ctx: OperationContext): Promise<void> {
+      await runStep(
+        rt,
+        ctx,
+        'finishEvacuation',
+        async () => {
+          await recordOnInstance(rt, ctx, writeKey(ctx, 'finishEvacuation'), () => [
+            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
+          ]);
+        },
+        { succeedsOperation: true },
+      );
+    },
+  };
+}

@@ -1,0 +1,221 @@
+import { StratusError } from '../domain/errors.js';
+import type { Instance } from '../domain/instance.js';
+import { AgentError, type MigrationTarget, type Progress, type VmSpecInput } from '../hostagent/driver.js';
+import type { Runtime } from '../server/runtime.js';
+import { callAgent } from './agentCalls.js';
+import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type OperationContext } from './operationSteps.js';
+import { claimMigrationTarget, releaseClaimOn } from './placement.js';
+import { readHost } from './hostInventory.js';
+
+const now = () => new Date().toISOString();
+
+/** Where a migration goes and how: decided once by `claimTarget`, then passed to every later step. */
+export interface MigrationPlan {
+  sourceHostId: string;
+  targetHostId: string;
+  /** RUNNING moves live (QEMU's migrate); STOPPED moves cold (the VM is defined on the target). */
+  live: boolean;
+}
+
+/** The VM as the agent defines it, the same on every host, so the target's VM is the source's twin. */
+export const vmSpecOf = (instance: Instance): VmSpecInput => ({
+  name: vmNameOf(instance),
+  vcpus: instance.flavor.vcpus,
+  memoryMb: instance.flavor.memoryMb,
+  diskGb: instance.flavor.diskGb,
+  labels: { instanceId: instance.id, projectId: instance.projectId, imageId: instance.imageId },
+});
+
+/**
+ * What must be plugged on the target before the VM arrives (attached volumes on the shared pool, NIC taps
+ * on the tenant bridges). Nothing yet: volumes and networks land with their own issues, which add their
+ * attachments here; the step runs in every migration so the runbook already has its place.
+ */
+export async function plugAttachmentsOnTarget(_rt: Runtime, _instance: Instance, _targetHostId: string): Promise<void> {}
+
+/**
+ * Progress of a long agent call kept on the operation's step: once per fifth of the way (and never for
+ * every agent report), each under its own name-based key so a retried activity records nothing twice.
+ */
+function stepProgress(rt: Runtime, ctx: OperationContext, step: string) {
+  let lastBucket = -1;
+  let chain: Promise<unknown> = Promise.resolve();
+  const record = (p: Progress, key: string) => {
+    chain = chain.then(() =>
+      recordOnOperation(rt, ctx, writeKey(ctx, step, 'progress', key), () => [
+        { type: 'progressStep', data: { name: step, ...(p.percent !== undefined ? { percent: p.percent } : {}), message: p.message.slice(0, 500), at: now() } },
+      ]).catch(() => undefined),
+    );
+  };
+  return {
+    report(p: Progress) {
+      const bucket = p.percent === undefined ? lastBucket : Math.floor(p.percent / 20);
+      if (bucket <= lastBucket && lastBucket >= 0) return;
+      lastBucket = Math.max(bucket, 0);
+      record(p, String(lastBucket));
+    },
+    /** The step's outcome in words, always recorded last. */
+    final: (p: Progress) => record(p, 'final'),
+    /** Waits for the reports already sent, so none lands after the step's finish. */
+    settled: () => chain,
+  };
+}
+
+/** The migration runbook's steps (workflows/migrateInstance.ts). */
+export function migrationSteps(rt: Runtime) {
+  const hostOf = async (hostId: string) => {
+    const { state } = await readHost(rt, hostId);
+    if (!state) throw new StratusError('NOT_FOUND', `host ${hostId} not found`, { hostId });
+    return state;
+  };
+
+  return {
+    /** Pick (or check) the target and claim the instance's flavor there before anything moves. */
+    async claimTarget(ctx: OperationContext, request: { targetHostId?: string }): Promise<MigrationPlan> {
+      return runStep(rt, ctx, 'claimTarget', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        const sourceHostId = instance.hostId;
+        if (!sourceHostId) throw new StratusError('CONFLICT', `instance ${instance.id} is on no host`);
+        if (request.targetHostId === sourceHostId) {
+          throw new StratusError('BAD_USER_INPUT', `instance ${instance.id} is already on host ${sourceHostId}`, { targetHostId: sourceHostId });
+        }
+        const source = await hostOf(sourceHostId);
+        if (request.targetHostId) {
+          const target = await hostOf(request.targetHostId);
+          if (target.hypervisor !== source.hypervisor) {
+            throw new StratusError('NO_VALID_HOST', `host ${target.name} runs ${target.hypervisor}, the instance runs on ${source.hypervisor}`, {
+              reason: 'hypervisor-mismatch',
+              hostId: target.id,
+            });
+          }
+        }
+        const { vcpus, memoryMb, diskGb } = instance.flavor;
+        const targetHostId = await claimMigrationTarget(rt, {
+          instanceId: instance.id,
+          operationId: ctx.operationId,
+          resources: { vcpus, memoryMb, diskGb },
+          key: writeKey(ctx, 'claimTarget', 'claim'),
+          metadata: metadataOf(ctx),
+          sourceHostId,
+          hypervisor: source.hypervisor,
+          targetHostId: request.targetHostId,
+        });
+        return { sourceHostId, targetHostId, live: instance.state === 'RUNNING' };
+      });
+    },
+
+    async plugAttachments(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await runStep(rt, ctx, 'plugAttachments', async () => {
+        await plugAttachmentsOnTarget(rt, await readInstance(rt, ctx.instanceId), plan.targetHostId);
+      });
+    },
+
+    /** The target starts the VM's twin, paused, waiting for the source's state; returns where to send it. */
+    async migrateReceive(ctx: OperationContext, plan: MigrationPlan): Promise<MigrationTarget> {
+      return runStep(rt, ctx, 'migrateReceive', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
+      });
+    },
+
+    /** The source sends the VM (memory and disk); the transfer's progress is kept on the step. */
+    async migrateSend(ctx: OperationContext, plan: MigrationPlan, endpoint: MigrationTarget): Promise<{ downtimeMs: number; totalMs: number }> {
+      return runStep(rt, ctx, 'migrateSend', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        const progress = stepProgress(rt, ctx, 'migrateSend');
+        try {
+          const result = await callAgent(
+            rt,
+            plan.sourceHostId,
+            'migrateSend',
+            { name: vmNameOf(instance), target: endpoint },
+            { idempotencyKey: agentKey(ctx, 'migrateSend'), timeoutMs: 30 * 60_000, onProgress: (p) => progress.report(p) },
+          );
+          progress.final({ percent: 100, message: `transferred ${result.transferredBytes} bytes, downtime ${Math.round(result.downtimeMs)} ms` });
+          return { downtimeMs: result.downtimeMs, totalMs: result.totalMs };
+        } finally {
+          await progress.settled();
+        }
+      });
+    },
+
+    /** Cold: the stopped VM is defined on the target, then removed from the source. */
+    async defineOnTarget(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await runStep(rt, ctx, 'defineOnTarget', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
+      });
+    },
+
+    /** Cold: the stopped VM's disk goes from the source to its twin on the target (acknowledged whole or not at all). */
+    async copyDisk(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await runStep(rt, ctx, 'copyDisk', async () => {
+        const name = vmNameOf(await readInstance(rt, ctx.instanceId));
+        const endpoint = await callAgent(rt, plan.targetHostId, 'receiveDisk', { name }, { idempotencyKey: agentKey(ctx, 'receiveDisk') });
+        await callAgent(rt, plan.sourceHostId, 'sendDisk', { name, target: endpoint }, { idempotencyKey: agentKey(ctx, 'sendDisk'), timeoutMs: 60 * 60_000 });
+      });
+    },
+
+    async removeFromSource(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await runStep(rt, ctx, 'removeFromSource', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        await callAgent(rt, plan.sourceHostId, 'destroyVm', { name: vmNameOf(instance) }, { idempotencyKey: agentKey(ctx, 'removeFromSource') });
+      });
+    },
+
+    /** The VM is on the target now: the instance says so (InstanceMigrated) before anything else is released. */
+    async switchHost(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await runStep(rt, ctx, 'switchHost', async () => {
+        await recordOnInstance(rt, ctx, writeKey(ctx, 'switchHost'), () => [
+          { type: 'recordTransition', data: { kind: 'MIGRATE', hostId: plan.targetHostId, operationId: ctx.operationId, at: now() } },
+        ]);
+      });
+    },
+
+    async releaseSourceClaim(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await runStep(rt, ctx, 'releaseSourceClaim', async () => {
+        await releaseClaimOn(rt, plan.sourceHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'releaseSourceClaim'), metadata: metadataOf(ctx) });
+      });
+    },
+
+    /** The task is released and the operation SUCCEEDED. */
+    async recordMigrated(ctx: OperationContext): Promise<void> {
+      await runStep(
+        rt,
+        ctx,
+        'recordMigrated',
+        async () => {
+          await recordOnInstance(rt, ctx, writeKey(ctx, 'recordMigrated'), () => [
+            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
+          ]);
+        },
+        { succeedsOperation: true },
+      );
+    },
+
+    /**
+     * Undo of a migration that did not complete: the target's twin is destroyed and its claim released,
+     * so the instance is where it was and holds only the source. If the source no longer has the VM (the
+     * transfer completed but its report was lost), the twin is the instance now: it is never destroyed,
+     * and `arrived` tells the workflow to finish the migration instead.
+     */
+    async abandonTarget(ctx: OperationContext, plan: MigrationPlan): Promise<{ arrived: boolean }> {
+      return runStep(rt, ctx, 'abandonTarget', async () => {
+        const instance = await readInstance(rt, ctx.instanceId);
+        const name = vmNameOf(instance);
+        const onSource = await callAgent(rt, plan.sourceHostId, 'getVm', { name }).then(
+          () => true,
+          (e: unknown) => {
+            if (e instanceof AgentError && e.code === 'NOT_FOUND') return false;
+            throw e;
+          },
+        );
+        if (!onSource) return { arrived: true };
+        await callAgent(rt, plan.targetHostId, 'destroyVm', { name }, { idempotencyKey: agentKey(ctx, 'abandonTarget') });
+        await releaseClaimOn(rt, plan.targetHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'abandonTarget'), metadata: metadataOf(ctx) });
+        return { arrived: false };
+      });
+    },
+  };
+}

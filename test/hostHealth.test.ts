@@ -1,0 +1,161 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { vmNameOf } from '../activities/instanceRecords.js';
+import { lastHeartbeatOf } from '../activities/hostHeartbeats.js';
+import { hostStream } from '../domain/events.js';
+import type { Caller } from '../domain/identity.js';
+import type { Instance } from '../domain/instance.js';
+import * as commands from '../schema/commands/index.js';
+import type { Runtime } from '../server/runtime.js';
+import { startWorker, type RunningWorker } from '../server/worker.js';
+import type { AgentProcess } from './support/hostagent.js';
+import { waitFor } from './support/guest.js';
+import { adminCaller, hostOf, instanceOf, lifecycleRuntime, settled, simHost } from './support/lifecycleStack.js';
+
+const INTERVAL_MS = 250;
+const MISSES = 3;
+
+describe.sequential('host health: heartbeats, DOWN after missed checks, evacuation and fencing, on real Temporal, PostgreSQL and sim agents', () => {
+  let rt: Runtime;
+  let worker: RunningWorker;
+  let caller: Caller;
+  let privateKey: string;
+  let flavorId: string;
+  let imageId: string;
+  let victim: { agent: AgentProcess; id: string };
+  let spare: { agent: AgentProcess; id: string };
+  let instances: Instance[];
+
+  beforeAll(async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_e');
+    rt = stack.rt;
+    rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate: true };
+    privateKey = stack.key.privateKey;
+    worker = await startWorker(rt);
+    caller = adminCaller();
+    flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+    imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+    const v = await simHost(rt, caller, stack.key.publicKey, 'victim');
+    victim = { agent: v.agent, id: v.host.id };
+    instances = [];
+    for (const name of ['hb-1', 'hb-2', 'hb-3']) {
+      const { operation, instance } = await commands.bootInstance(rt, caller, { name, flavorId, imageId });
+      expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+      instances.push(await instanceOf(rt, instance!.id));
+    }
+    const stop = await commands.stopInstance(rt, caller, { id: instances[2]!.id });
+    expect((await settled(rt, stop.operation.id)).status).toBe('SUCCEEDED');
+    const s = await simHost(rt, caller, stack.key.publicKey, 'spare');
+    spare = { agent: s.agent, id: s.host.id };
+  });
+  afterAll(async () => {
+    await worker?.shutdown();
+    await Promise.all([victim?.agent.stop(), spare?.agent.stop()]);
+    await rt?.close();
+  });
+
+  const vmsOn = async (agent: AgentProcess) => {
+    const client = agent.client({ privateKey });
+    try {
+      return (await client.call('listVms', {})).vms;
+    } finally {
+      client.close();
+    }
+  };
+
+  it('every answer is a heartbeat kept on the host, and none of them is an event in the log', async () => {
+    const first = await waitFor('a heartbeat', 20_000, () => lastHeartbeatOf(rt, victim.id).then((t) => t ?? undefined));
+    const later = await waitFor('a later heartbeat', 20_000, async () => {
+      const t = await lastHeartbeatOf(rt, victim.id);
+      return t && t > first ? t : undefined;
+    });
+    expect(Date.parse(later)).toBeGreaterThan(Date.parse(first));
+    const types = new Set((await rt.store.readStream(hostStream(victim.id))).map((e) => e.type));
+    expect([...types].sort()).toEqual(['HostCapacityClaimed', 'HostRegistered']);
+  });
+
+  it('a killed agent turns its host DOWN after the configured misses; its instances are evacuated and RUNNING (or STOPPED) elsewhere', async () => {
+    await victim.agent.kill();
+    await waitFor('the victim DOWN', 30_000, async () => ((await hostOf(rt, victim.id)).state === 'DOWN' ? true : undefined));
+    const down = (await rt.store.readStream(hostStream(victim.id))).filter((e) => e.type === 'HostStateChanged');
+    expect(down.map((e) => e.data)).toEqual([expect.objectContaining({ state: 'DOWN', reason: 'agent-unreachable' })]);
+
+    const moved = await waitFor('every instance evacuated', 60_000, async () => {
+      const now = await Promise.all(instances.map((i) => instanceOf(rt, i.id)));
+      return now.every((i) => i.hostId === spare.id && i.task === null) ? now : undefined;
+    });
+    expect(moved.map((i) => i.state)).toEqual(['RUNNING', 'RUNNING', 'STOPPED']);
+    for (const i of moved) expect(i.errorReason).toBeNull();
+    const onSpare = await vmsOn(spare.agent);
+    expect(onSpare.map((v) => [v.name, v.state]).sort()).toEqual(
+      instances.map((i, n) => [vmNameOf(i), n === 2 ? 'stopped' : 'running']).sort(),
+    );
+    expect((await hostOf(rt, victim.id)).claims).toEqual({});
+    expect(Object.keys((await hostOf(rt, spare.id)).claims).sort()).toEqual(instances.map((i) => i.id).sort());
+  });
+
+  it('when the agent answers again its stale VMs are destroyed before the host turns UP: no instance runs twice', async () => {
+    await victim.agent.restart();
+    await waitFor('the victim UP', 30_000, async () => ((await hostOf(rt, victim.id)).state === 'UP' ? true : undefined));
+    expect(await vmsOn(victim.agent)).toEqual([]);
+    expect((await vmsOn(spare.agent)).map((v) => v.name).sort()).toEqual(instances.map(vmNameOf).sort());
+    const changes = (await rt.store.readStream(hostStream(victim.id))).filter((e) => e.type === 'HostStateChanged').map((e) => e.data);
+    expect(changes).toEqual([
+      expect.objectContaining({ state: 'DOWN', reason: 'agent-unreachable' }),
+      expect.objectContaining({ state: 'UP', reason: 'agent-answers' }),
+    ]);
+  });
+});
+
+describe.sequential('host health without evacuation: a DOWN host keeps its instances, noted with the reason', () => {
+  let rt: Runtime;
+  let worker: RunningWorker;
+  let privateKey: string;
+  let host: { agent: AgentProcess; id: string };
+  let instance: Instance;
+
+  beforeAll(async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_keep_e');
+    rt = stack.rt;
+    rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate: false };
+    privateKey = stack.key.privateKey;
+    worker = await startWorker(rt);
+    const caller = adminCaller();
+    const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+    const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+    const h = await simHost(rt, caller, stack.key.publicKey, 'lonely');
+    host = { agent: h.agent, id: h.host.id };
+    const { operation, instance: booted } = await commands.bootInstance(rt, caller, { name: 'kept-1', flavorId, imageId });
+    expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+    instance = await instanceOf(rt, booted!.id);
+  });
+  afterAll(async () => {
+    await worker?.shutdown();
+    await host?.agent.stop();
+    await rt?.close();
+  });
+
+  it('the instance stays RUNNING on its host with a HOST_DOWN reason, and loses it (keeping its VM) when the host answers again', async () => {
+    await host.agent.kill();
+    const noted = await waitFor('the instance noted', 30_000, async () => {
+      const i = await instanceOf(rt, instance.id);
+      return i.errorReason ? i : undefined;
+    });
+    expect((await hostOf(rt, host.id)).state).toBe('DOWN');
+    expect(noted).toMatchObject({ state: 'RUNNING', task: null, hostId: host.id });
+    expect(noted.errorReason).toMatch(/^HOST_DOWN: agent-unreachable: no answer to 3 checks/);
+    const evacuations = (await rt.store.readAll({ streamPrefix: 'operation-', limit: 1000 })).filter(
+      (e) => e.type === 'OperationRequested' && e.data.kind === 'EVACUATE_HOST',
+    );
+    expect(evacuations).toEqual([]);
+
+    await host.agent.restart();
+    await waitFor('the host UP', 30_000, async () => ((await hostOf(rt, host.id)).state === 'UP' ? true : undefined));
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: host.id, errorReason: null });
+    const client = host.agent.client({ privateKey });
+    try {
+      expect((await client.call('listVms', {})).vms.map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
+    } finally {
+      client.close();
+    }
+  });
+});

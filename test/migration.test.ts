@@ -1,0 +1,172 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { vmNameOf } from '../activities/instanceRecords.js';
+import { StratusError } from '../domain/errors.js';
+import { instanceStream } from '../domain/events.js';
+import type { Caller } from '../domain/identity.js';
+import * as commands from '../schema/commands/index.js';
+import type { Runtime } from '../server/runtime.js';
+import { startWorker, type RunningWorker } from '../server/worker.js';
+import type { AgentProcess } from './support/hostagent.js';
+import { adminCaller, hostOf, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
+
+async function refusal(p: Promise<unknown>) {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof StratusError) return { code: e.code, message: e.message };
+    throw e;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agents over SSH', () => {
+  let rt: Runtime;
+  let worker: RunningWorker;
+  let caller: Caller;
+  let privateKey: string;
+  let flavorId: string;
+  let imageId: string;
+  const hosts: { agent: AgentProcess; id: string }[] = [];
+
+  beforeAll(async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'migration_e');
+    rt = stack.rt;
+    privateKey = stack.key.privateKey;
+    worker = await startWorker(rt);
+    caller = adminCaller();
+    for (const name of ['mig-1', 'mig-2', 'mig-3']) {
+      const { agent, host } = await simHost(rt, caller, stack.key.publicKey, name, { vcpus: 14, memoryMb: 14 * 1024, diskGb: 100 });
+      hosts.push({ agent, id: host.id });
+    }
+    flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+    imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+  });
+  afterAll(async () => {
+    await worker?.shutdown();
+    await Promise.all(hosts.map((h) => h.agent.stop()));
+    await rt?.close();
+  });
+
+  const agentOf = (hostId: string) => hosts.find((h) => h.id === hostId)!.agent;
+  const vmsOn = async (hostId: string) => {
+    const client = agentOf(hostId).client({ privateKey });
+    try {
+      return (await client.call('listVms', {})).vms;
+    } finally {
+      client.close();
+    }
+  };
+  const boot = async (name: string) => {
+    const { operation, instance } = await commands.bootInstance(rt, caller, { name, flavorId, imageId });
+    expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+    return instanceOf(rt, instance!.id);
+  };
+
+  it('a live migration moves the VM, the instance and the claim to the target, with every step recorded', async () => {
+    const before = await boot('live-1');
+    const target = hosts.find((h) => h.id !== before.hostId)!.id;
+    const { operation } = await commands.migrateInstance(rt, caller, { id: before.id, targetHostId: target });
+    expect(operation).toMatchObject({ kind: 'MIGRATE', status: 'PENDING' });
+    const done = await settled(rt, operation.id);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(done.steps.map((s) => [s.name, s.status])).toEqual([
+      ['claimTarget', 'SUCCEEDED'],
+      ['plugAttachments', 'SUCCEEDED'],
+      ['migrateReceive', 'SUCCEEDED'],
+      ['migrateSend', 'SUCCEEDED'],
+      ['switchHost', 'SUCCEEDED'],
+      ['releaseSourceClaim', 'SUCCEEDED'],
+      ['recordMigrated', 'SUCCEEDED'],
+    ]);
+    expect(done.steps.find((s) => s.name === 'migrateSend')!.progress).toMatchObject({ percent: 100, message: expect.stringMatching(/^transferred \d+ bytes/) });
+
+    const after = await instanceOf(rt, before.id);
+    expect(after).toMatchObject({ state: 'RUNNING', task: null, hostId: target });
+    expect(Object.keys((await hostOf(rt, before.hostId!)).claims)).not.toContain(before.id);
+    expect((await hostOf(rt, target)).claims[before.id]).toMatchObject({ operationId: operation.id });
+    expect((await vmsOn(before.hostId!)).map((v) => v.name)).not.toContain(vmNameOf(before));
+    expect((await vmsOn(target)).find((v) => v.name === vmNameOf(before))).toMatchObject({ state: 'running' });
+    const migrated = (await rt.store.readStream(instanceStream(before.id))).filter((e) => e.type === 'InstanceMigrated');
+    expect(migrated.map((e) => e.data)).toEqual([expect.objectContaining({ fromHostId: before.hostId, hostId: target })]);
+  });
+
+  it('without a target the scheduler picks another host; a STOPPED instance moves cold and stays STOPPED', async () => {
+    const before = await boot('cold-1');
+    const stop = await commands.stopInstance(rt, caller, { id: before.id });
+    expect((await settled(rt, stop.operation.id)).status).toBe('SUCCEEDED');
+    const { operation } = await commands.migrateInstance(rt, caller, { id: before.id });
+    const done = await settled(rt, operation.id);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(done.steps.map((s) => s.name)).toEqual(['claimTarget', 'plugAttachments', 'defineOnTarget', 'copyDisk', 'removeFromSource', 'switchHost', 'releaseSourceClaim', 'recordMigrated']);
+    const after = await instanceOf(rt, before.id);
+    expect(after.hostId).not.toBe(before.hostId);
+    expect(after).toMatchObject({ state: 'STOPPED', task: null });
+    expect((await vmsOn(after.hostId!)).find((v) => v.name === vmNameOf(before))).toMatchObject({ state: 'stopped' });
+    expect((await vmsOn(before.hostId!)).map((v) => v.name)).not.toContain(vmNameOf(before));
+  });
+
+  for (const [what, method] of [
+    ['a target that refuses to receive', 'migrateReceive'],
+    ['a transfer that fails half way', 'migrateSend'],
+  ] as const) {
+    it(`${what} leaves the instance RUNNING on the source, the target's claim released and no VM on the target`, async () => {
+      const before = await boot(`fails-${method}`);
+      const target = hosts.find((h) => h.id !== before.hostId)!;
+      const faulty = method === 'migrateReceive' ? target.agent : agentOf(before.hostId!);
+      await setFaults(faulty, { failMethods: [method], failNamePattern: '^fails-' });
+      try {
+        const { operation } = await commands.migrateInstance(rt, caller, { id: before.id, targetHostId: target.id });
+        const done = await settled(rt, operation.id);
+        expect(done).toMatchObject({ status: 'FAILED', error: { code: 'HYPERVISOR_ERROR' } });
+        expect(done.steps.find((s) => s.name === method)).toMatchObject({ status: 'FAILED' });
+        expect(done.steps.find((s) => s.name === 'abandonTarget')).toMatchObject({ status: 'SUCCEEDED' });
+      } finally {
+        await setFaults(faulty, {});
+      }
+      const after = await instanceOf(rt, before.id);
+      expect(after).toMatchObject({ state: 'RUNNING', task: null, hostId: before.hostId, errorReason: null });
+      expect((await hostOf(rt, target.id)).claims[before.id]).toBeUndefined();
+      expect((await hostOf(rt, before.hostId!)).claims[before.id]).toBeDefined();
+      expect((await vmsOn(target.id)).map((v) => v.name)).not.toContain(vmNameOf(before));
+      expect((await vmsOn(before.hostId!)).find((v) => v.name === vmNameOf(before))).toMatchObject({ state: 'running' });
+    });
+  }
+
+  it('bad targets are refused before anything is written: its own host BAD_USER_INPUT, an unknown host NOT_FOUND, a member FORBIDDEN', async () => {
+    const instance = await boot('refused-1');
+    const version = (await rt.store.readStream(instanceStream(instance.id))).length;
+    expect(await refusal(commands.migrateInstance(rt, caller, { id: instance.id, targetHostId: instance.hostId! }))).toMatchObject({ code: 'BAD_USER_INPUT' });
+    expect(await refusal(commands.migrateInstance(rt, caller, { id: instance.id, targetHostId: '00000000-0000-4000-8000-000000000000' }))).toMatchObject({
+      code: 'NOT_FOUND',
+    });
+    const member: Caller = { tokenId: 'member', projectId: instance.projectId, role: 'MEMBER' };
+    expect(await refusal(commands.migrateInstance(rt, member, { id: instance.id }))).toMatchObject({ code: 'FORBIDDEN' });
+    expect((await rt.store.readStream(instanceStream(instance.id))).length).toBe(version);
+  });
+
+  it('30 concurrent migrations between 3 sim hosts never overcommit a host: claims always match where the VMs are', async () => {
+    const crowd = await Promise.all(Array.from({ length: 30 }, (_, i) => boot(`crowd-${i}`)));
+    const migrations = await Promise.all(crowd.map((i) => commands.migrateInstance(rt, caller, { id: i.id })));
+    const operations = await Promise.all(migrations.map((m) => settled(rt, m.operation.id)));
+    // Room is short on purpose (42 vCPU for 36 instances, each holding two hosts while it moves): some
+    // migrations must be refused, and only for want of room.
+    for (const op of operations) {
+      if (op.status !== 'SUCCEEDED') expect(op).toMatchObject({ status: 'FAILED', error: { code: 'NO_VALID_HOST' } });
+    }
+    expect(operations.filter((o) => o.status === 'SUCCEEDED').length).toBeGreaterThan(0);
+    const instances = await Promise.all(crowd.map((i) => instanceOf(rt, i.id)));
+    for (const i of instances) expect(i).toMatchObject({ state: 'RUNNING', task: null });
+
+    const all = await Promise.all(hosts.map(async (h) => ({ host: await hostOf(rt, h.id), vms: await vmsOn(h.id) })));
+    const everyInstance = new Map<string, string | null>();
+    for (const e of await Promise.all([...new Set(all.flatMap(({ vms }) => vms.map((v) => v.labels.instanceId!)))].map((id) => instanceOf(rt, id)))) {
+      everyInstance.set(e.id, e.hostId);
+    }
+    for (const { host, vms } of all) {
+      expect(host.allocated.vcpus).toBeLessThanOrEqual(host.capacity.vcpus);
+      const here = [...everyInstance].filter(([, hostId]) => hostId === host.id).map(([id]) => id).sort();
+      expect(Object.keys(host.claims).sort()).toEqual(here);
+      expect(vms.map((v) => v.labels.instanceId).sort()).toEqual(here);
+    }
+  });
+});

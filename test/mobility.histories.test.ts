@@ -1,0 +1,55 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, inject, it } from 'vitest';
+import { workflowIdOf } from '../domain/operation.js';
+import * as commands from '../schema/commands/index.js';
+import { findTemporalCli } from '../server/temporalCli.js';
+import { startWorker } from '../server/worker.js';
+import { adminCaller, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
+
+/**
+ * Records the mobility workflows' histories into test/histories, which workflowReplay.test.ts replays
+ * against the current code (DESIGN.md invariant 7). Only on request, after a deliberate, versioned
+ * change: RECORD_HISTORIES=1 npx vitest run test/mobility.histories
+ */
+const historiesDir = fileURLToPath(new URL('./histories', import.meta.url));
+
+describe('mobility workflow histories', () => {
+  it.runIf(process.env.RECORD_HISTORIES)('records migrate, resize and drain histories from a real run', async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'record_mobility_histories');
+    const { rt } = stack;
+    const worker = await startWorker(rt);
+    const caller = adminCaller();
+    const a = await simHost(rt, caller, stack.key.publicKey, 'rec-a');
+    try {
+      const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+      const bigger = (await commands.createFlavor(rt, caller, { name: 'm1.small', vcpus: 1, memoryMb: 2048, diskGb: 20 })).flavor.id;
+      const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+      const cli = (await findTemporalCli()).path;
+      const save = async (name: string, operationId: string) => {
+        await settled(rt, operationId);
+        const json = execFileSync(cli, ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowIdOf(operationId), '--output', 'json'], { maxBuffer: 64 << 20 });
+        writeFileSync(join(historiesDir, `${name}.json`), JSON.stringify(JSON.parse(json.toString()), null, 1) + '\n');
+      };
+      const boots = await Promise.all(['rec-m1', 'rec-m2'].map((name) => commands.bootInstance(rt, caller, { name, flavorId, imageId })));
+      for (const b of boots) await settled(rt, b.operation.id);
+      const b = await simHost(rt, caller, stack.key.publicKey, 'rec-b');
+      const [first, second] = boots.map((x) => x.instance!.id) as [string, string];
+      await save('migrateInstance', (await commands.migrateInstance(rt, caller, { id: first, targetHostId: b.host.id })).operation.id);
+      await setFaults(a.agent, { failMethods: 'migrateSend' });
+      await save('migrateInstance-failed', (await commands.migrateInstance(rt, caller, { id: second, targetHostId: b.host.id })).operation.id);
+      await setFaults(a.agent, {});
+      await save('resizeInstance', (await commands.resizeInstance(rt, caller, { id: first, flavorId: bigger })).operation.id);
+      const drain = await commands.setHostState(rt, caller, { id: a.host.id, state: 'MAINTENANCE' });
+      await save('drainHost', drain.operation!.id);
+      expect((await settled(rt, drain.operation!.id)).status).toBe('SUCCEEDED');
+      await b.agent.stop();
+    } finally {
+      await worker.shutdown();
+      await a.agent.stop();
+      await rt.close();
+    }
+  });
+});

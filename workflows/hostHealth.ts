@@ -1,0 +1,50 @@
+import { ParentClosePolicy, continueAsNew, proxyActivities, sleep, startChild } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { OperationInput } from './runbook.js';
+
+export interface HostHealthInput {
+  hostId: string;
+  intervalMs: number;
+  missesToDown: number;
+  evacuate: boolean;
+  /** Checks missed in a row, carried across continue-as-new. */
+  misses?: number;
+}
+
+/** A probe is one try: a miss is information, not something to retry. */
+const { probeHost } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 1 } });
+const records = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 30 },
+});
+
+/** Checks per run before continue-as-new, so the history stays short however long the host lives. */
+const CHECKS_PER_RUN = 200;
+
+/**
+ * One per host, for as long as it is registered: ask its agent on an interval (a durable timer); after
+ * `missesToDown` misses in a row the host turns DOWN and, with evacuate on, an EVACUATE_HOST operation
+ * starts (a child left running on its own); when it answers again its stale VMs are fenced and it turns UP.
+ */
+export async function hostHealth(input: HostHealthInput): Promise<never> {
+  let misses = input.misses ?? 0;
+  const timeoutMs = Math.max(1000, Math.min(input.intervalMs * 2, 10_000));
+  for (let check = 0; check < CHECKS_PER_RUN; check++) {
+    if (await probeHost(input.hostId, timeoutMs)) {
+      if (misses >= input.missesToDown) await records.hostAnswered(input.hostId);
+      misses = 0;
+    } else if (++misses === input.missesToDown) {
+      const { outage } = await records.hostLost(input.hostId, misses);
+      if (input.evacuate && outage > 0) {
+        const op = await records.openEvacuation(input.hostId, outage);
+        await startChild('evacuateHost', {
+          workflowId: op.workflowId,
+          args: [{ operationId: op.operationId, instanceId: input.hostId, actor: 'system:host-health', attempt: 1 } satisfies OperationInput],
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+        });
+      }
+    }
+    await sleep(input.intervalMs);
+  }
+  return continueAsNew<typeof hostHealth>({ ...input, misses });
+}

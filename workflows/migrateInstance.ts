@@ -1,0 +1,43 @@
+import type { MigrationPlan } from '../activities/migrationSteps.js';
+import { operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+
+/**
+ * Migrate, as an operator would run it: claim room on the target before anything moves, plug the
+ * instance's attachments there, then move it (live: the target waits with migrateReceive and the
+ * source sends with migrateSend; cold: the stopped VM is defined on the target and removed from the
+ * source). Once the VM is on the target the runbook only goes forward: switch the instance's host,
+ * release the source's claim, record it. Any failure before that destroys the target's twin and releases
+ * its claim, so the instance stays running on the source holding only the source.
+ */
+export async function migrateInstance(input: OperationInput): Promise<void> {
+  const ctx = operationContext(input);
+  let plan: MigrationPlan;
+  try {
+    plan = await steps.claimTarget(ctx, input.targetHostId ? { targetHostId: input.targetHostId } : {});
+  } catch (err) {
+    // The scheduler's refusal claimed nothing: nothing to undo.
+    return recordFailure(ctx, err, { instanceError: false });
+  }
+  try {
+    await steps.plugAttachments(ctx, plan);
+    if (plan.live) {
+      const endpoint = await steps.migrateReceive(ctx, plan);
+      await steps.migrateSend(ctx, plan, endpoint);
+    } else {
+      await steps.defineOnTarget(ctx, plan);
+      await steps.copyDisk(ctx, plan);
+      await steps.removeFromSource(ctx, plan);
+    }
+  } catch (err) {
+    let arrived = false;
+    try {
+      ({ arrived } = await undoSteps.abandonTarget(ctx, plan));
+    } catch (undoErr) {
+      return recordFailure(ctx, undoErr, { instanceError: false });
+    }
+    if (!arrived) return recordFailure(ctx, err, { instanceError: false });
+  }
+  await undoSteps.switchHost(ctx, plan);
+  await undoSteps.releaseSourceClaim(ctx, plan);
+  await undoSteps.recordMigrated(ctx);
+}
