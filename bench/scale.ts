@@ -152,6 +152,8 @@ async function bootMany(rt: Runtime, total: number) {
   await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 });
   const image = await commands.registerImage(rt, caller, { name: 'cirros-0.6', format: 'qcow2', sizeBytes: 21_430_272 });
   const flavorId = flavorIdFor('m1.tiny');
+  // Every boot takes an address: a /16 holds them all (the project's default /24 would not).
+  const { network } = await commands.createNetwork(rt, caller, { name: 'scale', cidr: '10.64.0.0/16', external: false });
   const watcher = runningWatcher(rt);
   const operationIds: string[] = [];
   let n = 0;
@@ -160,7 +162,7 @@ async function bootMany(rt: Runtime, total: number) {
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (n < total) {
-        const { operation, instance } = await commands.bootInstance(rt, caller, { name: `scale-${n++}`, flavorId, imageId: image.image.id });
+        const { operation, instance } = await commands.bootInstance(rt, caller, { name: `scale-${n++}`, flavorId, imageId: image.image.id, networkId: network.id });
         operationIds.push(operation.id);
         if ((await watcher.until(instance!.id)) !== 'RUNNING') errors++;
       }
