@@ -85,7 +85,7 @@ describe.sequential('storage through the whole stack on QEMU (TCG)', () => {
     const boot = (name: string) => commands.bootInstance(rt, caller, { name, flavorId: flavor.id, imageId: image.id });
     const a = await boot('guest-a');
     const bootedA = await succeeded(Promise.resolve(a));
-    expect(bootedA.steps.map((s) => s.name)).toEqual(['schedule', 'fetchImage', 'createVm', 'startVm', 'recordRunning']);
+    expect(bootedA.steps.map((s) => s.name)).toEqual(['schedule', 'allocateAddress', 'plugPort', 'fetchImage', 'createVm', 'startVm', 'recordRunning']);
     const b = await boot('guest-b');
     await succeeded(Promise.resolve(b));
     instanceA = a.instance!.id;

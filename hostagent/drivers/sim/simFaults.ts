@@ -1,4 +1,4 @@
-import { stat, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { AgentError, AgentErrorCode, type CallContext } from '../../driver.js';
@@ -32,7 +32,7 @@ export const SimFaults = z.object({
 export type SimFaults = z.infer<typeof SimFaults>;
 
 export class SimFaultInjector {
-  private fileMtime = -1;
+  private fileText: string | undefined;
   private reloading: Promise<void> | undefined;
   private current: SimFaults;
 
@@ -67,13 +67,17 @@ export class SimFaultInjector {
     return this.current;
   }
 
+  /**
+   * Keyed on the file's content, not its mtime: file times tick coarsely (a few ms), so two writes in
+   * quick succession can share one mtime and the second would go unseen. The file is tiny.
+   */
   private async reload(): Promise<void> {
     const path = join(this.stateDir, 'faults.json');
-    const mtime = await stat(path).then((s) => s.mtimeMs, () => 0);
-    if (mtime === this.fileMtime) return;
-    this.fileMtime = mtime;
+    const text = await readFile(path, 'utf8').catch(() => '');
+    if (text === this.fileText) return;
+    this.fileText = text;
     try {
-      const fromFile = mtime === 0 ? {} : (JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>);
+      const fromFile = text === '' ? {} : (JSON.parse(text) as Record<string, unknown>);
       this.current = SimFaults.parse({ ...this.fromOptions, ...fromFile });
       log.info({ faults: this.current }, 'sim faults changed');
     } catch (err) {
