@@ -10,9 +10,13 @@ import { readInstance } from './instanceRecords.js';
 import { agentKey, runStep, type OperationContext } from './operationSteps.js';
 
 /** The image's bytes in the controller's store, or null for a registered image that has none. */
+/** An image whose bytes are in the controller's store (uploaded); a registered image has none to send. */
+export const hasStoredBytes = (image: StoredImage | null): image is StoredImage & { checksum: string } =>
+  image?.status === 'ACTIVE' && !!image.checksum;
+
 async function uploadedImage(rt: Runtime, imageId: string): Promise<(StoredImage & { checksum: string }) | null> {
   const { state } = await readFolded(rt, imageStream(imageId), imageFold);
-  return state?.status === 'ACTIVE' && state.checksum ? (state as StoredImage & { checksum: string }) : null;
+  return hasStoredBytes(state) ? state : null;
 }
 
 /**

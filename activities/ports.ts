@@ -109,8 +109,12 @@ export async function projectHosts(rt: Pick<Runtime, 'db'>, projectId: string): 
 export async function pushGroupMembers(rt: Runtime, projectId: string, groupIds: string[], hostIds: string[], key: string): Promise<void> {
   if (groupIds.length === 0 || hostIds.length === 0) return;
   const groups = await groupMembers(rt, projectId, groupIds);
+  // The member lists change while other instances boot, so a retried step may push different lists:
+  // the key names the content too, or the agent would refuse the retry as a reused key. Setting the
+  // same lists twice is harmless.
+  const content = createHash('sha256').update(JSON.stringify(groups)).digest('hex').slice(0, 16);
   for (const hostId of [...new Set(hostIds)].sort()) {
-    await unlessUnsupported(callAgent(rt, hostId, 'setGroupMembers', { groups }, { idempotencyKey: `${key}:${hostId}` }));
+    await unlessUnsupported(callAgent(rt, hostId, 'setGroupMembers', { groups }, { idempotencyKey: `${key}:${hostId}:${content}` }));
   }
 }
 

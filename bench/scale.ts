@@ -152,8 +152,11 @@ async function bootMany(rt: Runtime, total: number) {
   await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 });
   const image = await commands.registerImage(rt, caller, { name: 'cirros-0.6', format: 'qcow2', sizeBytes: 21_430_272 });
   const flavorId = flavorIdFor('m1.tiny');
-  // Every boot takes an address: a /16 holds them all (the project's default /24 would not).
-  const { network } = await commands.createNetwork(rt, caller, { name: 'scale', cidr: '10.64.0.0/16', external: false });
+  // Every boot takes an address. The boots spread over 16 networks, as a cloud's tenants would: one
+  // network's IPAM decides on its whole stream, so a single network taking all 2,000 addresses would
+  // measure IPAM's growth, not placement's.
+  const networks: { id: string }[] = [];
+  for (let i = 0; i < 16; i++) networks.push((await commands.createNetwork(rt, caller, { name: `scale-${i}`, cidr: `10.${64 + i}.0.0/24`, external: false })).network);
   const watcher = runningWatcher(rt);
   const operationIds: string[] = [];
   let n = 0;
@@ -162,7 +165,8 @@ async function bootMany(rt: Runtime, total: number) {
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (n < total) {
-        const { operation, instance } = await commands.bootInstance(rt, caller, { name: `scale-${n++}`, flavorId, imageId: image.image.id, networkId: network.id });
+        const i = n++;
+        const { operation, instance } = await commands.bootInstance(rt, caller, { name: `scale-${i}`, flavorId, imageId: image.image.id, networkId: networks[i % networks.length]!.id });
         operationIds.push(operation.id);
         if ((await watcher.until(instance!.id)) !== 'RUNNING') errors++;
       }

@@ -127,7 +127,7 @@ describe('resetOperation: Temporal reset of a held failed run to just before its
       return data ? (JSON.parse(Buffer.from(data).toString()) as { activity_type: string }).activity_type : undefined;
     };
     const ran = (history.events ?? []).map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? localActivity(e)).filter(Boolean);
-    expect(ran).toEqual(['schedule', 'allocateFixedAddress', 'plugBootPort', 'fetchImage', 'createVm', 'startVm', 'recordRunning']);
+    expect(ran).toEqual(['schedule', 'allocateFixedAddress', 'plugBootPort', 'createVm', 'startVm', 'recordRunning']);
   });
 
   it('a held run that is abandoned undoes its steps as before, and can no longer be reset', async () => {

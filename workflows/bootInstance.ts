@@ -24,7 +24,9 @@ export async function bootInstance(input: OperationInput): Promise<void> {
       await steps.plugBootPort(ctx);
     }
     // Histories recorded before hosts fetched images have no such activity; they replay without it.
-    if (patched('boot-fetches-image')) await steps.fetchImage(ctx);
+    // Boots started before the command said whether there is anything to fetch (no fetchImage in
+    // their input) run the step, as they did.
+    if (patched('boot-fetches-image') && input.fetchImage !== false) await steps.fetchImage(ctx);
     undo.add(() => undoSteps.destroyVm(ctx));
     await steps.createVm(ctx);
     await steps.startVm(ctx);

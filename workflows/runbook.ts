@@ -17,6 +17,8 @@ export interface OperationInput {
    * the window in which resetOperation can resume it. Absent or 0: undo at once.
    */
   failureHoldMs?: number;
+  /** BOOT only: false when the image has no bytes to send to the host (a registered image). Absent: fetch. */
+  fetchImage?: boolean;
   /** MIGRATE only: the host asked for; absent, the scheduler picks. */
   targetHostId?: string;
   /** RESIZE only: the flavor asked for. */

@@ -10,6 +10,7 @@ import { decideOperation, operationDecider, operationIdFor, type Operation } fro
 import type { Resources } from '../../domain/resources.js';
 import { readFolded } from '../../activities/events.js';
 import { hostCapacityShortfall } from '../../activities/hostInventory.js';
+import { hasStoredBytes } from '../../activities/imageFetch.js';
 import { WrongExpectedVersion } from '../../eventstore/index.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireWriter } from './access.js';
@@ -81,7 +82,9 @@ export async function bootInstance(rt: Runtime, caller: Caller, input: BootInsta
     }
     throw e;
   }
-  await startOrCompensate(rt, 'BOOT', { operationId, instanceId, actor: caller.tokenId, attempt: 1 });
+  // A registered image has no bytes for a host to fetch: the boot skips that step (and its round trip).
+  const fetchImage = hasStoredBytes(image);
+  await startOrCompensate(rt, 'BOOT', { operationId, instanceId, actor: caller.tokenId, attempt: 1, fetchImage });
   return {
     operation: operationEvents.reduce(operationDecider.evolve, null as Operation | null)!,
     instance: instanceEvents.reduce(instanceDecider.evolve, null as Instance | null)!,
