@@ -15,7 +15,7 @@ import {
   type TypedNewEvent,
 } from './events.js';
 import { migrate } from './migrations.js';
-import { subscribe, type Subscription, type SubscribeOptions } from './subscription.js';
+import { subscribe, subscribePages, type Subscription, type SubscribeOptions } from './subscription.js';
 
 const log = componentLog('eventstore');
 
@@ -239,6 +239,11 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
     /** Catch up from `after`, then follow live. See subscription.ts. */
     subscribe(options: SubscribeOptions, handler: (event: TypedEvent<R>) => Promise<void> | void): Subscription {
       return subscribe(database, store.readAll, options, handler);
+    },
+
+    /** The same, a page of events per handler call (see subscription.ts). */
+    subscribePages(options: SubscribeOptions, handler: (events: readonly TypedEvent<R>[]) => Promise<void> | void): Subscription {
+      return subscribePages(database, store.readAll, options, handler);
     },
   };
   return store;
