@@ -17,7 +17,9 @@ export function niceMax(max: number): number {
   return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= max) ?? 10 * p;
 }
 
-const axisLabel = (t: number) => new Date(t).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+/** An axis end: to the second when the axis spans less than an hour, else to the minute. */
+const axisLabel = (t: number, span: number) =>
+  new Date(t).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', ...(span < 3_600_000 ? { second: '2-digit' } : {}) });
 
 export interface Point {
   at: number;
@@ -26,7 +28,7 @@ export interface Point {
   iso: string;
 }
 
-function Frame({ max, format, children, xLabels }: { max: number; format: (n: number) => string; children: ComponentChildren; xLabels: [string, string] | null }) {
+function Frame({ max, format, children, xLabels, empty = false }: { max: number; format: (n: number) => string; children: ComponentChildren; xLabels: [string, string] | null; empty?: boolean }) {
   const ys = [0, 0.5, 1];
   return (
     <>
@@ -35,9 +37,11 @@ function Frame({ max, format, children, xLabels }: { max: number; format: (n: nu
         return (
           <g key={f}>
             <line x1={PAD.left} x2={W - PAD.right} y1={y} y2={y} class="chart-grid" />
-            <text x={PAD.left - 6} y={y + 4} text-anchor="end" class="chart-axis">
-              {format(max * f)}
-            </text>
+            {!empty && (
+              <text x={PAD.left - 6} y={y + 4} text-anchor="end" class="chart-axis">
+                {format(max * f)}
+              </text>
+            )}
           </g>
         );
       })}
@@ -74,7 +78,7 @@ export function LineChart({ id, title, points, from, to, format }: { id: string;
         <span class="chart-title">{title}</span> <span class="chart-latest">{latest ? format(latest.value) : '—'}</span>
       </figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
-        <Frame max={max} format={format} xLabels={[axisLabel(start), axisLabel(to)]}>
+        <Frame max={max} format={format} xLabels={[axisLabel(start, to - start), axisLabel(to, to - start)]} empty={points.length === 0}>
           {points.length > 1 && <polygon class="chart-area" points={`${x(points[0]!.at)},${y(0)} ${line} ${x(points.at(-1)!.at)},${y(0)}`} />}
           {points.length > 0 && <polyline class="chart-line" points={line} />}
           {points.length === 1 && <circle class="chart-dot" cx={x(points[0]!.at)} cy={y(points[0]!.value)} r={3} />}

@@ -36,7 +36,7 @@ export const money = (currency: string) => {
     return (n: number) => `${n.toFixed(2)} ${currency}`;
   }
 };
-const amount = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 1));
+const amount = (n: number) => String(Number(n.toFixed(n < 10 ? 2 : 1)));
 
 /** Sums `pick` of the records per UTC day of their start, one bucket for every day of [from, to). */
 function perDay(records: UsageRecordView[], from: string, to: string, pick: (r: UsageRecordView) => number) {
