@@ -521,7 +521,18 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await snap.getByRole('button', { name: 'Take snapshot' }).click();
     await page.locator('tr[data-snapshot-name="snap-1"]').getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
     await row.getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
+    // A volume made from the snapshot names it as its source.
+    await form.getByLabel('Name').fill('data-2');
+    await form.getByLabel('From snapshot').selectOption({ label: 'snap-1 (1 GB)' });
+    await form.getByRole('button', { name: 'Create volume' }).click();
+    await rowOf(page, 'data-2').getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
+    const vols = (await gql(api.url, tokens.aMember, '{ volumes { name sourceSnapshotId snapshots { id name } } }')).data!.volumes as { name: string; sourceSnapshotId: string | null; snapshots: { id: string; name: string }[] }[];
+    expect(vols.find((v) => v.name === 'data-2')!.sourceSnapshotId).toBe(vols.find((v) => v.name === 'data-1')!.snapshots.find((x) => x.name === 'snap-1')!.id);
     await page.screenshot({ path: join(screenshots, 'volumes.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Actions for data-2' }).click();
+    await page.getByRole('menuitem', { name: 'Delete' }).click();
+    await page.getByRole('dialog', { name: 'Delete data-2?' }).getByRole('button', { name: 'Delete' }).click();
+    await rowOf(page, 'data-2').waitFor({ state: 'detached', timeout: 60_000 });
 
     await page.getByRole('button', { name: 'Actions for data-1' }).click();
     await page.getByRole('menuitem', { name: 'Delete' }).click();
@@ -631,6 +642,12 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.getByRole('dialog', { name: 'Remove rule from default?' }).getByRole('button', { name: 'Remove rule from' }).click();
     await added.waitFor({ state: 'detached' });
     expect((await rules()).map((r) => r.id).sort()).toEqual(before.map((r) => r.id).sort());
+
+    const group = page.getByRole('form', { name: 'New security group' });
+    await group.getByLabel('Name').fill('web');
+    await group.getByRole('button', { name: 'Create group' }).click();
+    await page.getByRole('heading', { name: 'web', level: 2 }).waitFor();
+    expect((await gql(api.url, tokens.aMember, '{ securityGroups { name } }')).data!.securityGroups.map((g: { name: string }) => g.name)).toContain('web');
     await context.close();
   });
 
@@ -719,6 +736,12 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect(await own.page.getByLabel('Project').count()).toBe(0);
     await showRange(own.page);
     await expectReport(own.page);
+    // A record closing while the page is open shows on it, without a reload: an hour on the 12th.
+    const c = await timeline.boot(projectId, t('12', '01:00'));
+    await timeline.delete(c, t('12', '02:00'));
+    await eventually(async () => (await chart(own.page, 'RUNNING_VM')).map(([day]) => day)).toEqual(['2026-11-10', '2026-11-11', '2026-11-12']);
+    expect((await chart(own.page, 'RUNNING_VM'))[2]![1]).toBeCloseTo(0.06, 9);
+    expect(await sameDocument(own.page)).toBe('same document');
     await own.context.close();
 
     // Project alpha has none of it: its member's page shows no usage in that range.
@@ -772,7 +795,21 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.getByRole('button', { name: 'Delete uploaded-disk' }).click();
     await page.getByRole('dialog', { name: 'Delete uploaded-disk?' }).getByRole('button', { name: 'Delete' }).click();
     await row.waitFor({ state: 'detached' });
-    expect((await admin('query($id: ID!) { image(id: $id) { status } }', { id })).image).toBeNull();
+    // The read model folds the deletion a moment after the mutation answered: the image then does not exist.
+    await eventually(async () => (await admin('query($id: ID!) { image(id: $id) { status } }', { id })).image).toBeNull();
+
+    // Bytes that are not the format claimed: the API's reason under the form, the image ERROR with it.
+    await form.getByLabel('Name').fill('not-qcow2');
+    await form.getByLabel('Format').selectOption('qcow2');
+    await form.getByLabel('File').setInputFiles(file);
+    await form.getByRole('button', { name: 'Upload' }).click();
+    const refused = rowOf(page, 'not-qcow2');
+    await refused.getByText('ERROR', { exact: true }).waitFor({ timeout: 60_000 });
+    const badId = (await refused.getAttribute('data-image-id'))!;
+    const reason = (await admin('query($id: ID!) { image(id: $id) { status errorReason } }', { id: badId })).image;
+    expect(reason.status).toBe('ERROR');
+    expect(await refused.locator('td.status .error-inline').textContent()).toBe(reason.errorReason);
+    await eventually(() => form.getByRole('alert').textContent()).toBe(`BAD_USER_INPUT: image ${badId}: ${reason.errorReason}`);
     await context.close();
   });
 });

@@ -18,8 +18,6 @@ interface Data {
   instances: { edges: { node: { id: string; name: string; state: string } }[] };
 }
 
-const IP_KINDS = new Set(['ALLOCATE_IP', 'RELEASE_IP', 'ASSOCIATE_IP', 'DISASSOCIATE_IP', 'BOOT', 'DELETE']);
-
 /** Addresses (Neutron's floating IPs and fixed ports): allocate, associate, disassociate, release. */
 export function AddressesPage() {
   const session = useSession();
@@ -27,10 +25,8 @@ export function AddressesPage() {
     `query Addresses { addresses { id address kind networkId fixedAddress instance { id name } }
        networks { id name cidr external } instances(first: 500) { edges { node { id name state } } } }`,
   );
-  // Address changes are operations: each of the caller's that takes or gives back an address reads the list again.
-  useSubscription<{ operationsChanged: { kind: string; status: string } }>('subscription AddressOps { operationsChanged { id kind status } }', {}, (d) => {
-    if (IP_KINDS.has(d.operationsChanged.kind)) data.reload();
-  });
+  // Each address (or network) change, once its projection has it, and the list reads itself again.
+  useSubscription('subscription AddressesLive { resourceChanged(kinds: [ADDRESS, NETWORK]) { kind id } }', {}, () => data.reload());
   const act = useMutation();
   const { ask, dialog } = useConfirm();
   const [associating, setAssociating] = useState<AddressView | null>(null);

@@ -197,8 +197,10 @@ export function ImagesPage() {
                 <tr key={i.id} data-image-id={i.id} data-image-name={i.name}>
                   <th scope="row">{i.name}</th>
                   <td class="status">
-                    <Badge value={i.status} />
-                    {i.errorReason && <span class="error-inline"> {i.errorReason}</span>}
+                    <span class="badges">
+                      <Badge value={i.status} />
+                      {i.errorReason && <span class="error-inline">{i.errorReason}</span>}
+                    </span>
                   </td>
                   <td>{i.format}</td>
                   <td>{i.visibility.toLowerCase()}</td>

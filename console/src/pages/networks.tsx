@@ -63,9 +63,8 @@ function CreateNetwork({ onCreated }: { onCreated: () => void }) {
 export function NetworksPage() {
   const session = useSession();
   const networks = useQuery<{ networks: NetworkView[] }>('query Networks { networks { id name cidr gateway external projectId addresses { id } } }');
-  // An address taken or given back changes a network's use; an admin also hears of every network event.
-  useSubscription('subscription NetworkUse { operationsChanged { id status } }', {}, () => networks.reload());
-  useSubscription('subscription NetworksLive { events(streamPrefix: "network-") { id } }', {}, () => networks.reload());
+  // A network made or deleted, or an address taken or given back (its use), and the list reads itself again.
+  useSubscription('subscription NetworksLive { resourceChanged(kinds: [NETWORK, ADDRESS]) { kind id } }', {}, () => networks.reload());
   const remove = useMutation();
   const { ask, dialog } = useConfirm();
   const del = async (n: NetworkView) => {

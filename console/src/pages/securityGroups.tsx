@@ -75,10 +75,7 @@ function AddRule({ group, onAdded }: { group: GroupView; onAdded: () => void }) 
 export function SecurityGroupsPage() {
   const session = useSession();
   const groups = useQuery<{ securityGroups: GroupView[] }>('query SecurityGroups { securityGroups { id name projectId rules { id direction protocol portMin portMax remoteCidr remoteGroupId } } }');
-  useSubscription<{ operationsChanged: { kind: string } }>('subscription GroupOps { operationsChanged { id kind status } }', {}, (d) => {
-    if (d.operationsChanged.kind === 'UPDATE_SECURITY_GROUPS') groups.reload();
-  });
-  useSubscription('subscription GroupsLive { events(streamPrefix: "securitygroup-") { id } }', {}, () => groups.reload());
+  useSubscription('subscription SecurityGroupsLive { resourceChanged(kinds: [SECURITY_GROUP]) { kind id } }', {}, () => groups.reload());
   const act = useMutation();
   const { ask, dialog } = useConfirm();
   const writer = can(session, 'addSecurityGroupRule');
