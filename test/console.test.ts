@@ -331,6 +331,10 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.getByRole('link', { name: 'Security groups' }).click();
     await page.getByRole('heading', { name: 'default', level: 2 }).waitFor();
     expect(await page.getByRole('button', { name: 'Add rule' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Remove / }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Addresses' }).click();
+    await page.getByRole('rowheader', { name: '10.0.0.2' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Allocate' }).count()).toBe(0);
     await context.close();
   });
 
@@ -482,7 +486,8 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await form.getByLabel('Size (GB)').fill('1');
     await form.getByRole('button', { name: 'Create volume' }).click();
     const row = rowOf(page, 'data-1');
-    await row.getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
+    // AVAILABLE with nothing running on it: the create's task ends a moment after the state is reached.
+    await expect.poll(() => row.locator('td.status').textContent(), { timeout: 60_000 }).toBe('AVAILABLE');
     await recordTexts(page, 'tr[data-volume-name="data-1"] td.status', 'volumeStates');
 
     // The sim's attach takes a while, so the attach under way is on screen long enough to be seen.
@@ -565,8 +570,12 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     // The external network is the admins': a member is offered no delete for it.
     expect(await page.getByRole('button', { name: 'Delete public' }).count()).toBe(0);
 
-    await page.getByRole('button', { name: 'Delete backend' }).click();
-    await page.getByRole('dialog', { name: 'Delete backend?' }).getByRole('button', { name: 'Delete' }).click();
+    // By keyboard alone: the confirmation opens on its action button, and Enter runs it.
+    await page.getByRole('button', { name: 'Delete backend' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog', { name: 'Delete backend?' }).waitFor();
+    await eventually(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Delete');
+    await page.keyboard.press('Enter');
     await row.waitFor({ state: 'detached' });
     expect((await gql(api.url, tokens.aMember, '{ networks { name } }')).data!.networks.map((n: { name: string }) => n.name)).not.toContain('backend');
     await context.close();
