@@ -740,7 +740,9 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await asAdmin.page.screenshot({ path: join(screenshots, 'usage.png'), fullPage: true });
     await asAdmin.context.close();
 
-    const own = await signedIn(member);
+    // The project's member, on a phone.
+    const own = await signedIn(member, { width: 390, height: 844 });
+    await own.page.getByRole('button', { name: 'Menu' }).click();
     await own.page.getByRole('link', { name: 'Usage' }).click();
     expect(await own.page.getByLabel('Project').count()).toBe(0);
     await showRange(own.page);
@@ -750,6 +752,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await timeline.delete(c, t('12', '02:00'));
     await eventually(async () => (await chart(own.page, 'RUNNING_VM')).map(([day]) => day)).toEqual(['2026-11-10', '2026-11-11', '2026-11-12']);
     expect((await chart(own.page, 'RUNNING_VM'))[2]![1]).toBeCloseTo(0.06, 9);
+    await own.page.screenshot({ path: join(screenshots, 'usage-phone.png'), fullPage: true });
     expect(await sameDocument(own.page)).toBe('same document');
     await own.context.close();
 
