@@ -10,7 +10,7 @@ import { startProjections, type ProjectionRunner } from '../projections/index.js
 import { startApi } from '../server/api.js';
 import { imageStore } from '../server/imageStore.js';
 import type { Runtime } from '../server/runtime.js';
-import { gql } from './support/graphqlClient.js';
+import { gql, subscribeSse, type Collected } from './support/graphqlClient.js';
 import { testRuntime } from './support/projectionFixtures.js';
 
 const ADMIN = `admin-${randomUUID()}`;
@@ -23,6 +23,7 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
   let base: string;
   let work: string;
   const tokens = { a: '', b: '', aReader: '' };
+  const open: Collected<unknown>[] = [];
 
   const ok = async (token: string, query: string, variables: Record<string, unknown> = {}) => {
     const r = await gql(api.url, token, query, variables);
@@ -63,6 +64,7 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
     tokens.b = await token(await project('img-b'), 'MEMBER');
   });
   afterAll(async () => {
+    for (const c of open) c.stop();
     await api?.close();
     await runner?.stop();
     await rt?.close();
@@ -164,5 +166,33 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
     const last = await ok(tokens.a, `mutation($id: ID!) { deleteImage(input: {id: $id}) { image { status } } }`, { id: second.image.id });
     expect(last.deleteImage.image.status).toBe('DELETED');
     expect(storeFiles().blobs).not.toContain(sha);
+  });
+  it("imageChanged follows its project's upload in order to ACTIVE; another project never hears of a PRIVATE image", async () => {
+    const SUB = 'subscription { imageChanged { id status checksum projectId } }';
+    const mine = subscribeSse(api.url, tokens.aReader, SUB);
+    const theirs = subscribeSse(api.url, tokens.b, SUB);
+    open.push(mine, theirs);
+    const seen = (c: Collected<unknown>, id?: string) =>
+      c.items.map((i) => (i.data as { imageChanged: { id: string; status: string; checksum: string | null; projectId: string | null } }).imageChanged).filter((i) => !id || i.id === id);
+    // Images made until both ends listen (a subscription registers a moment after its request).
+    const warm: string[] = [];
+    while (seen(mine).length === 0 || seen(theirs).length === 0) {
+      warm.push((await create(tokens.a, 'warm-a')).image.id);
+      await create(tokens.b, 'warm-b');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const bytes = qcow2('watched.qcow2', '8M');
+    const { image: made, uploadUrl } = await create(tokens.a, 'watched');
+    expect((await put(tokens.a, uploadUrl, bytes)).status).toBe(200);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    await expect.poll(() => seen(mine, made.id).at(-1)?.status, { timeout: 10_000 }).toBe('ACTIVE');
+    const order = ['QUEUED', 'SAVING', 'ACTIVE'];
+    const statuses = seen(mine, made.id).map((i) => i.status);
+    // Each copy is read after its change: the statuses never step back, and the last carries the sha256.
+    expect(statuses.map((x) => order.indexOf(x))).toEqual([...statuses.map((x) => order.indexOf(x))].sort((a, b) => a - b));
+    expect(statuses.every((x) => order.includes(x))).toBe(true);
+    expect(seen(mine, made.id).at(-1)!.checksum).toBe(sha);
+    for (const id of [made.id, ...warm]) expect(seen(theirs, id)).toEqual([]);
+    expect(seen(theirs).every((i) => i.projectId !== seen(mine, made.id)[0]!.projectId)).toBe(true);
   });
 });
