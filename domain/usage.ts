@@ -89,19 +89,29 @@ export function changeMeters(
   wanted: readonly SubjectMeter[],
   subject: { resourceId: string; resourceType: string; projectId: string | null },
   at: string,
-): { records: UsageRecord[]; open: OpenUsage[] } {
+): { records: UsageRecord[]; open: readonly OpenUsage[] } {
+  const same = (w: SubjectMeter, o: OpenUsage) => (w.resourceId ?? subject.resourceId) === o.resourceId && sameMeter(w, o);
+  // Most events (a task started or finished) change no meter: the open intervals stay as they are, the same array.
+  if (open.length === wanted.length && wanted.every((w, i) => same(w, open[i]!))) return { records: [], open };
   const atMs = Date.parse(at);
   const records: UsageRecord[] = [];
   const next: OpenUsage[] = [];
-  const placed = wanted.map((w) => ({ ...w, resourceId: w.resourceId ?? subject.resourceId, resourceType: w.resourceType ?? subject.resourceType, projectId: w.projectId ?? subject.projectId }));
-  const same = (a: Meter & { resourceId: string }, b: Meter & { resourceId: string }) => a.resourceId === b.resourceId && sameMeter(a, b);
   for (const o of open) {
-    if (placed.some((w) => same(w, o))) next.push(o);
+    if (wanted.some((w) => same(w, o))) next.push(o);
     else records.push(...recordsUntil(o, atMs));
   }
-  for (const w of placed) {
-    if (w.projectId !== null && !next.some((o) => same(o, w))) {
-      next.push({ usageType: w.usageType, size: w.size, flavorId: w.flavorId, resourceId: w.resourceId, resourceType: w.resourceType, projectId: w.projectId, since: new Date(atMs).toISOString() });
+  for (const w of wanted) {
+    const projectId = w.projectId ?? subject.projectId;
+    if (projectId !== null && !next.some((o) => same(w, o))) {
+      next.push({
+        usageType: w.usageType,
+        size: w.size,
+        flavorId: w.flavorId,
+        resourceId: w.resourceId ?? subject.resourceId,
+        resourceType: w.resourceType ?? subject.resourceType,
+        projectId,
+        since: new Date(atMs).toISOString(),
+      });
     }
   }
   return { records, open: next };

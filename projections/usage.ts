@@ -39,10 +39,12 @@ const openFromRow = (r: OpenRow): OpenUsage => ({
  */
 interface FoldState {
   docs: Map<string, unknown>;
-  open: Map<string, OpenUsage[]>;
+  open: Map<string, readonly OpenUsage[]>;
   touchedDocs: Set<string>;
   touchedOpen: Set<string>;
 }
+
+const NONE_OPEN: readonly OpenUsage[] = [];
 
 const emptyState = (): FoldState => ({ docs: new Map(), open: new Map(), touchedDocs: new Set(), touchedOpen: new Set() });
 
@@ -83,9 +85,9 @@ function foldUsage(state: FoldState, events: readonly StratusEvent[]) {
       touchedDocs.add(id);
       if (doc === null) continue;
       const subject = { resourceId: id, resourceType: source.resourceType, projectId: source.projectOf(doc) };
-      const before = open.get(id) ?? [];
+      const before = open.get(id) ?? NONE_OPEN;
       const after = changeMeters(before, source.meters(doc), subject, eventTime(e));
-      if (after.records.length > 0 || after.open.length !== before.length || after.open.some((o, i) => o !== before[i])) {
+      if (after.open !== before && (after.records.length > 0 || after.open.length !== before.length || after.open.some((o, i) => o !== before[i]))) {
         records.push(...after.records);
         open.set(id, after.open);
         touchedOpen.add(id);
