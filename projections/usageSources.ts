@@ -85,12 +85,17 @@ const imageUsage: UsageSource<StoredImage> = {
 /**
  * FLOATING_IP: hours a floating address is allocated to a project, associated or not (CloudStack bills
  * the allocation), from AddressAllocated to AddressReleased. Addresses live on their external
- * network's stream; FIXED ones come with an instance and are not billed apart from it.
+ * network's stream; FIXED ones come with an instance and are not billed apart from it. Only external
+ * networks are followed (they hand out floating addresses only): a tenant network's state would grow
+ * with every instance on it and be written back at each of their allocations, for nothing to bill.
  */
 const floatingIpUsage: UsageSource<Network> = {
   resourceType: 'network',
   streamPrefix: 'network-',
-  evolve: (state, event) => evolveNetwork(state, event as NetworkEvent),
+  evolve: (state, event) => {
+    const next = evolveNetwork(state, event as NetworkEvent);
+    return next?.external ? next : null;
+  },
   projectOf: () => null,
   meters: (network) =>
     Object.values(network.addresses)

@@ -146,6 +146,12 @@ describe('the metering consumer folds lifecycle events into hourly usage records
     expect(totals.VOLUME_SNAPSHOT).toEqual([expect.closeTo(8 * hours(110 + 75), 12), 'GB_HOURS']);
     expect(totals.IMAGE).toEqual([expect.closeTo(3 * hours(45), 12), 'GB_HOURS']);
     expect(totals.FLOATING_IP).toEqual([expect.closeTo(hours(90), 12), 'HOURS']);
+    // A tenant network's addresses are FIXED, its instances': nothing of it is followed or billed.
+    const tenant = await timeline.tenantNetwork(projectId, t('08:00', day));
+    await tenant.allocateFixed(instanceId, t('09:00', day));
+    await waitForProjections(rt);
+    expect(await rt.db.query('SELECT id FROM usage_subjects WHERE id = $1', [tenant.networkId])).toEqual([]);
+    expect((await rt.db.query<{ id: string }>('SELECT id FROM usage_subjects WHERE id = $1', [external.networkId])).length).toBe(1);
     const types = Object.fromEntries(report.records.map((r) => [r.resourceId, r.resourceType]));
     expect([types[first], types[imageId], types[mine.addressId]]).toEqual(['volumeSnapshot', 'image', 'floatingIp']);
     // The other project's address is its own, never this project's.

@@ -122,6 +122,21 @@ export function usageTimeline(rt: Runtime) {
           append(networkStream(networkId), [event('AddressReleased', { ...a, operationId: randomUUID(), at })]),
       };
     },
+    /** A project's own network, whose addresses are its instances' FIXED ones. */
+    async tenantNetwork(projectId: string, at: string) {
+      const networkId = randomUUID();
+      await append(networkStream(networkId), [
+        event('NetworkCreated', { networkId, projectId, name: `net-${networkId.slice(0, 8)}`, cidr: '10.0.0.0/24', gateway: '10.0.0.1', external: false, at }),
+      ]);
+      let next = 10;
+      return {
+        networkId,
+        allocateFixed: (instanceId: string, allocatedAt: string) =>
+          append(networkStream(networkId), [
+            event('AddressAllocated', { addressId: randomUUID(), address: `10.0.0.${next++}`, kind: 'FIXED', projectId, instanceId, operationId: randomUUID(), at: allocatedAt }),
+          ]),
+      };
+    },
     tick: (at: string) =>
       append(meteringClockStream(new Date(hourFloor(Date.parse(at))).toISOString()), [event('UsageClockTicked', { at })]),
     price: (usageType: UsageType, unitPrice: number, effectiveFrom: string, flavorId: string | null = null) =>
