@@ -63,5 +63,13 @@ export interface NetworkDataPlane {
   setGroupMembers(groups: GroupMembers['groups'], ctx: CallContext): Promise<{ updated: number }>;
 }
 
+/** The ports plugged on this host, by the VM they belong to: none where the driver has no data plane. */
+export async function portsByVm(plane: NetworkDataPlane | undefined): Promise<Map<string, PortInfo[]>> {
+  const byVm = new Map<string, PortInfo[]>();
+  if (!plane) return byVm;
+  for (const port of (await plane.listPorts()).ports) byVm.set(port.vmName, [...(byVm.get(port.vmName) ?? []), port]);
+  return byVm;
+}
+
 /** The tap's name: Linux allows 15 characters, so the port id's head names it (Neutron's `tap` + 11 too). */
 export const tapNameOf = (portId: string): string => `tap${portId.replace(/-/g, '').slice(0, 11)}`;

@@ -166,6 +166,27 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
     const last = await ok(tokens.a, `mutation($id: ID!) { deleteImage(input: {id: $id}) { image { status } } }`, { id: second.image.id });
     expect(last.deleteImage.image.status).toBe('DELETED');
     expect(storeFiles().blobs).not.toContain(sha);
+
+    // Metering: each image was billed its bytes' GB-hours from its ImageUploaded to its ImageDeleted, by their own times.
+    const times = async (id: string) =>
+      Object.fromEntries(
+        (await rt.db.query<{ type: string; at: string }>(`SELECT type, data->>'at' AS at FROM events WHERE stream_id = $1 AND type IN ('ImageUploaded', 'ImageDeleted')`, [`image-${id}`])).map(
+          (r) => [r.type, Date.parse(r.at)],
+        ),
+      );
+    for (const id of [first.image.id, second.image.id]) {
+      const { ImageUploaded: uploaded, ImageDeleted: deleted } = await times(id);
+      await expect
+        .poll(async () => (await rt.db.query<{ n: number }>('SELECT count(*)::int AS n FROM usage_records WHERE resource_id = $1', [id]))[0]!.n, { timeout: 30_000 })
+        .toBeGreaterThan(0);
+      const records = await rt.db.query<{ usage_type: string; unit: string; start_at: Date; end_at: Date; quantity: number }>(
+        'SELECT usage_type, unit, start_at, end_at, quantity FROM usage_records WHERE resource_id = $1 ORDER BY start_at',
+        [id],
+      );
+      expect(new Set(records.map((r) => `${r.usage_type} ${r.unit}`))).toEqual(new Set(['IMAGE GB_HOURS']));
+      expect([records[0]!.start_at.getTime(), records.at(-1)!.end_at.getTime()]).toEqual([uploaded, deleted]);
+      expect(records.reduce((sum, r) => sum + r.quantity, 0)).toBeCloseTo(((bytes.length / 1024 ** 3) * (deleted! - uploaded!)) / 3_600_000, 12);
+    }
   });
   it("imageChanged follows its project's upload in order to ACTIVE; another project never hears of a PRIVATE image", async () => {
     const SUB = 'subscription { imageChanged { id status checksum projectId } }';

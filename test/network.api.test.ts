@@ -123,6 +123,16 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
     // The admin sees everything.
     const all = await ok(ADMIN, `{ addresses { id } }`);
     expect(all.addresses.length).toBeGreaterThanOrEqual(2);
+
+    // Metering: the floating address runs FLOATING_IP hours from its AddressAllocated's own time; the
+    // tenant network (its FIXED address comes with the instance) is not followed at all.
+    const [allocated] = await rt.db.query<{ at: string }>(`SELECT data->>'at' AS at FROM events WHERE type = 'AddressAllocated' AND data->>'addressId' = $1`, [alloc.resourceId]);
+    const billed = await rt.db.query<{ resource_id: string; usage_type: string; resource_type: string; since: Date }>(
+      'SELECT resource_id, usage_type, resource_type, since FROM usage_open WHERE subject_id = $1',
+      [external.id],
+    );
+    expect(billed.map((o) => [o.resource_id, o.usage_type, o.resource_type, o.since.getTime()])).toEqual([[alloc.resourceId, 'FLOATING_IP', 'floatingIp', Date.parse(allocated!.at)]]);
+    expect(await rt.db.query('SELECT 1 FROM usage_open WHERE subject_id = $1 UNION ALL SELECT 1 FROM usage_subjects WHERE id = $1', [mine.id])).toEqual([]);
   });
 
   it('deleteNetwork while an address is in use is CONFLICT; an empty network goes and leaves the list', async () => {

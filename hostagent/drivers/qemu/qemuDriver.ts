@@ -6,6 +6,7 @@ import {
   type CallContext, type HostCapacity, type HypervisorDriver, type MigrationResult, type MigrationTarget,
   type PoolVolume, type Resources, type SnapshotResult, type VmInfo, type VmSample, type VmSpec,
 } from '../../driver.js';
+import { portsByVm, type PortInfo } from '../../network.js';
 import { nextVmState, type VmAction, type VmState } from '../../vmStates.js';
 import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } from './commandLine.js';
 import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
@@ -97,10 +98,13 @@ export class QemuDriver implements HypervisorDriver {
 
   async sampleVms(): Promise<VmSample[]> {
     const samples: VmSample[] = [];
+    // Ports come from the data plane when this driver has one; without, a VM simply has no network counters.
+    const ports = await portsByVm((this as HypervisorDriver).network).catch(() => new Map<string, PortInfo[]>());
     for (const vm of await this.listVms()) {
       if (vm.pid === undefined || (vm.state !== 'running' && vm.state !== 'paused')) continue;
+      const taps = (ports.get(vm.name) ?? []).map((p) => p.tap);
       // A VM that stops between the listing and its reading is simply not sampled this round.
-      const sample = await sampleQemuVm({ ...vm, pid: vm.pid }, await this.qmpOf(vm.name)).catch(() => undefined);
+      const sample = await sampleQemuVm({ ...vm, pid: vm.pid }, await this.qmpOf(vm.name), taps).catch(() => undefined);
       if (sample) samples.push(sample);
     }
     return samples;
