@@ -22,6 +22,7 @@ export class VmLifecycle {
     try {
       const { qmp } = await launchQemu(paths, this.d.argv(rec, paths));
       this.d.adopt(name, qmp);
+      await this.d.plugTaps(name);
     } catch (e) {
       writeRecord(paths, { ...rec, desired: 'stopped' });
       throw e;
@@ -103,6 +104,7 @@ export class VmLifecycle {
     const { qmp } = await launchQemu(paths, this.d.argv(rec, paths, 'defer'));
     this.d.adopt(name, qmp);
     try {
+      await this.d.plugTaps(name);
       await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(paths.savedState)}` });
       await waitIncomingDone(qmp, 10 * 60_000);
       await qmp.execute('cont');
@@ -130,6 +132,7 @@ export class VmLifecycle {
       ctx.progress({ message: 'starting the destination QEMU' });
       const { qmp } = await launchQemu(paths, this.d.argv(rec, paths, 'defer'));
       this.d.adopt(spec.name, qmp);
+      await this.d.plugTaps(spec.name);
       const port = await freePort(this.d.options.migrationListen);
       await qmp.execute('migrate-incoming', { uri: `tcp:${this.d.options.migrationListen}:${port}` });
       return { host: this.d.options.migrationAdvertise ?? this.d.options.migrationListen, port };
