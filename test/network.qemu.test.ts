@@ -137,6 +137,22 @@ describe.sequential('guests on two qemu hosts reach each other over VXLAN, and s
     for (const vm of [a, b]) expect(bootCount(await consoleText(on(vm.hostId), vm.name))).toBe(1);
   }, 400_000);
 
+  it('guest B keeps answering at its address after a live migration to the other host; its port leaves the source', async () => {
+    const [a, b] = vms as [Vm, Vm];
+    const source = b.hostId;
+    const target = agents.find((x) => x.id !== source)!.id;
+    const moved = await settled(rt, (await commands.migrateInstance(rt, caller, { id: b.id, targetHostId: target })).operation.id);
+    expect(moved.status).toBe('SUCCEEDED');
+    expect(moved.steps.map((s) => s.name)).toEqual(expect.arrayContaining(['plugAttachments', 'migrateReceive', 'migrateSend']));
+    b.hostId = target;
+    expect(plumbing(target, b.portId)).toEqual({ tap: true, rules: true, dhcp: true });
+    expect(plumbing(source, b.portId)).toEqual({ tap: false, rules: false, dhcp: false });
+    const round = lastPingRound(await consoleText(on(a.hostId), a.name)) + 1;
+    expect((await nextPing(on(a.hostId), a.name, b.address, round, 120_000)).ok).toBe(true);
+    // The same boot, moved: the target's console never saw it start, and it still has its address.
+    expect(bootCount(await consoleText(on(target), b.name))).toBe(0);
+  }, 400_000);
+
   it('deleting a booted instance leaves no tap, nftables rule or dnsmasq entry on its host', async () => {
     const b = vms[1]!;
     expect(plumbing(b.hostId, b.portId)).toEqual({ tap: true, rules: true, dhcp: true });
