@@ -8,6 +8,7 @@ import { macOf } from '../activities/ports.js';
 import { networkStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
 import { networkDecider, type Network } from '../domain/network.js';
+import { defaultSecurityGroupId } from '../domain/securityGroup.js';
 import type { HostAgentClient } from '../hostagent/client.js';
 import { tapNameOf } from '../hostagent/network.js';
 import { startProjections, type ProjectionRunner } from '../projections/index.js';
@@ -19,7 +20,7 @@ import {
 } from './support/guest.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
 import { adminCaller, instanceOf, lifecycleRuntime, settled } from './support/lifecycleStack.js';
-import { createUnderlay, type TestUnderlay } from './support/underlay.js';
+import { createUnderlay, EXTERNAL_CIDR, EXTERNAL_HOST, type TestUnderlay } from './support/underlay.js';
 
 /**
  * The Linux data plane of the qemu driver with real guests (TCG): two qemu agents, each in a network
@@ -152,6 +153,33 @@ describe.sequential('guests on two qemu hosts reach each other over VXLAN, and s
     // The same boot, moved: the target's console never saw it start, and it still has its address.
     expect(bootCount(await consoleText(on(target), b.name))).toBe(0);
   }, 400_000);
+
+  it('a floating address associated with guest A answers a ping from the external namespace; after disassociation it does not', async () => {
+    const a = vms[0]!;
+    const pingFromOutside = (address: string) => {
+      try {
+        execFileSync('ip', ['netns', 'exec', underlay.externalNs, 'busybox', 'ping', '-c', '1', '-W', '1', address], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const { network: external } = await commands.createNetwork(rt, caller, { name: 'public', cidr: EXTERNAL_CIDR, gateway: EXTERNAL_HOST, external: true });
+    // The default group admits only its members: the outside needs an ICMP rule.
+    const icmp = await commands.addSecurityGroupRule(rt, caller, { securityGroupId: defaultSecurityGroupId(caller.projectId), direction: 'INGRESS', protocol: 'ICMP', remoteCidr: '0.0.0.0/0' });
+    expect((await settled(rt, icmp.operation!.id)).status).toBe('SUCCEEDED');
+    const allocated = await commands.allocateIp(rt, caller, { networkId: external.id, kind: 'FLOATING', instanceId: a.id });
+    expect((await settled(rt, allocated.operation.id)).status).toBe('SUCCEEDED');
+    const floating = Object.values((await readFolded(rt, networkStream(external.id), networkDecider)).state!.addresses).find((x) => x.instanceId === a.id)!;
+    expect(floating.fixedAddress).toBe(a.address);
+    await waitFor(`${floating.address} answering from outside`, 60_000, async () => (pingFromOutside(floating.address) ? true : undefined));
+
+    const dis = await commands.disassociateIp(rt, caller, { address: floating.address });
+    expect((await settled(rt, dis.operation.id)).status).toBe('SUCCEEDED');
+    expect(pingFromOutside(floating.address)).toBe(false);
+    // The guest itself was never restarted.
+    expect(bootCount(await consoleText(on(a.hostId), a.name))).toBe(1);
+  }, 300_000);
 
   it('deleting a booted instance leaves no tap, nftables rule or dnsmasq entry on its host', async () => {
     const b = vms[1]!;

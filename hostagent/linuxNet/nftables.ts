@@ -8,7 +8,9 @@ import { inNs, run } from './ip.js';
  * (br_netfilter, `bridge-nf-call-iptables` in the agent's namespace), where `ct state` works:
  * - egress (what the guest sends) is judged in inet `prerouting`, where the input device is the tap;
  * - ingress (what reaches the guest) is judged in inet `forward`, where the devices are the bridge's, so
- *   the bridge family's `forward` hook first marks the packet with its destination port's number.
+ *   the bridge family's `forward` hook first marks the packet with its destination port's number;
+ *   routed traffic (from the router namespace: floating addresses) is not bridged, and is matched by
+ *   its destination address instead.
  * Rules are stateful as in Neutron: replies to allowed traffic pass, everything else not allowed is dropped.
  * The bridge table also keeps the host's side of each network (dnsmasq and the gateway address, the same
  * on every host) off the VXLAN devices, so every guest talks to its own host's DHCP server and gateway.
@@ -39,11 +41,13 @@ add rule bridge ${TABLE} output oifname "vx-*" drop
 add table inet ${TABLE}
 add map inet ${TABLE} ingress { type mark : verdict; }
 add map inet ${TABLE} egress { type ifname : verdict; }
+add map inet ${TABLE} routed { type ipv4_addr : verdict; }
 add chain inet ${TABLE} forward { type filter hook forward priority 0; policy accept; }
 add chain inet ${TABLE} prerouting { type filter hook prerouting priority 0; policy accept; }
 flush chain inet ${TABLE} forward
 flush chain inet ${TABLE} prerouting
 add rule inet ${TABLE} forward meta mark vmap @ingress
+add rule inet ${TABLE} forward ip daddr vmap @routed
 add rule inet ${TABLE} prerouting iifname vmap @egress
 `;
 }
@@ -63,7 +67,7 @@ export function ruleMatch(rule: CompiledRule): string {
   return parts.join(' ');
 }
 
-export interface NftPort { portId: string; tap: string; mac: string; address: string; rules: CompiledRule[] }
+export interface NftPort { portId: string; tap: string; mac: string; address: string; rules: CompiledRule[]; floatingAddresses: string[] }
 
 /** The sets a port's rules name, made empty if this host has not been told their members yet. */
 function setsOf(rules: CompiledRule[]): string[] {
@@ -93,6 +97,8 @@ export function portScript(p: NftPort): string {
     `add element bridge ${TABLE} port_marks { "${p.tap}" : ${hex(portMark(p.portId))} }`,
     `add element inet ${TABLE} ingress { ${hex(portMark(p.portId))} : jump ${ing} }`,
     `add element inet ${TABLE} egress { "${p.tap}" : jump ${eg} }`,
+    // Only ports with floating addresses are reached by routing (two projects' subnets may overlap on a host).
+    ...(p.floatingAddresses.length > 0 ? [`add element inet ${TABLE} routed { ${p.address} : jump ${ing} }`] : []),
   ];
   return lines.join('\n') + '\n';
 }
@@ -106,9 +112,15 @@ export function groupScript(groupId: string, addresses: string[]): string {
 
 export const applyScript = (ns: string, script: string) => inNs(ns, 'nft', ['-f', '-'], script);
 
+/** The port is no longer reached by routing (its last floating address went); it may not have been. */
+export async function unroutePort(ns: string, address: string): Promise<void> {
+  await run('ip', ['netns', 'exec', ns, 'nft', 'delete', 'element', 'inet', TABLE, 'routed', `{ ${address} }`]);
+}
+
 /** Removes a port's chains and map entries; each piece may already be gone. */
-export async function removePort(ns: string, portId: string, tap: string): Promise<void> {
+export async function removePort(ns: string, portId: string, tap: string, address: string): Promise<void> {
   const cmds = [
+    ['delete', 'element', 'inet', TABLE, 'routed', `{ ${address} }`],
     ['delete', 'element', 'bridge', TABLE, 'port_marks', `{ "${tap}" }`],
     ['delete', 'element', 'inet', TABLE, 'ingress', `{ ${hex(portMark(portId))} }`],
     ['delete', 'element', 'inet', TABLE, 'egress', `{ "${tap}" }`],

@@ -115,6 +115,7 @@ const DHCP_SCRIPT = `#!/bin/sh
 ip addr flush dev $interface
 ip addr add $ip/$mask dev $interface
 [ -n "$mtu" ] && ip link set dev $interface mtu $mtu
+for r in $router; do ip route add default via $r dev $interface; break; done
 echo "$ip $mask" > /tmp/net
 echo "STRATUS-NET $interface $ip/$mask" > /dev/console
 `;

@@ -8,7 +8,8 @@ import { serveHosts, hostsLine, stopDhcp } from '../../linuxNet/dnsmasq.js';
 import {
   attachToBridge, deleteLink, ensureAddress, ensureBridge, ensureNamespace, ensureVxlan, linkExists, linkUp, moveIntoNs,
 } from '../../linuxNet/ip.js';
-import { applyScript, baseScript, groupScript, portScript, removePort } from '../../linuxNet/nftables.js';
+import { applyScript, baseScript, groupScript, portScript, removePort, unroutePort } from '../../linuxNet/nftables.js';
+import { applyNat, ensureRouter, routeSubnet, unrouteSubnet, type RouterConfig } from '../../linuxNet/router.js';
 
 /**
  * The qemu driver's data plane (Neutron's Linux-bridge agent, in one namespace the agent owns):
@@ -18,6 +19,7 @@ import { applyScript, baseScript, groupScript, portScript, removePort } from '..
  * - a VXLAN device per network (`vx-` + 11 hex digits, the port's VNI) on the underlay device, its
  *   flooding sent to a multicast group of the underlay (the `vxlanGroup` option) and remote MACs learnt;
  * - a dnsmasq per network answering this host's ports by MAC (linuxNet/dnsmasq.ts);
+ * - with an external device, a router namespace NATing floating addresses (linuxNet/router.ts);
  * - a tap per port, made by QEMU (`-netdev tap,ifname=`) when the VM's process starts and moved into the
  *   namespace at once, then put on the bridge; nftables chains per tap for its security groups.
  * Ports and group members are kept in <stateDir>/network/state.json, so a restarted agent and a VM
@@ -33,6 +35,12 @@ export const NetworkOptions = z.object({
   underlayAddress: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/).optional(),
   /** The underlay multicast group every VXLAN device floods to. */
   vxlanGroup: z.ipv4().default('239.1.1.1'),
+  /** The external network's device, moved into the router namespace: without it, floating addresses are only recorded. */
+  externalDevice: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/).optional(),
+  /** The external network's CIDR, reached on that device (its hosts answer the floating addresses). */
+  externalRoute: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/).optional(),
+  /** `<netNamespace>-r` unless set. */
+  routerNamespace: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/).optional(),
 });
 export type NetworkOptions = z.infer<typeof NetworkOptions>;
 
@@ -46,19 +54,20 @@ const idHead = (id: string) => id.replace(/-/g, '').slice(0, 11);
 export const bridgeNameOf = (networkId: string) => `br${idHead(networkId)}`;
 export const vxlanNameOf = (networkId: string) => `vx-${idHead(networkId)}`;
 
-function subnetOf(cidr: string): { network: string; netmask: string; prefix: number } {
+function subnetOf(cidr: string): { network: string; netmask: string; prefix: number; cidr: string } {
   const [addr, len] = cidr.split('/');
   const prefix = Number(len);
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
   const dotted = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
   const ip = addr!.split('.').reduce((n, o) => (n << 8) + Number(o), 0) >>> 0;
-  return { network: dotted((ip & mask) >>> 0), netmask: dotted(mask), prefix };
+  return { network: dotted((ip & mask) >>> 0), netmask: dotted(mask), prefix, cidr: `${dotted((ip & mask) >>> 0)}/${prefix}` };
 }
 
 export class QemuNetwork implements NetworkDataPlane {
   readonly ns: string;
   private readonly dir: string;
   private lock: Promise<unknown> = Promise.resolve();
+  private readonly router?: RouterConfig;
 
   constructor(
     stateDir: string,
@@ -66,6 +75,14 @@ export class QemuNetwork implements NetworkDataPlane {
   ) {
     this.ns = options.netNamespace;
     this.dir = join(stateDir, 'network');
+    if (options.externalDevice) {
+      this.router = { ns: options.routerNamespace ?? `${this.ns}-r`, agentNs: this.ns, externalDevice: options.externalDevice, externalRoute: options.externalRoute };
+    }
+  }
+
+  /** The router's namespace, when there is one. */
+  get routerNs(): string | undefined {
+    return this.router?.ns;
   }
 
   async init(): Promise<void> {
@@ -79,6 +96,7 @@ export class QemuNetwork implements NetworkDataPlane {
       await linkUp(this.ns, underlayDevice);
     }
     await applyScript(this.ns, baseScript());
+    if (this.router) await ensureRouter(this.router);
   }
 
   private get statePath() {
@@ -132,6 +150,13 @@ export class QemuNetwork implements NetworkDataPlane {
     if (this.options.underlayDevice) {
       await ensureVxlan(this.ns, { name: vxlanNameOf(p.networkId), vni: p.vni, group: this.options.vxlanGroup, underlay: this.options.underlayDevice, bridge, mtu: GUEST_MTU });
     }
+    if (this.router) await routeSubnet(this.router, subnetOf(p.cidr).cidr);
+  }
+
+  /** Every floating address of this host's ports, NATed in the router (when there is one). */
+  private async applyFloating(s: State): Promise<void> {
+    if (!this.router) return;
+    await applyNat(this.router, Object.values(s.ports).flatMap((p) => p.floatingAddresses.map((floating) => ({ floating, fixed: p.address }))));
   }
 
   private async serveDhcp(s: State, p: Pick<PortSpec, 'networkId' | 'cidr' | 'gateway'>): Promise<void> {
@@ -155,6 +180,7 @@ export class QemuNetwork implements NetworkDataPlane {
       s.ports[port.portId] = port;
       this.write(s);
       await this.serveDhcp(s, port);
+      await this.applyFloating(s);
       await this.attachTap(port);
       return port;
     });
@@ -165,13 +191,15 @@ export class QemuNetwork implements NetworkDataPlane {
       const port = s.ports[portId];
       if (!port) return { unplugged: false };
       await deleteLink(this.ns, port.tap);
-      await removePort(this.ns, port.portId, port.tap);
+      await removePort(this.ns, port.portId, port.tap, port.address);
       delete s.ports[portId];
       this.write(s);
       await this.serveDhcp(s, port);
+      await this.applyFloating(s);
       if (!Object.values(s.ports).some((x) => x.networkId === port.networkId)) {
         await deleteLink(this.ns, vxlanNameOf(port.networkId));
         await deleteLink(this.ns, bridgeNameOf(port.networkId));
+        if (this.router) await unrouteSubnet(this.router, subnetOf(port.cidr).cidr);
       }
       return { unplugged: true };
     });
@@ -193,13 +221,16 @@ export class QemuNetwork implements NetworkDataPlane {
     });
   }
 
-  /** Recorded for the port; the router namespace that would NAT them is not built yet (docs/networking.md). */
+  /** DNAT/SNAT in the router namespace; only recorded on a host configured without an external device. */
   setFloatingAddresses(portId: string, floatingAddresses: string[], _ctx: CallContext): Promise<PortInfo> {
     return this.serial(async (s) => {
       const port = s.ports[portId];
       if (!port) throw new AgentError('NOT_FOUND', `no port ${portId} on this host`);
       port.floatingAddresses = floatingAddresses;
       this.write(s);
+      if (floatingAddresses.length === 0) await unroutePort(this.ns, port.address);
+      await applyScript(this.ns, portScript(port));
+      await this.applyFloating(s);
       return port;
     });
   }
