@@ -17,8 +17,9 @@ import { gzipSync } from 'node:zlib';
  *   STRATUS-VOLUME vdb HOLDS m   a newly plugged volume already held marker m (written by some guest before)
  *   STRATUS-SIZE <kB> <cpus>     once after boot: MemTotal and the online CPUs, as the guest sees them
  *   STRATUS-NET eth0 <ip>/<len>  its NIC got an address by DHCP (only with a NIC)
- *   STRATUS-PING <round> <ip> OK|FAIL  then, round after round, one ping to each of the first six host
- *                                addresses of its subnet but its own (a test network is a /29: all of them)
+ *   STRATUS-PING <round> <ip> OK <ms>|FAIL  then, round after round, one ping to each of the first six
+ *                                host addresses of its subnet but its own (a test network is a /29: all
+ *                                of them), with the round trip the guest measured
  */
 
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
@@ -71,7 +72,7 @@ pingPeers() {
       h=$((base+k))
       t="$(( (h>>24)&255 )).$(( (h>>16)&255 )).$(( (h>>8)&255 )).$(( h&255 ))"
       [ "$t" = "$ip" ] && continue
-      if ping -c 1 -W 1 $t >/dev/null 2>&1; then s=OK; else s=FAIL; fi
+      if out=$(ping -c 1 -W 1 $t 2>/dev/null); then s="OK $(echo "$out" | sed -n 's|.*= [0-9.]*/\\([0-9.]*\\)/.*|\\1|p')"; else s=FAIL; fi
       echo "STRATUS-PING $r $t $s"
     done
     sleep 1
@@ -279,9 +280,11 @@ export const guestSize = (text: string) => {
 };
 /** The address the guest's NIC got by DHCP, `a.b.c.d`. */
 export const guestAddress = (text: string) => [...text.matchAll(/STRATUS-NET \S+ ([\d.]+)\/\d+/g)].at(-1)?.[1];
-export interface PingResult { round: number; target: string; ok: boolean }
+export interface PingResult { round: number; target: string; ok: boolean; rttMs?: number }
 export const pingResults = (text: string): PingResult[] =>
-  [...text.matchAll(/STRATUS-PING (\d+) ([\d.]+) (OK|FAIL)/g)].map((m) => ({ round: Number(m[1]), target: m[2]!, ok: m[3] === 'OK' }));
+  [...text.matchAll(/STRATUS-PING (\d+) ([\d.]+) (OK|FAIL)(?: ([\d.]+))?/g)].map((m) => ({
+    round: Number(m[1]), target: m[2]!, ok: m[3] === 'OK', ...(m[4] ? { rttMs: Number(m[4]) } : {}),
+  }));
 export const lastPingRound = (text: string) => pingResults(text).at(-1)?.round ?? 0;
 
 /** The guest's first ping to `target` in a round after `afterRound`: a round that began after whatever the test changed. */
