@@ -24,6 +24,8 @@ export class VmLifecycle {
       this.d.adopt(name, qmp);
       await this.d.plugTaps(name);
     } catch (e) {
+      // A QEMU whose NICs could not join the data plane is not left running unplugged.
+      await this.d.terminate(name).catch(() => undefined);
       writeRecord(paths, { ...rec, desired: 'stopped' });
       throw e;
     }
