@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { AgentError } from '../driver.js';
 
 /**
@@ -40,6 +41,8 @@ export async function nsExists(ns: string): Promise<boolean> {
 export async function ensureNamespace(ns: string): Promise<void> {
   if (!(await nsExists(ns))) await must('ip', ['netns', 'add', ns]);
   await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  // A modular kernel (Debian's) loads br_netfilter only when asked; a kernel with it built in has the sysctls already.
+  if (!existsSync('/proc/sys/net/bridge')) await run('modprobe', ['br_netfilter']);
   await inNs(ns, 'sysctl', ['-q', '-w', 'net.bridge.bridge-nf-call-iptables=1']);
 }
 
