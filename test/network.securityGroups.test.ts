@@ -218,7 +218,7 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     expect(same(after)).toEqual(same(before));
     expect(after.floatingAddresses).toHaveLength(1);
   });
-  it('a live migration moves the port to the target and off the source; an abandoned one leaves it on the source only', async () => {
+  it('a live migration moves the port to the target and off the source; an abandoned one leaves it where it was; a cold one moves it too', async () => {
     const caller = member();
     const vm = await boot(caller, 'sg-migrant');
     const instance = await instanceOf(rt, vm.id);
@@ -257,5 +257,12 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     }
     expect(await hostsWithPort()).toEqual([target.id]);
     expect((await instanceOf(rt, vm.id)).hostId).toBe(target.id);
+
+    // A cold migration (the instance stopped) moves it the same way.
+    expect((await settled(rt, (await commands.stopInstance(rt, caller, { id: vm.id })).operation.id)).status).toBe('SUCCEEDED');
+    const cold = await settled(rt, (await commands.migrateInstance(rt, admin, { id: vm.id, targetHostId: source })).operation.id);
+    expect(cold.status).toBe('SUCCEEDED');
+    expect(cold.steps.map((s) => s.name)).toContain('copyDisk');
+    expect(await hostsWithPort()).toEqual([source]);
   });
 });
