@@ -7,6 +7,7 @@ import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
+import { plugInstancePorts, unplugInstancePorts } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -29,10 +30,26 @@ export const vmSpecOf = (instance: Instance): VmSpecInput => ({
 
 /**
  * What must be plugged on the target before the VM arrives (attached volumes on the shared pool, NIC taps
- * on the tenant bridges). Nothing yet: volumes and networks land with their own issues, which add their
- * attachments here; the step runs in every migration so the runbook already has its place.
+ * on the tenant bridges). The step runs in every migration, resize to another host and evacuation.
  */
-export async function plugAttachmentsOnTarget(_rt: Runtime, _instance: Instance, _targetHostId: string): Promise<void> {}
+export async function plugAttachmentsOnTarget(rt: Runtime, instance: Instance, targetHostId: string, key = `plugAttachments:${instance.id}`): Promise<void> {
+  await plugPortsOnTarget(rt, instance, targetHostId, `${key}:ports`);
+}
+
+/**
+ * The instance's NICs on the target, the same ports (id, MAC, address, rules, floating addresses) as on
+ * the source, so the guest keeps its address; `unplugPortsFrom` takes them off the host the instance
+ * left (or off the target of a move that was abandoned).
+ */
+export async function plugPortsOnTarget(rt: Runtime, instance: Instance, targetHostId: string, key: string): Promise<void> {
+  await plugInstancePorts(rt, instance, targetHostId, key);
+}
+
+/** A host that is DOWN (an evacuation's source) cannot be asked: its ports go when it is cleaned up. */
+export async function unplugPortsFrom(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<void> {
+  if ((await readHost(rt, hostId)).state?.state === 'DOWN') return;
+  await unplugInstancePorts(rt, instance, hostId, key);
+}
 
 /**
  * Progress of a long agent call kept on the operation's step: once per fifth of the way (and never for
@@ -107,7 +124,7 @@ export function migrationSteps(rt: Runtime) {
 
     async plugAttachments(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'plugAttachments', async () => {
-        await plugAttachmentsOnTarget(rt, await readInstance(rt, ctx.instanceId), plan.targetHostId);
+        await plugAttachmentsOnTarget(rt, await readInstance(rt, ctx.instanceId), plan.targetHostId, agentKey(ctx, 'plugAttachments'));
       });
     },
 
@@ -175,6 +192,8 @@ export function migrationSteps(rt: Runtime) {
 
     async releaseSourceClaim(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'releaseSourceClaim', async () => {
+        // The instance left the source: its ports there go too (a DOWN source is skipped).
+        await unplugPortsFrom(rt, await readInstance(rt, ctx.instanceId), plan.sourceHostId, agentKey(ctx, 'releaseSourceClaim:ports'));
         await releaseClaimOn(rt, plan.sourceHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'releaseSourceClaim'), metadata: metadataOf(ctx) });
       });
     },
@@ -213,6 +232,7 @@ export function migrationSteps(rt: Runtime) {
         );
         if (!onSource) return { arrived: true };
         await callAgent(rt, plan.targetHostId, 'destroyVm', { name }, { idempotencyKey: agentKey(ctx, 'abandonTarget') });
+        await unplugPortsFrom(rt, instance, plan.targetHostId, agentKey(ctx, 'abandonTarget:ports'));
         await releaseClaimOn(rt, plan.targetHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'abandonTarget'), metadata: metadataOf(ctx) });
         return { arrived: false };
       });

@@ -11,7 +11,7 @@ import type { CallContext } from './driver.js';
 
 /**
  * A security-group rule as the host applies it: from (to) a CIDR, or from (to) the members of a remote
- * group, whose addresses the host keeps once per group (`setGroupMembers`, an ipset in a Linux data
+ * group, whose addresses the host keeps once per group (`setGroupMembers`, an nftables set in the Linux data
  * plane) rather than one rule per member on every port, which would grow with the square of a project.
  */
 export const CompiledRule = z.object({

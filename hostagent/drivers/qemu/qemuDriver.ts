@@ -17,6 +17,7 @@ import { createDisk, ensureVolumeFile, fitDisk, growDisk, hotplugVolume, hotunpl
 import { VmLifecycle } from './vmLifecycle.js';
 import { sampleQemuVm } from './vmSamples.js';
 import { VolumePool } from './volumePool.js';
+import { NetworkOptions, QemuNetwork } from './qemuNetwork.js';
 import { connectQmp, isQemuAlive, killHard, readPid, readRecord, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
 
 const log = componentLog('qemu-driver');
@@ -38,6 +39,8 @@ export class QemuDriver implements HypervisorDriver {
   private readonly lifecycle: VmLifecycle;
   readonly pool: VolumePool;
   readonly imageCacheDir: string;
+  /** The Linux data plane, when the `netNamespace` option names the agent's namespace. */
+  readonly network?: QemuNetwork;
 
   constructor(
     readonly stateDir: string,
@@ -47,11 +50,14 @@ export class QemuDriver implements HypervisorDriver {
     this.lifecycle = new VmLifecycle(this);
     this.pool = new VolumePool(this.options.storagePool ?? join(stateDir, 'volumes'));
     this.imageCacheDir = join(stateDir, 'image-cache');
+    const net = NetworkOptions.parse(rawOptions);
+    if (net.netNamespace) this.network = new QemuNetwork(stateDir, { ...net, netNamespace: net.netNamespace });
   }
 
   async init(): Promise<void> {
     for (const d of ['vms', 'images']) mkdirSync(join(this.stateDir, d), { recursive: true });
     mkdirSync(this.pool.dir, { recursive: true });
+    await this.network?.init();
     this.capacity = parseCapacity(this.options.capacity, hostResources(this.stateDir));
     if (this.options.accel === 'auto') {
       const probe = await probeKvm({ kernel: this.options.probeKernel, timeoutMs: this.options.probeTimeoutMs });
@@ -333,12 +339,17 @@ export class QemuDriver implements HypervisorDriver {
     return {
       spec: rec.spec, paths, accel: this.accel, machine: this.options.machine, hasDisk: rec.hasDisk, volumes: rec.volumes,
       hotplugSlots: this.options.machine === 'q35' ? this.options.hotplugSlots : 0, uefiFirmware: this.options.uefiFirmware,
-      incoming, daemonize: true,
+      incoming, daemonize: true, nics: this.network?.nicsOf(rec.spec.name) ?? [],
     };
   }
 
   argv(rec: VmRecord, paths: VmPaths, incoming?: string): string[] {
     return buildQemuArgv(this.launchSpec(rec, paths, incoming));
+  }
+
+  /** After QEMU started with the VM's NICs: their taps join the data plane. */
+  async plugTaps(name: string): Promise<void> {
+    await this.network?.attachVm(name);
   }
 
   adopt(name: string, qmp: QmpClient): void {
