@@ -137,7 +137,9 @@ function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>
         if (notified) continue;
         // Committed events can be held back by a transaction that appends nothing (a projection
         // writing its rows), and its commit sends no NOTIFY: look again soon rather than at the next poll.
-        backoffMs = (await hasWithheldEvents(database, checkpoint)) ? Math.min(Math.max(backoffMs * 2, 2), 200) : 0;
+        // Asked as "any event past the checkpoint", not "any still held back": the holder may commit
+        // between the read above and this question, and the event is then unread but no longer withheld.
+        backoffMs = (await hasUnreadEvents(database, checkpoint, options.streamPrefix)) ? Math.min(Math.max(backoffMs * 2, 2), 200) : 0;
         if (!stopped && !notified) await sleep(backoffMs || safetyPollMs);
       }
     } finally {
@@ -170,15 +172,15 @@ function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>
   };
 }
 
-/** Committed events past `after` that the feed still holds back behind an older running transaction. */
-async function hasWithheldEvents(database: Database, after: Checkpoint): Promise<boolean> {
-  const [row] = await database.query<{ withheld: boolean }>(
+/** Committed events past `after` that the last read did not return: held back then, or since released. */
+async function hasUnreadEvents(database: Database, after: Checkpoint, streamPrefix?: string): Promise<boolean> {
+  const [row] = await database.query<{ unread: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM events
-       WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
-         AND (transaction_id, position) > ($1::xid8, $2::bigint)) AS withheld`,
-    [after.transactionId, after.position],
+       WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+       ${streamPrefix === undefined ? '' : 'AND starts_with(stream_id, $3)'}) AS unread`,
+    streamPrefix === undefined ? [after.transactionId, after.position] : [after.transactionId, after.position, streamPrefix],
   );
-  return row?.withheld ?? false;
+  return row?.unread ?? false;
 }
 
 /** The checkpoint a subscriber stores after handling `event`. */
