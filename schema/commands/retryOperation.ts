@@ -45,7 +45,14 @@ export async function retryOperation(rt: Runtime, caller: Caller, input: { id: s
   // The task first: the instance may have moved on (another action, deleted) and then the retry is refused.
   const { state, version } = await readInstanceState(rt, op.resourceId);
   const taskEvents = decideInstance(
-    { type: 'beginAction', data: { operationId: op.id, kind: kind.data, at: now(), ...(op.kind === 'REBOOT' ? { hard: input_.hard ?? false } : {}) } },
+    {
+      type: 'beginAction',
+      data: {
+        operationId: op.id, kind: kind.data, at: now(),
+        ...(op.kind === 'REBOOT' ? { hard: input_.hard ?? false } : {}),
+        ...(input_.imageId ? { imageId: input_.imageId } : {}),
+      },
+    },
     state,
   );
   if (taskEvents.length > 0) await appendNew(rt, instanceStream(op.resourceId), taskEvents, version, metadata);

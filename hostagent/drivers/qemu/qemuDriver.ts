@@ -37,6 +37,7 @@ export class QemuDriver implements HypervisorDriver {
   private readonly lifecycle: VmLifecycle;
   readonly pool: VolumePool;
   readonly imageCacheDir: string;
+  readonly snapshotDir: string;
 
   constructor(
     readonly stateDir: string,
@@ -46,6 +47,7 @@ export class QemuDriver implements HypervisorDriver {
     this.lifecycle = new VmLifecycle(this);
     this.pool = new VolumePool(this.options.storagePool ?? join(stateDir, 'volumes'));
     this.imageCacheDir = join(stateDir, 'image-cache');
+    this.snapshotDir = join(stateDir, 'images');
   }
 
   async init(): Promise<void> {
@@ -175,7 +177,7 @@ export class QemuDriver implements HypervisorDriver {
       this.check(name, await this.stateOf(name, rec), 'snapshot');
       if (!rec.hasDisk) throw new AgentError('INVALID_STATE', `VM ${name} has no disk to snapshot`);
       if (!VmName.safeParse(opts.imageName).success) throw new AgentError('BAD_REQUEST', `bad image name ${opts.imageName}`);
-      const imagePath = join(this.stateDir, 'images', `${opts.imageName}.qcow2`);
+      const imagePath = join(this.snapshotDir, `${opts.imageName}.qcow2`);
       if (existsSync(imagePath)) throw new AgentError('ALREADY_EXISTS', `image ${opts.imageName} already exists`);
       const live = isQemuAlive(readPid(this.paths(name))) ? await this.qmpOf(name) : undefined;
       const sizeBytes = await snapshotDisk(this.paths(name), imagePath, live, ctx);
