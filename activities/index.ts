@@ -9,6 +9,7 @@ import { meteringSteps } from './meteringClock.js';
 import { meterSteps } from './meterSamples.js';
 import { volumeSteps } from './volumeSteps.js';
 import { imageFetchSteps } from './imageFetch.js';
+import { snapshotSteps } from './snapshotSteps.js';
 import { securityGroupSteps } from './securityGroupSteps.js';
 import { migrationSteps } from './migrationSteps.js';
 import { hostOperationSteps } from './drainSteps.js';
@@ -39,6 +40,7 @@ export function createActivities(rt: Runtime) {
     ...meterSteps(rt),
     ...volumeSteps(rt),
     ...imageFetchSteps(rt),
+    ...snapshotSteps(rt),
     ...addressSteps(rt),
     ...securityGroupSteps(rt),
     ...migrationSteps(rt),

@@ -3,7 +3,11 @@
  *
  * - uploadMBps: `curl -T` to `PUT /images/<id>/file` through the API (streamed, hashed, `qemu-img info`,
  *   renamed into the store) against copyMBps, a plain copy of the same file (`fs.copyFile`, what cp does);
- *   uploadRatio = uploadMBps / copyMBps (target >= 0.5).
+ *   uploadRatio = uploadMBps / copyMBps (target >= 0.5). The PUT path's parts are profiled beside it:
+ *   sha256MBps (hashing the same file in one thread: what bound the upload while it hashed inline) and
+ *   checkMs (`qemu-img info` of it, the format check before the rename into the store), and receiveMBps:
+ *   the same `curl -T` to a bare node:http server in this process that only writes the body to a file
+ *   (no hash, no check, no events): what HTTP on loopback alone allows here.
  * - attachP50Ms: attachVolume through the command layer (what the mutation calls) to a running QEMU
  *   guest (TCG) booted from an image uploaded through the API, from the request to IN_USE.
  *
@@ -13,13 +17,14 @@
  * BENCH_UPLOAD_MB (default 512), BENCH_ATTACHES (default 10), BENCH_SKIP_QEMU=1 to leave attach out.
  */
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { startProjections } from '../projections/index.js';
 import * as commands from '../schema/commands/index.js';
 import { bootstrapAdminCaller } from '../server/adminToken.js';
@@ -39,6 +44,7 @@ import { startWorker } from '../server/worker.js';
 import { startAgentProcess } from '../test/support/hostagent.js';
 
 const json = process.argv.includes('--json');
+const run = promisify(execFile);
 const UPLOAD_MB = Number(process.env.BENCH_UPLOAD_MB ?? 512);
 const ATTACHES = Number(process.env.BENCH_ATTACHES ?? 10);
 const say = (m: string) => (json ? process.stderr.write(m + '\n') : console.log(m));
@@ -141,7 +147,30 @@ async function uploadFigures() {
     const mb = size / 2 ** 20;
     const copyMBps = mb / (median(copies) / 1000);
     const uploadMBps = mb / (median(uploads) / 1000);
-    return { uploadMB: round(mb, 0), copyMBps: round(copyMBps), uploadMBps: round(uploadMBps), uploadRatio: round(uploadMBps / copyMBps, 2) };
+    let t0 = performance.now();
+    const hash = createHash('sha256');
+    await pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), hash);
+    const sha256MBps = mb / ((performance.now() - t0) / 1000);
+    t0 = performance.now();
+    await run('qemu-img', ['info', '--output=json', source]);
+    const checkMs = performance.now() - t0;
+    const receives: number[] = [];
+    const bare = createServer((req, res) => {
+      pipeline(req, createWriteStream(join(dir, 'received.raw'), { highWaterMark: 1 << 20 })).then(() => res.end('ok'), (e: Error) => res.destroy(e));
+    });
+    await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', () => resolve()));
+    for (let round_ = 0; round_ < 3; round_++) {
+      t0 = performance.now();
+      await curlPut(`http://127.0.0.1:${(bare.address() as { port: number }).port}/`, adminToken, source);
+      receives.push(performance.now() - t0);
+      await rm(join(dir, 'received.raw'), { force: true });
+    }
+    bare.close();
+    const receiveMBps = mb / (median(receives) / 1000);
+    return {
+      uploadMB: round(mb, 0), copyMBps: round(copyMBps), uploadMBps: round(uploadMBps), uploadRatio: round(uploadMBps / copyMBps, 2),
+      sha256MBps: round(sha256MBps), checkMs: round(checkMs), receiveMBps: round(receiveMBps),
+    };
   } finally {
     await stop();
   }
@@ -207,6 +236,7 @@ async function main() {
   routeTemporalLogs();
   const upload = await uploadFigures();
   say(`upload ${upload.uploadMB} MB: ${upload.uploadMBps} MB/s through the API, ${upload.copyMBps} MB/s plain copy, ratio ${upload.uploadRatio}`);
+  say(`  its parts: HTTP receive to a file alone ${upload.receiveMBps} MB/s, sha256 alone ${upload.sha256MBps} MB/s (one thread), qemu-img info ${upload.checkMs} ms`);
   const attach = process.env.BENCH_SKIP_QEMU ? undefined : await attachFigures();
   if (attach) say(`attach to a running QEMU guest: p50 ${attach.attachP50Ms} ms, p95 ${attach.attachP95Ms} ms over ${attach.attaches}`);
   if (json) process.stdout.write(JSON.stringify({ ...upload, ...attach }) + '\n');

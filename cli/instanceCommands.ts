@@ -82,7 +82,7 @@ const ACTIONS: Array<{ verb: string; mutation: string; about: string }> = [
   { verb: 'delete', mutation: 'deleteInstance', about: 'delete an instance and release what it holds' },
 ];
 
-/** `stratus instance list|show|boot|start|stop|reboot|pause|unpause|suspend|resume|delete`. */
+/** `stratus instance list|show|boot|start|stop|reboot|pause|unpause|suspend|resume|snapshot|delete`. */
 export function register(program: Command) {
   const instance = program.command('instance').description('instances: list, show, boot and act on them');
 
@@ -150,6 +150,36 @@ export function register(program: Command) {
       await startAndFollow(client, { name: 'rebootInstance', inputType: 'RebootInstanceInput', input: { id, hard: options.hard ?? false } }, options, afterAction(client, id));
     },
   );
+
+  waitOptions(
+    instance
+      .command('snapshot <instance>')
+      .description('turn the instance\'s disk into a new PRIVATE image of its project, and wait until it is ACTIVE')
+      .requiredOption('--image-name <name>', 'the new image\'s name'),
+  ).action(async (ref: string, options: WaitOptions & { imageName: string }) => {
+    const client = await connect();
+    const id = await instanceIdOf(client, ref);
+    await startAndFollow(
+      client,
+      { name: 'snapshotInstance', inputType: 'SnapshotInstanceInput', input: { id, imageName: options.imageName }, select: 'image { id }' },
+      options,
+      async (_op, payload) => {
+        const imageId = (payload.image as { id: string }).id;
+        type ImageView = { id: string; name: string; status: string; checksum: string | null; sizeBytes: number };
+        // The operation is over; the image's own row may land a moment later (its projection is another one).
+        let image: ImageView | null = null;
+        for (let tries = 0; tries < 50; tries++) {
+          ({ image } = await client.request<{ image: ImageView | null }>(`query($id: ID!) { image(id: $id) { id name status checksum sizeBytes } }`, { id: imageId }));
+          if (image && image.status !== 'QUEUED' && image.status !== 'SAVING') break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        return {
+          json: { image },
+          text: renderFields([['image', image?.id], ['name', image?.name], ['status', image?.status], ['checksum', image?.checksum], ['size', image ? String(image.sizeBytes) : null]]),
+        };
+      },
+    );
+  });
 
   for (const action of ACTIONS) {
     waitOptions(instance.command(`${action.verb} <instance>`).description(action.about)).action(async (ref: string, options: WaitOptions) => {

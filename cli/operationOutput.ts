@@ -45,19 +45,19 @@ export async function startAndFollow<T extends Record<string, unknown>>(
   client: ApiClient,
   mutation: { name: string; input: Record<string, unknown>; inputType: string; select?: string },
   options: WaitOptions,
-  after: (op: OperationView) => Promise<{ json: T; text: string }>,
+  after: (op: OperationView, payload: Record<string, unknown>) => Promise<{ json: T; text: string }>,
 ): Promise<void> {
   const data = await client.request<Record<string, { operation: OperationView }>>(
     `mutation($input: ${mutation.inputType}!) { ${mutation.name}(input: $input) { operation { ${OPERATION_FIELDS} } ${mutation.select ?? ''} } }`,
     { input: mutation.input },
   );
-  const payload = data[mutation.name]!;
+  const payload = data[mutation.name]! as { operation: OperationView } & Record<string, unknown>;
   if (!options.wait) {
     console.log(options.json ? JSON.stringify(payload, null, 2) : `operation ${payload.operation.id} (${payload.operation.kind}) ${payload.operation.status}`);
     return;
   }
   // With --json the terminal still gets the display, a pipe does not: stdout stays one JSON document.
   const op = await followToTheEnd(client, payload.operation.id, { quiet: options.json && !process.stderr.isTTY });
-  const result = await after(op);
+  const result = await after(op, payload);
   console.log(options.json ? JSON.stringify({ operation: op, ...result.json }, null, 2) : result.text);
 }

@@ -39,6 +39,11 @@ export const imageEvents = {
   ImageUploadRejected: z.object({ uploadId: Id, reason: z.string().min(1), at: Timestamp }),
   /** The client went away half way: back to QUEUED for another try, nothing of it is kept. */
   ImageUploadAbandoned: z.object({ uploadId: Id, reason: z.string(), at: Timestamp }),
+  /**
+   * An instance snapshot that did not make it into the store (snapshotInstance failed and undid its
+   * steps): ERROR with the reason, from QUEUED or SAVING, and nothing of its bytes is kept.
+   */
+  ImageFailed: z.object({ operationId: Id, reason: z.string().min(1), at: Timestamp }),
   ImageDeleted: z.object({ at: Timestamp }),
 } satisfies Record<string, z.ZodType>;
 export type ImageLifecycleEvent = EventOf<typeof imageEvents>;
@@ -62,11 +67,21 @@ export const StoredImage = z.object({
 });
 export type StoredImage = z.infer<typeof StoredImage>;
 
+/**
+ * The contract's image status (CONTRACT.md: QUEUED SAVING ACTIVE ERROR DELETED) of a status as stored:
+ * registered images keep Glance's lowercase words in their ImageRegistered events (`active`, and
+ * `killed` for Glance's failed upload), which the read side turns into the contract's.
+ */
+export function contractImageStatus(status: string): StoredImageStatus | string {
+  const upper = status === 'killed' ? 'ERROR' : status.toUpperCase();
+  return StoredImageStatus.safeParse(upper).success ? upper : status;
+}
+
 export function evolveImage(state: StoredImage | null, event: AnyImageEvent): StoredImage | null {
   if (event.type === 'ImageRegistered') {
     const d = event.data;
     return {
-      id: d.id, name: d.name, format: d.format, status: d.status, visibility: 'PUBLIC', projectId: null, checksum: d.checksum ?? null,
+      id: d.id, name: d.name, format: d.format, status: contractImageStatus(d.status), visibility: 'PUBLIC', projectId: null, checksum: d.checksum ?? null,
       sizeBytes: d.sizeBytes, sourceInstanceId: null, errorReason: null, uploadId: null, createdAt: d.registeredAt, version: 1,
     };
   }
@@ -88,6 +103,8 @@ export function evolveImage(state: StoredImage | null, event: AnyImageEvent): St
       return { ...next, status: 'ERROR', errorReason: event.data.reason, uploadId: null };
     case 'ImageUploadAbandoned':
       return { ...next, status: 'QUEUED', uploadId: null };
+    case 'ImageFailed':
+      return { ...next, status: 'ERROR', errorReason: event.data.reason, uploadId: null };
     case 'ImageDeleted':
       return { ...next, status: 'DELETED' };
   }
@@ -99,6 +116,7 @@ export type ImageCommand =
   | { type: 'finishUpload'; data: z.infer<typeof imageEvents.ImageUploaded> }
   | { type: 'rejectUpload'; data: z.infer<typeof imageEvents.ImageUploadRejected> }
   | { type: 'abandonUpload'; data: z.infer<typeof imageEvents.ImageUploadAbandoned> }
+  | { type: 'fail'; data: z.infer<typeof imageEvents.ImageFailed> }
   | { type: 'delete'; data: z.infer<typeof imageEvents.ImageDeleted> };
 
 const conflict = (image: StoredImage, what: string) =>
@@ -113,8 +131,16 @@ export function decideImage(command: ImageCommand, state: StoredImage | null): I
   if (!state || state.status === 'DELETED') throw new StratusError('NOT_FOUND', 'image not found');
   switch (command.type) {
     case 'startUpload':
-      if (state.status !== 'QUEUED') throw conflict(state, 'take an upload (only a QUEUED image does)');
+      if (state.uploadId === command.data.uploadId) return [];
+      // A failed instance snapshot is taken again by its operation's retry (retryOperation).
+      if (state.status !== 'QUEUED' && !(state.status === 'ERROR' && state.sourceInstanceId !== null)) {
+        throw conflict(state, 'take an upload (only a QUEUED image does)');
+      }
       return [{ type: 'ImageUploadStarted', data: command.data }];
+    case 'fail':
+      if (state.status === 'ERROR') return [];
+      if (state.status !== 'QUEUED' && state.status !== 'SAVING') throw conflict(state, 'fail (only a QUEUED or SAVING image does)');
+      return [{ type: 'ImageFailed', data: command.data }];
     case 'finishUpload':
     case 'rejectUpload':
     case 'abandonUpload': {
@@ -131,8 +157,8 @@ export function decideImage(command: ImageCommand, state: StoredImage | null): I
 export const imageFold = { evolve: evolveImage, initialState: (): StoredImage | null => null };
 export const imageLifecycleDecider = { decide: decideImage, ...imageFold };
 
-/** Usable to boot from: an uploaded image once ACTIVE, a registered one while `active`. */
-export const isBootable = (image: StoredImage): boolean => image.status === 'ACTIVE' || image.status === 'active';
+/** Usable to boot from: ACTIVE (a registered image's `active` included). */
+export const isBootable = (image: StoredImage): boolean => contractImageStatus(image.status) === 'ACTIVE';
 
 /** PUBLIC images are everyone's to read; a PRIVATE one exists only for its project (and admins). */
 export const canSeeImage = (caller: Caller, image: Pick<StoredImage, 'visibility' | 'projectId' | 'status'>): boolean =>

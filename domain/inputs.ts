@@ -4,6 +4,8 @@ import { ProjectName, Role } from './identity.js';
 import { ClientRequestId } from './operation.js';
 import { Id } from './scalars.js';
 
+import { CatalogName } from './catalog.js';
+
 export { CreateFlavorInput, RegisterImageInput } from './catalog.js';
 
 /**
@@ -48,7 +50,8 @@ export type ResizeInstanceInput = z.infer<typeof ResizeInstanceInput>;
 export const MigrateInstanceInput = InstanceActionInput.extend({ targetHostId: Id.optional() });
 export type MigrateInstanceInput = z.infer<typeof MigrateInstanceInput>;
 
-export const SnapshotInstanceInput = InstanceActionInput.extend({ imageName: z.string().trim().min(1).max(64) });
+/** The new image's name: a catalog name (1-64 characters, no control characters), as createImage takes. */
+export const SnapshotInstanceInput = InstanceActionInput.extend({ imageName: CatalogName });
 export type SnapshotInstanceInput = z.infer<typeof SnapshotInstanceInput>;
 
 export const RegisterHostInput = z.object({

@@ -54,6 +54,8 @@ export const instanceEvents = {
     targetHostId: Id.optional(),
     /** RESIZE: the flavor asked for, as it was when asked. */
     flavor: FlavorSnapshot.optional(),
+    /** SNAPSHOT: the image (made QUEUED by the same command) that the snapshot becomes. */
+    imageId: Id.optional(),
   }),
   InstanceScheduled: z.object({ ...Op, hostId: Id }),
   InstanceLaunched: z.object({ operationId: Id, hostId: Id, launchedAt: Timestamp }),
@@ -118,7 +120,7 @@ export type TransitionResult =
   | { kind: 'EVACUATE'; hostId: string }
   | { kind: 'SNAPSHOT'; imageId: string };
 
-export type ActionRequest = { kind: InstanceActionKind; hard?: boolean; targetHostId?: string; flavor?: FlavorSnapshot };
+export type ActionRequest = { kind: InstanceActionKind; hard?: boolean; targetHostId?: string; flavor?: FlavorSnapshot; imageId?: string };
 
 export type InstanceCommand =
   | { type: 'requestBoot'; data: Omit<z.infer<typeof instanceEvents.InstanceBootRequested>, 'requestedAt'> & { at: string } }
@@ -217,7 +219,7 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
       return [{ type: 'InstanceBootRequested', data: { ...data, requestedAt: at } }];
     }
     case 'beginAction': {
-      const { operationId, kind, hard, at, targetHostId, flavor } = command.data;
+      const { operationId, kind, hard, at, targetHostId, flavor, imageId } = command.data;
       if (state && state.taskOperationId === operationId && state.task === kind) return [];
       const refusal = checkAction(state, { kind, hard });
       if (refusal) throw refusal;
@@ -229,6 +231,7 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
             ...(kind === 'REBOOT' ? { hard: hard ?? false } : {}),
             ...(kind === 'MIGRATE' && targetHostId ? { targetHostId } : {}),
             ...(kind === 'RESIZE' && flavor ? { flavor } : {}),
+            ...(kind === 'SNAPSHOT' && imageId ? { imageId } : {}),
           },
         },
       ];

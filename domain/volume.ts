@@ -172,8 +172,12 @@ export function decideVolume(command: VolumeCommand, state: VolumeDeciderState):
     }
     case 'beginAction': {
       const d = command.data;
-      if (d.kind === 'CREATE_VOLUME') throw new StratusError('INTERNAL', 'a volume is created by requestCreate');
       if (state && state.taskOperationId === d.operationId && state.task === d.kind) return [];
+      if (d.kind === 'CREATE_VOLUME') {
+        // A volume is created by requestCreate; a failed create (ERROR, and only that leaves it ERROR) is taken again by its retry.
+        if (!state || state.state !== 'ERROR' || state.task !== null) throw new StratusError('CONFLICT', 'only a volume whose create failed (ERROR) is created again');
+        return [{ type: 'VolumeTaskStarted', data: d }];
+      }
       const refusal = checkVolumeAction(state, { kind: d.kind, ...(d.instanceId ? { instanceId: d.instanceId } : {}) });
       if (refusal) throw refusal;
       return [{ type: 'VolumeTaskStarted', data: d }];
@@ -224,6 +228,8 @@ export function decideVolume(command: VolumeCommand, state: VolumeDeciderState):
 const restingState = (v: Volume): VolumeState => (v.attachedTo ? 'IN_USE' : 'AVAILABLE');
 
 const transitional: Partial<Record<VolumeActionKind, VolumeState>> = {
+  // Only a retried create begins as a task (a first one begins with VolumeCreateRequested).
+  CREATE_VOLUME: 'CREATING',
   ATTACH_VOLUME: 'ATTACHING',
   DETACH_VOLUME: 'DETACHING',
   DELETE_VOLUME: 'DELETING',
@@ -255,9 +261,13 @@ export function evolveVolume(state: VolumeDeciderState, event: VolumeEvent): Vol
   switch (event.type) {
     case 'VolumeTaskStarted': {
       const d = event.data;
-      const snapshots = d.snapshot
-        ? [...next.snapshots, { id: d.snapshot.id, name: d.snapshot.name, volumeId: next.id, sizeGb: next.sizeGb, state: 'CREATING' as const, createdAt: d.at }]
-        : next.snapshots;
+      // A retried snapshot takes its own (failed) snapshot again rather than adding a second one.
+      const retried = d.snapshot && next.snapshots.some((s) => s.id === d.snapshot!.id);
+      const snapshots = !d.snapshot
+        ? next.snapshots
+        : retried
+          ? next.snapshots.map((s) => (s.id === d.snapshot!.id ? { ...s, state: 'CREATING' as const } : s))
+          : [...next.snapshots, { id: d.snapshot.id, name: d.snapshot.name, volumeId: next.id, sizeGb: next.sizeGb, state: 'CREATING' as const, createdAt: d.at }];
       return {
         ...next,
         task: d.kind,

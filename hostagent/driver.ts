@@ -163,6 +163,8 @@ export interface HypervisorDriver {
   readonly kind: 'sim' | 'qemu';
   /** Where the host caches base images by checksum (hostagent/imageCache.ts). */
   readonly imageCacheDir: string;
+  /** Where snapshotVm writes `<imageName>.qcow2` until the controller has pulled it (hostagent/snapshotFiles.ts). */
+  readonly snapshotDir: string;
   /** Called once at agent start: load state, re-attach to running VMs, probe the accelerator. */
   init(): Promise<void>;
   hostInfo(): Promise<HostCapacity>;

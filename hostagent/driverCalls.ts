@@ -3,6 +3,7 @@ import type { MethodName, ResultOf } from './protocol.js';
 import { z } from 'zod';
 import { methods, PROTOCOL_VERSION } from './protocol.js';
 import { ImageCache } from './imageCache.js';
+import { SnapshotFiles } from './snapshotFiles.js';
 import { AgentError } from './driver.js';
 import type { NetworkDataPlane } from './network.js';
 
@@ -44,6 +45,11 @@ export const driverCalls: { [M in Exclude<MethodName, 'cancel'>]: DriverCall<M> 
   hasImage: (d, p) => new ImageCache(d.imageCacheDir).has(p.checksum),
   putImageChunk: (d, p) => new ImageCache(d.imageCacheDir).writeChunk(p.checksum, p.offset, Buffer.from(p.data, 'base64')),
   commitImage: (d, p) => new ImageCache(d.imageCacheDir).commit(p.checksum, p.sizeBytes),
+  readSnapshotChunk: async (d, p) => {
+    const { data, sizeBytes } = await new SnapshotFiles(d.snapshotDir).read(p.imageName, p.offset, p.length);
+    return { data: data.toString('base64'), sizeBytes };
+  },
+  deleteSnapshot: (d, p) => new SnapshotFiles(d.snapshotDir).remove(p.imageName),
   migrateReceive: (d, p, ctx) => d.migrateReceive(p.spec, ctx),
   receiveDisk: (d, p, ctx) => d.receiveDisk(p.name, ctx),
   sendDisk: (d, p, ctx) => d.sendDisk(p.name, p.target, ctx),

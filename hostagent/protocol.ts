@@ -117,6 +117,14 @@ export const methods = {
     true,
   ),
   commitImage: method(z.object({ checksum: ImageChecksum, sizeBytes: z.number().int().min(0) }), z.object({ path: z.string(), sizeBytes: z.number().int() }), true),
+  /** An instance snapshot written by snapshotVm, read by the controller chunk by chunk (hostagent/snapshotFiles.ts). */
+  readSnapshotChunk: method(
+    z.object({ imageName: VmName, offset: z.number().int().min(0), length: z.number().int().min(1).max(IMAGE_CHUNK_BYTES).default(IMAGE_CHUNK_BYTES) }),
+    z.object({ data: z.string(), sizeBytes: z.number().int() }),
+    false,
+  ),
+  /** Removes a snapshot once the controller holds it (or gave up on it); one that is not there is fine. */
+  deleteSnapshot: method(z.object({ imageName: VmName }), z.object({ deleted: z.boolean() }), true),
   migrateReceive: method(z.object({ spec: VmSpec }), MigrationTarget, true),
   /** A stopped VM's new vCPUs, memory and disk (a disk only grows); it takes effect at the next start. */
   resizeVm: method(byName.extend(VmSpec.pick({ vcpus: true, memoryMb: true, diskGb: true }).shape), vmResult, true),

@@ -1,3 +1,4 @@
+import { contractImageStatus } from '../domain/image.js';
 import { applyImageLifecycle, imageMigrations } from './images.js';
 import { upsertRow, type Projection } from './projection.js';
 
@@ -51,7 +52,7 @@ export const catalogProjection: Projection = {
           format: i.format,
           size_bytes: i.sizeBytes,
           checksum: i.checksum ?? null,
-          status: i.status,
+          status: contractImageStatus(i.status),
           registered_at: i.registeredAt,
         });
         return [{ kind: 'image', id: i.id, projectId: null }];

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { CreateFlavorInput, RegisterImageInput } from '../domain/catalog.js';
+import type { Image as DomainImage } from '../domain/catalog.js';
 import type { Caller } from '../domain/identity.js';
+import type { StoredImage } from '../domain/image.js';
 import * as inputs from '../domain/inputs.js';
 import { Id } from '../domain/scalars.js';
 import { rebuildProjection, waitForProjections } from '../projections/index.js';
@@ -29,8 +31,14 @@ const log = componentLog('api.mutations');
 const RetryOperationInputSchema = z.object({ id: Id });
 const RebuildProjectionInputSchema = z.object({ name: z.string().min(1).max(64) });
 
-export const OperationPayload = builder.objectRef<commands.LifecycleResult & { volume?: VolumeShape; address?: AddressShape }>('OperationPayload').implement({
+export const OperationPayload = builder.objectRef<commands.LifecycleResult & { volume?: VolumeShape; address?: AddressShape; image?: StoredImage }>('OperationPayload').implement({
   fields: (t) => ({
+    image: t.field({
+      type: ImageType,
+      nullable: true,
+      description: 'snapshotInstance: the image the snapshot becomes (QUEUED at first, ACTIVE once the operation succeeds).',
+      resolve: (p) => (p.image ? (p.image as unknown as DomainImage) : null),
+    }),
     operation: t.field({ type: OperationType, resolve: (p) => p.operation }),
     instance: t.field({ type: InstanceType, nullable: true, resolve: (p) => p.instance ?? null }),
     volume: t.field({ type: VolumeType, nullable: true, resolve: (p) => p.volume ?? null }),
@@ -110,6 +118,9 @@ const MigrateInstanceInput = builder.inputType('MigrateInstanceInput', {
 const ResizeInstanceInput = builder.inputType('ResizeInstanceInput', {
   fields: (t) => ({ ...instanceActionFields(t), flavorId: t.id({ required: true }) }),
 });
+const SnapshotInstanceInput = builder.inputType('SnapshotInstanceInput', {
+  fields: (t) => ({ ...instanceActionFields(t), imageName: t.string({ required: true }) }),
+});
 const RegisterHostInput = builder.inputType('RegisterHostInput', {
   fields: (t) => ({
     name: t.string({ required: true }),
@@ -188,6 +199,7 @@ builder.mutationType({
       deleteInstance: lifecycle(InstanceActionInput, inputs.DeleteInstanceInput, commands.deleteInstance),
       migrateInstance: lifecycle(MigrateInstanceInput, inputs.MigrateInstanceInput, commands.migrateInstance),
       resizeInstance: lifecycle(ResizeInstanceInput, inputs.ResizeInstanceInput, commands.resizeInstance),
+      snapshotInstance: lifecycle(SnapshotInstanceInput, inputs.SnapshotInstanceInput, commands.snapshotInstance),
 
       registerHost: t.field({
         type: RegisterHostPayload,

@@ -1,3 +1,4 @@
+import { contractImageStatus } from '../domain/image.js';
 import { HostState } from '../domain/host.js';
 import { canRead } from '../domain/identity.js';
 import { InstanceState, OperationKind, type Instance } from '../domain/instance.js';
@@ -49,7 +50,8 @@ export const ImageType = builder.objectRef<DomainImage>('Image').implement({
     name: t.exposeString('name'),
     format: t.exposeString('format'),
     sizeBytes: t.exposeFloat('sizeBytes'),
-    status: t.exposeString('status'),
+    // Registered images' events keep Glance's lowercase words; the contract's statuses are uppercase.
+    status: t.string({ description: 'QUEUED SAVING ACTIVE ERROR DELETED', resolve: (i) => contractImageStatus(i.status) }),
     checksum: t.string({ nullable: true, resolve: (i) => i.checksum ?? null }),
   }),
 });

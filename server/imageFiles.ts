@@ -127,7 +127,7 @@ async function receiveUpload(rt: Runtime, image: StoredImage, version: number, r
 }
 
 /** Why the file is not an image of `format`, or null when it is (qemu-img's own detection decides). */
-async function formatProblem(path: string, format: string): Promise<string | null> {
+export async function formatProblem(path: string, format: string): Promise<string | null> {
   let info: { format?: string; 'backing-filename'?: string };
   try {
     info = JSON.parse((await run('qemu-img', ['info', '--output=json', path], { maxBuffer: 1 << 20 })).stdout) as typeof info;

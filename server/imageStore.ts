@@ -1,4 +1,6 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { imageStream } from '../domain/events.js';
 import type { Runtime } from './runtime.js';
 
 /**
@@ -13,4 +15,21 @@ export function imageStore(rt: Pick<Runtime, 'config'>) {
     blobDir: join(root, 'sha256'),
     blobPath: (checksum: string) => join(root, 'sha256', checksum),
   };
+}
+
+/**
+ * Removes the bytes of `checksum` from the store unless an image other than `except`, not deleted,
+ * holds the same bytes (the store is content-addressed). Read from the log, not a projection.
+ */
+export async function removeBlobUnlessUsed(rt: Pick<Runtime, 'config' | 'db'>, checksum: string, except: string): Promise<boolean> {
+  const [row] = await rt.db.query<{ used: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM events u WHERE u.type = 'ImageUploaded' AND u.data->>'checksum' = $1 AND u.stream_id <> $2
+         AND NOT EXISTS (SELECT 1 FROM events d WHERE d.stream_id = u.stream_id AND d.type = 'ImageDeleted')
+     ) AS used`,
+    [checksum, imageStream(except)],
+  );
+  if (row?.used === true) return false;
+  await rm(imageStore(rt).blobPath(checksum), { force: true });
+  return true;
 }

@@ -63,6 +63,18 @@ describe('stratus CLI against npm start', () => {
     expect((JSON.parse(stopped.stdout) as { instance: { state: string } }).instance.state).toBe('STOPPED');
   });
 
+  it('snapshots an instance into an image that is ACTIVE when the command returns', async () => {
+    const run = await cli('instance', 'snapshot', 'web-1', '--image-name', 'web-1-snap', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout) as { operation: { kind: string; status: string; steps: { name: string }[] }; image: { id: string; name: string; status: string; checksum: string } };
+    expect(out.operation).toMatchObject({ kind: 'SNAPSHOT', status: 'SUCCEEDED' });
+    expect(out.operation.steps.map((s) => s.name)).toEqual(['snapshotVm', 'uploadSnapshot', 'removeHostSnapshot', 'recordSnapshot']);
+    expect(out.image).toMatchObject({ name: 'web-1-snap', status: 'ACTIVE', checksum: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const missing = await cli('instance', 'snapshot', 'no-such-instance', '--image-name', 'x');
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('NOT_FOUND');
+  });
+
   it('exits non-zero on a failed boot, naming the failing step and its code', async () => {
     await dev.setFaults({ failMethods: ['startVm'], failNamePattern: '^doomed' });
     try {

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { CreateFlavorInput, RegisterImageInput, catalogEvents, defaultFlavors, flavorDecider, flavorIdFor, imageDecider } from '../domain/catalog.js';
 import { replay, type Decider } from '../domain/decider.js';
 import { StratusError } from '../domain/errors.js';
-import { imageLifecycleDecider } from '../domain/image.js';
+import { decideImage, evolveImage, imageLifecycleDecider, isBootable, type StoredImage } from '../domain/image.js';
 import { volumeDecider } from '../domain/volume.js';
 import { eventRegistry, instanceStream, operationStream, parseStreamId, type DomainEvent } from '../domain/events.js';
 import { hostDecider, type Host, type HostCommand, type HostDeciderState } from '../domain/host.js';
@@ -533,6 +533,37 @@ describe('catalog', () => {
   });
 });
 
+describe('images', () => {
+  const created = (sourceInstanceId: string | null): StoredImage =>
+    evolveImage(null, { type: 'ImageCreated', data: { id: randomUUID(), name: 'snap', format: 'qcow2', visibility: 'PRIVATE', projectId: randomUUID(), sourceInstanceId, createdAt: at } })!;
+  const apply = (image: StoredImage, command: Parameters<typeof decideImage>[0]) => decideImage(command, image).reduce(evolveImage, image as StoredImage | null)!;
+
+  it("a registered image reads with the contract's uppercase status, not Glance's lowercase word", () => {
+    const registered = evolveImage(null, { type: 'ImageRegistered', data: { id: randomUUID(), name: 'cirros', format: 'qcow2', sizeBytes: 1, status: 'active', registeredAt: at } })!;
+    expect(registered.status).toBe('ACTIVE');
+    expect(isBootable(registered)).toBe(true);
+    const killed = evolveImage(null, { type: 'ImageRegistered', data: { id: randomUUID(), name: 'broken', format: 'qcow2', sizeBytes: 1, status: 'killed', registeredAt: at } })!;
+    expect(killed.status).toBe('ERROR');
+    expect(isBootable(killed)).toBe(false);
+  });
+
+  it('a failed snapshot image is ERROR with the reason; its retry may upload into it again, a failed user upload may not', () => {
+    const snapshot = apply(apply(created(randomUUID()), { type: 'startUpload', data: { uploadId: randomUUID(), at } }), {
+      type: 'fail', data: { operationId: randomUUID(), reason: 'the host went away', at },
+    });
+    expect(snapshot).toMatchObject({ status: 'ERROR', errorReason: 'the host went away', uploadId: null });
+    // Failing it again decides nothing: the undo is safe to repeat.
+    expect(decideImage({ type: 'fail', data: { operationId: randomUUID(), reason: 'again', at } }, snapshot)).toEqual([]);
+    expect(apply(snapshot, { type: 'startUpload', data: { uploadId: randomUUID(), at } }).status).toBe('SAVING');
+
+    const upload = randomUUID();
+    const rejected = apply(apply(created(null), { type: 'startUpload', data: { uploadId: upload, at } }), { type: 'rejectUpload', data: { uploadId: upload, reason: 'not qcow2', at } });
+    expect(() => decideImage({ type: 'startUpload', data: { uploadId: randomUUID(), at } }, rejected)).toThrow(expect.objectContaining({ code: 'CONFLICT' }));
+    const active = apply(apply(created(null), { type: 'startUpload', data: { uploadId: upload, at } }), { type: 'finishUpload', data: { uploadId: upload, checksum: 'b'.repeat(64), sizeBytes: 9, at } });
+    expect(() => decideImage({ type: 'fail', data: { operationId: randomUUID(), reason: 'x', at } }, active)).toThrow(expect.objectContaining({ code: 'CONFLICT' }));
+  });
+});
+
 describe('mutation inputs', () => {
   const boot = { name: 'web-1', flavorId: randomUUID(), imageId: randomUUID() };
   it('bootInstance takes a 1-63 character name starting with a letter or digit', () => {
@@ -631,6 +662,12 @@ describe('event registry', () => {
       { type: 'create', data: img(randomUUID()) },
       { type: 'startUpload', data: { uploadId: u1, at } },
       { type: 'rejectUpload', data: { uploadId: u1, reason: 'not qcow2', at } },
+    ]);
+    // An instance snapshot's image that its operation could not fill: ERROR with the reason.
+    run(imageLifecycleDecider, [
+      { type: 'create', data: { ...img(randomUUID()), sourceInstanceId: randomUUID() } },
+      { type: 'startUpload', data: { uploadId: u1, at } },
+      { type: 'fail', data: { operationId: randomUUID(), reason: 'host went away', at } },
     ]);
     exerciseNetworkDeciders(run);
     run(priceSheetDecider, [{ type: 'setPrice', data: { usageType: 'RUNNING_VM', unitPrice: 0.05, at } }]);

@@ -109,6 +109,16 @@ describe('host agent over SSH (sim driver)', () => {
       expect(detached.volumes).toEqual([]);
       const snap = await client.call('snapshotVm', { name: 'web-1', imageName: 'web-1-snap' }, { idempotencyKey: key() });
       expect(snap.imagePath).toMatch(/web-1-snap/);
+      // The sim writes a real qcow2; the controller reads it back in chunks, then has it removed.
+      const first = await client.call('readSnapshotChunk', { imageName: 'web-1-snap', offset: 0, length: 4096 });
+      expect(first.sizeBytes).toBe(snap.sizeBytes);
+      expect(Buffer.from(first.data, 'base64').subarray(0, 4).toString('latin1')).toBe('QFI\xfb');
+      const tail = await client.call('readSnapshotChunk', { imageName: 'web-1-snap', offset: snap.sizeBytes - 10, length: 4096 });
+      expect(Buffer.from(tail.data, 'base64')).toHaveLength(10);
+      await expect(client.call('readSnapshotChunk', { imageName: '../../authorized_keys', offset: 0 })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      expect(await client.call('deleteSnapshot', { imageName: 'web-1-snap' }, { idempotencyKey: key() })).toEqual({ deleted: true });
+      await expect(client.call('readSnapshotChunk', { imageName: 'web-1-snap', offset: 0 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(await client.call('deleteSnapshot', { imageName: 'web-1-snap' }, { idempotencyKey: key() })).toEqual({ deleted: false });
       const log = await client.call('consoleLog', { name: 'web-1', lines: 3 });
       expect(log.text.split('\n')).toHaveLength(3);
       expect(log.text).toMatch(/snapshot web-1-snap taken/);

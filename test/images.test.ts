@@ -153,6 +153,20 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
     expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
 
+  it("a registered image reports the contract's uppercase ACTIVE everywhere, though its event keeps Glance's 'active'", async () => {
+    const reg = await ok(ADMIN, `mutation { registerImage(input: {name: "registered", format: "qcow2", sizeBytes: 1}) { image { id status } } }`);
+    const { id, status } = reg.registerImage.image as { id: string; status: string };
+    expect(status).toBe('ACTIVE');
+    const [event] = await rt.store.readStream(imageStream(id));
+    expect(event).toMatchObject({ type: 'ImageRegistered', data: { status: 'active' } });
+    await expect.poll(async () => (await image(tokens.a, id))?.status, { timeout: 10_000 }).toBe('ACTIVE');
+    const listed = ((await ok(tokens.a, `{ images { id status } }`)).images as { id: string; status: string }[]).find((i) => i.id === id);
+    expect(listed).toEqual({ id, status: 'ACTIVE' });
+    // Every image the API lists has one of the contract's statuses.
+    const all = (await ok(ADMIN, `{ images { status } }`)).images as { status: string }[];
+    for (const i of all) expect(['QUEUED', 'SAVING', 'ACTIVE', 'ERROR', 'DELETED']).toContain(i.status);
+  });
+
   it('deleteImage marks it DELETED and removes its bytes unless another image holds the same bytes', async () => {
     const bytes = qcow2('shared.qcow2', '4M');
     const sha = createHash('sha256').update(bytes).digest('hex');

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { volumeStream } from '../domain/events.js';
+import { imageStream, volumeStream } from '../domain/events.js';
+import { imageFold } from '../domain/image.js';
 import { volumeDecider } from '../domain/volume.js';
 import { readFolded } from '../activities/events.js';
 import { vmNameOf } from '../activities/instanceRecords.js';
@@ -10,6 +12,7 @@ import { startProjections, type ProjectionRunner } from '../projections/index.js
 import * as commands from '../schema/commands/index.js';
 import { bootstrapAdminCaller } from '../server/adminToken.js';
 import { startApi } from '../server/api.js';
+import { imageStore } from '../server/imageStore.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import { buildTestGuest, consoleText, killQemusUnder, waitBlock, waitBoots, waitFor, type TestGuest } from './support/guest.js';
@@ -21,7 +24,8 @@ import { testRuntime } from './support/projectionFixtures.js';
  * The whole stack on real QEMU under TCG: an image uploaded through the API boots on a host that has
  * never seen it (the boot sends it over the agent's SSH connection first), and a volume attached through
  * the API to the running guest shows up on its console; the marker the guest writes to it is read back
- * by a second instance the volume is attached to after a detach.
+ * by a second instance the volume is attached to after a detach. A snapshot of the first instance,
+ * taken through the API while it runs, is an image whose boot disk holds the marker its guest wrote.
  */
 const ADMIN = `admin-${randomUUID()}`;
 const caller = bootstrapAdminCaller;
@@ -62,6 +66,10 @@ const succeeded = async (p: Promise<{ operation: { id: string } }>) => {
   expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
   return done;
 };
+const diskMarkerSeen = (name: string, verb: 'WROTE' | 'HOLDS') =>
+  waitFor(`${name} to report ${verb} on its boot disk`, 120_000, async () =>
+    [...(await consoleText(consoleOf, name)).matchAll(new RegExp(`STRATUS-DISK vda ${verb} (STRATUS-MARK-\\w+)`, 'g'))].at(-1)?.[1],
+  );
 const markerSeen = (name: string, verb: 'WROTE' | 'HOLDS', device: string) =>
   waitFor(`${name} to report ${verb} on ${device}`, 60_000, async () =>
     [...(await consoleText(consoleOf, name)).matchAll(new RegExp(`STRATUS-VOLUME ${device} ${verb} (STRATUS-MARK-\\w+)`, 'g'))].at(-1)?.[1],
@@ -112,5 +120,26 @@ describe.sequential('storage through the whole stack on QEMU (TCG)', () => {
     await waitBlock(consoleOf, vmB, 'vda,vdb');
     expect(await markerSeen(vmB, 'HOLDS', 'vdb')).toBe(marker);
     expect((await readFolded(rt, volumeStream(volume.id), volumeDecider)).state).toMatchObject({ state: 'IN_USE', attachedTo: instanceB });
+  }, 600_000);
+
+  it('a snapshot of the running instance is an image that boots into a guest whose disk holds what the original wrote', async () => {
+    // The marker the first guest wrote on its own disk at boot (a sector past the image's filesystem).
+    const marker = await diskMarkerSeen(vmA, 'WROTE');
+    const snap = await commands.snapshotInstance(rt, { ...caller }, { id: instanceA, imageName: 'guest-a-snapshot' });
+    const done = await succeeded(Promise.resolve(snap));
+    expect(done.steps.map((s) => s.name)).toEqual(['snapshotVm', 'uploadSnapshot', 'removeHostSnapshot', 'recordSnapshot']);
+    const image = (await readFolded(rt, imageStream(snap.image!.id), imageFold)).state!;
+    expect(image).toMatchObject({ status: 'ACTIVE', visibility: 'PRIVATE', sourceInstanceId: instanceA, format: 'qcow2' });
+    expect(existsSync(imageStore(rt).blobPath(image.checksum!))).toBe(true);
+    expect(readdirSync(join(agent.stateDir, 'images'))).toEqual([]);
+    expect((await instanceOf(rt, instanceA)).state).toBe('RUNNING');
+
+    const { flavor } = await commands.createFlavor(rt, caller, { name: 'q1.snap', vcpus: 1, memoryMb: 256, diskGb: 1 });
+    const c = await commands.bootInstance(rt, caller, { name: 'guest-c', flavorId: flavor.id, imageId: image.id });
+    const bootedC = await succeeded(Promise.resolve(c));
+    expect(bootedC.steps.map((s) => s.name)).toContain('fetchImage');
+    const vmC = vmNameOf(await instanceOf(rt, c.instance!.id));
+    await waitBoots(consoleOf, vmC, 1, 180_000);
+    expect(await diskMarkerSeen(vmC, 'HOLDS')).toBe(marker);
   }, 600_000);
 });

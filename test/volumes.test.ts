@@ -10,7 +10,7 @@ import type { AgentProcess } from './support/hostagent.js';
 import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
-import { adminCaller, instanceOf, lifecycleRuntime, settled, simHost } from './support/lifecycleStack.js';
+import { adminCaller, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 async function refusal(p: Promise<unknown>) {
   try {
@@ -169,6 +169,58 @@ describe('volumes through the command layer, on real Temporal, PostgreSQL and a 
     expect(held[instances.indexOf(winner)]).toEqual([volumeId]);
     // The losers' instances were never held: each is free for its next action.
     for (const id of instances) expect((await instanceOf(rt, id)).task).toBeNull();
+  });
+
+  it('retryOperation runs a failed volume operation again: a failed create, attach and snapshot each succeed on their retry', async () => {
+    const failing = async (method: string, p: () => Promise<{ operation: { id: string } }>) => {
+      await setFaults(agent, { failMethods: method, failCode: 'HYPERVISOR_ERROR' });
+      try {
+        const { operation } = await p();
+        const failed = await settled(rt, operation.id);
+        expect(failed).toMatchObject({ status: 'FAILED', error: { code: 'HYPERVISOR_ERROR' } });
+        return operation.id;
+      } finally {
+        await setFaults(agent, {});
+      }
+    };
+    const retried = async (operationId: string) => {
+      const { operation } = await commands.retryOperation(rt, caller, { id: operationId });
+      expect(operation.status).toBe('RUNNING');
+      await rt.temporal.workflow.getHandle(`op-${operationId}`).result();
+      const done = await settled(rt, operationId);
+      expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    };
+
+    // Create: the failed one leaves the volume ERROR; its retry creates it.
+    let volumeId = '';
+    const create = await failing('createVolume', async () => {
+      const r = await commands.createVolume(rt, caller, { name: 'retried-create', sizeGb: 1 });
+      volumeId = r.volume.id;
+      return r;
+    });
+    expect(await volumeOf(volumeId)).toMatchObject({ state: 'ERROR', task: null });
+    await retried(create);
+    expect(await volumeOf(volumeId)).toMatchObject({ state: 'AVAILABLE', task: null, errorReason: null });
+
+    // Attach: the failed one leaves it AVAILABLE and the instance free; its retry attaches it, once.
+    const instanceId = await boot('retry-attach');
+    const attach = await failing('attachVolume', () => commands.attachVolume(rt, caller, { instanceId, volumeId }));
+    expect(await volumeOf(volumeId)).toMatchObject({ state: 'AVAILABLE', task: null, attachedTo: null });
+    expect((await instanceOf(rt, instanceId)).task).toBeNull();
+    await retried(attach);
+    expect(await volumeOf(volumeId)).toMatchObject({ state: 'IN_USE', attachedTo: instanceId, task: null });
+    expect((await instanceOf(rt, instanceId)).task).toBeNull();
+    expect(await vmVolumes(instanceId)).toEqual([volumeId]);
+    await succeeded(commands.detachVolume(rt, caller, { instanceId, volumeId }));
+
+    // Snapshot: the failed one leaves its snapshot ERROR; the retry fills that same snapshot.
+    const snap = await failing('snapshotVolume', () => commands.snapshotVolume(rt, caller, { volumeId, name: 'retried-snap' }));
+    expect((await volumeOf(volumeId)).snapshots).toEqual([expect.objectContaining({ name: 'retried-snap', state: 'ERROR' })]);
+    await retried(snap);
+    expect((await volumeOf(volumeId)).snapshots).toEqual([expect.objectContaining({ name: 'retried-snap', state: 'AVAILABLE' })]);
+
+    // A succeeded operation is not retried.
+    expect(await refusal(commands.retryOperation(rt, caller, { id: snap }))).toMatchObject({ code: 'CONFLICT' });
   });
 
   it('refusals change nothing: another project gets NOT_FOUND, a reader FORBIDDEN, a volume of another project CONFLICT', async () => {

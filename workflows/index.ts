@@ -15,6 +15,7 @@ export { detachVolume } from './detachVolume.js';
 export { snapshotVolume } from './snapshotVolume.js';
 export { migrateInstance } from './migrateInstance.js';
 export { resizeInstance } from './resizeInstance.js';
+export { snapshotInstance } from './snapshotInstance.js';
 export { drainHost } from './drainHost.js';
 export { evacuateHost } from './evacuateHost.js';
 export { evacuateInstance } from './evacuateInstance.js';

@@ -23,6 +23,8 @@ export interface OperationInput {
   targetHostId?: string;
   /** RESIZE only: the flavor asked for. */
   flavorId?: string;
+  /** SNAPSHOT only: the image the snapshot becomes (QUEUED, made by the command). */
+  imageId?: string;
 }
 
 const retry = { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds' } as const;

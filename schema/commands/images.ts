@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { StratusError } from '../../domain/errors.js';
 import { imageStream } from '../../domain/events.js';
 import { isAdmin, type Caller } from '../../domain/identity.js';
 import { decideImage, evolveImage, imageFold, requireImageWritable, type CreateImageInput, type DeleteImageInput, type StoredImage } from '../../domain/image.js';
 import { readFolded } from '../../activities/events.js';
 import type { Runtime } from '../../server/runtime.js';
-import { imageStore } from '../../server/imageStore.js';
+import { removeBlobUnlessUsed } from '../../server/imageStore.js';
 import { requireWriter } from './access.js';
 import { appendNew, commandMetadata, now } from './operations.js';
 
@@ -34,18 +33,6 @@ export async function deleteImage(rt: Runtime, caller: Caller, input: DeleteImag
   const image = requireImageWritable(caller, state, input.id);
   const events = decideImage({ type: 'delete', data: { at: now() } }, image);
   await appendNew(rt, imageStream(image.id), events, version, commandMetadata(caller));
-  if (image.checksum && !(await checksumStillUsed(rt, image.checksum, image.id))) await rm(imageStore(rt).blobPath(image.checksum), { force: true });
+  if (image.checksum) await removeBlobUnlessUsed(rt, image.checksum, image.id);
   return { image: events.reduce(evolveImage, image as StoredImage | null)! };
-}
-
-/** Whether an image other than `except`, not deleted, holds these bytes: read from the log, not a projection. */
-async function checksumStillUsed(rt: Runtime, checksum: string, except: string): Promise<boolean> {
-  const [row] = await rt.db.query<{ used: boolean }>(
-    `SELECT EXISTS (
-       SELECT 1 FROM events u WHERE u.type = 'ImageUploaded' AND u.data->>'checksum' = $1 AND u.stream_id <> $2
-         AND NOT EXISTS (SELECT 1 FROM events d WHERE d.stream_id = u.stream_id AND d.type = 'ImageDeleted')
-     ) AS used`,
-    [checksum, imageStream(except)],
-  );
-  return row?.used === true;
 }

@@ -14,6 +14,7 @@ export {
 } from './instanceActions.js';
 export { migrateInstance } from './migrateInstance.js';
 export { resizeInstance } from './resizeInstance.js';
+export { snapshotInstance } from './snapshotInstance.js';
 export { registerHost, setHostState } from './hosts.js';
 export { createFlavor, registerImage } from './catalog.js';
 export { createProject, createToken } from './identity.js';

@@ -25,6 +25,8 @@ export async function actOnInstance(
   caller: Caller,
   input: InstanceActionInput,
   request: ActionRequest,
+  /** Streams the command creates along with the task, in the same transaction (a snapshot's image). */
+  alsoCreate: (instance: Instance) => { streamId: string; events: { type: string; data: unknown }[] }[] = () => [],
 ): Promise<LifecycleResult> {
   requireWriter(caller);
   const operationId = operationIdFor({ projectId: caller.projectId, clientRequestId: input.clientRequestId ?? null, randomId: randomUUID() });
@@ -54,6 +56,7 @@ export async function actOnInstance(
       await rt.db.transaction(async (tx) => {
         await appendNew(rt, operationStream(operationId), operationEvents, 'noStream', metadata, tx);
         await appendNew(rt, instanceStream(instance.id), instanceEvents, version, metadata, tx);
+        for (const made of alsoCreate(instance)) await appendNew(rt, made.streamId, made.events, 'noStream', metadata, tx);
       });
     } catch (e) {
       if (!(e instanceof WrongExpectedVersion)) throw e;
@@ -72,6 +75,7 @@ export async function actOnInstance(
       ...(request.kind === 'REBOOT' ? { hard: request.hard ?? false } : {}),
       ...(request.targetHostId ? { targetHostId: request.targetHostId } : {}),
       ...(request.flavor ? { flavorId: request.flavor.id } : {}),
+      ...(request.imageId ? { imageId: request.imageId } : {}),
     });
     return {
       operation: operationEvents.reduce(operationDecider.evolve, null as Operation | null)!,

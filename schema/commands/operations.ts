@@ -38,6 +38,7 @@ export const workflowTypeOf: Partial<Record<OperationKind, string>> = {
   ATTACH_VOLUME: 'attachVolume',
   DETACH_VOLUME: 'detachVolume',
   SNAPSHOT_VOLUME: 'snapshotVolume',
+  SNAPSHOT: 'snapshotInstance',
   ALLOCATE_IP: 'allocateIp',
   RELEASE_IP: 'releaseIp',
   ASSOCIATE_IP: 'associateIp',
@@ -91,6 +92,11 @@ export async function workflowInputOf(rt: Runtime, op: Operation, attempt: numbe
     const events = await rt.store.readStream(instanceStream(op.resourceId));
     const began = events.findLast((e) => e.type === 'InstanceTaskStarted' && e.data.operationId === op.id);
     input.hard = began?.type === 'InstanceTaskStarted' ? (began.data.hard ?? false) : false;
+  }
+  if (op.kind === 'SNAPSHOT') {
+    const events = await rt.store.readStream(instanceStream(op.resourceId));
+    const began = events.findLast((e) => e.type === 'InstanceTaskStarted' && e.data.operationId === op.id && e.data.imageId !== undefined);
+    if (began?.type === 'InstanceTaskStarted' && began.data.imageId) input.imageId = began.data.imageId;
   }
   if (op.kind === 'MIGRATE' || op.kind === 'RESIZE') {
     const events = await rt.store.readStream(instanceStream(op.resourceId));

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { StratusError } from '../../domain/errors.js';
 import { instanceStream, operationStream, volumeStream } from '../../domain/events.js';
 import type { Caller } from '../../domain/identity.js';
@@ -242,4 +243,46 @@ async function startOrCompensateVolume(rt: Runtime, kind: VolumeActionKind, inpu
     await failOperation(rt, ctx, { code: 'INTERNAL', message });
     throw new StratusError('INTERNAL', message, { operationId: input.operationId });
   }
+}
+
+/**
+ * retryOperation of a FAILED volume operation (admin): the volume's task is taken again for the same
+ * operation, with what the first run began with (its instance, its snapshot), and an attach's or detach's
+ * instance task as well, in one transaction; then a new run of the same workflow id starts with the next
+ * attempt, whose events and agent calls get fresh keys. A failed create (the volume ERROR) is created
+ * again; a failed snapshot fills the same snapshot. If the volume or instance has moved on meanwhile (another
+ * action, deleted, attached elsewhere) the retry is refused like the request would be now.
+ */
+export async function retryVolumeOperation(rt: Runtime, op: Operation, attempt: number, metadata: ReturnType<typeof commandMetadata>): Promise<{ runId: string | undefined; volume: Volume; instance?: Instance }> {
+  const kind = op.kind as VolumeActionKind;
+  const events = await rt.store.readStream(volumeStream(op.resourceId));
+  const began = events.findLast((e) => (e.type === 'VolumeTaskStarted' || e.type === 'VolumeCreateRequested') && e.data.operationId === op.id);
+  const instanceId = began?.type === 'VolumeTaskStarted' ? began.data.instanceId : undefined;
+  const snapshot = began?.type === 'VolumeTaskStarted' ? began.data.snapshot : undefined;
+  const at = now();
+  const { state: volume, version } = await readVolumeState(rt, op.resourceId);
+  const volumeEvents = decideVolume(
+    { type: 'beginAction', data: { operationId: op.id, kind, at, ...(instanceId ? { instanceId } : {}), ...(snapshot ? { snapshot } : {}) } },
+    volume,
+  );
+  let instancePart: { instance: Instance; version: number; events: InstanceEvent[] } | undefined;
+  if (instanceId) {
+    const { state: instance, version: instanceVersion } = await readInstanceState(rt, instanceId);
+    instancePart = {
+      instance: instance!,
+      version: instanceVersion,
+      events: decideInstance({ type: 'beginAction', data: { operationId: op.id, kind: kind as 'ATTACH_VOLUME' | 'DETACH_VOLUME', at } }, instance),
+    };
+  }
+  await rt.db.transaction(async (tx) => {
+    if (volumeEvents.length > 0) await appendNew(rt, volumeStream(op.resourceId), volumeEvents, version, metadata, tx);
+    if (instancePart && instancePart.events.length > 0) await appendNew(rt, instanceStream(instancePart.instance.id), instancePart.events, instancePart.version, metadata, tx);
+  });
+  const input: VolumeOperationInput = { operationId: op.id, volumeId: op.resourceId, actor: op.actor.tokenId, attempt, ...(instanceId ? { instanceId } : {}) };
+  const runId = await startOperationWorkflow(rt, kind, input as never, WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY);
+  return {
+    runId,
+    volume: volumeEvents.reduce(volumeDecider.evolve, volume)!,
+    ...(instancePart ? { instance: instancePart.events.reduce(instanceDecider.evolve, instancePart.instance as Instance | null)! } : {}),
+  };
 }

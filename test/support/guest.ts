@@ -20,6 +20,9 @@ import { gzipSync } from 'node:zlib';
  *   STRATUS-PING <round> <ip> OK <ms>|FAIL  then, round after round, one ping to each of the first six
  *                                host addresses of its subnet but its own (a test network is a /29: all
  *                                of them), with the round trip the guest measured
+ *   STRATUS-DISK vda WROTE m     once after boot, on a boot disk (no serial) of more than 769 MiB: its sector at
+ *                                768 MiB (past the 504 MiB FAT of the image disk) was blank, marker m written there
+ *   STRATUS-DISK vda HOLDS m     the same sector already held marker m: the disk is a copy of one that had it
  */
 
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
@@ -95,6 +98,20 @@ markVolume() {
        echo "STRATUS-VOLUME $1 WROTE $m" ;;
   esac
 }
+# The boot disk's own marker, at a sector no filesystem of the image disk uses: a snapshot of the disk carries it.
+DISK_MARK_SECTOR=1572864
+markDisk() {
+  [ -z "$(cat /sys/block/$1/serial 2>/dev/null)" ] || return 0
+  [ "$(cat /sys/block/$1/size 2>/dev/null || echo 0)" -gt $((DISK_MARK_SECTOR + 2048)) ] || return 0
+  m=$(dd if=/dev/$1 bs=512 skip=$DISK_MARK_SECTOR count=1 2>/dev/null | tr -d '\\000' | head -c 40)
+  case "$m" in
+    STRATUS-MARK-*) echo "STRATUS-DISK $1 HOLDS $m" ;;
+    *) m="STRATUS-MARK-$(cut -c1-8 /proc/sys/kernel/random/uuid)"
+       printf '%s' "$m" | dd of=/dev/$1 bs=512 seek=$DISK_MARK_SECTOR count=1 conv=sync,fsync 2>/dev/null; sync
+       echo "STRATUS-DISK $1 WROTE $m" ;;
+  esac
+}
+[ -e /dev/vda ] && markDisk vda
 n=0; last=; seen=
 echo "STRATUS-SIZE $(sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo) $(ls /sys/devices/system/cpu | grep -c '^cpu[0-9]')"
 while true; do

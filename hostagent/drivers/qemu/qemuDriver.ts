@@ -41,6 +41,7 @@ export class QemuDriver implements HypervisorDriver {
   readonly imageCacheDir: string;
   /** The Linux data plane, when the `netNamespace` option names the agent's namespace. */
   readonly network?: QemuNetwork;
+  readonly snapshotDir: string;
 
   constructor(
     readonly stateDir: string,
@@ -52,6 +53,7 @@ export class QemuDriver implements HypervisorDriver {
     this.imageCacheDir = join(stateDir, 'image-cache');
     const net = NetworkOptions.parse(rawOptions);
     if (net.netNamespace) this.network = new QemuNetwork(stateDir, { ...net, netNamespace: net.netNamespace });
+    this.snapshotDir = join(stateDir, 'images');
   }
 
   async init(): Promise<void> {
@@ -185,7 +187,7 @@ export class QemuDriver implements HypervisorDriver {
       this.check(name, await this.stateOf(name, rec), 'snapshot');
       if (!rec.hasDisk) throw new AgentError('INVALID_STATE', `VM ${name} has no disk to snapshot`);
       if (!VmName.safeParse(opts.imageName).success) throw new AgentError('BAD_REQUEST', `bad image name ${opts.imageName}`);
-      const imagePath = join(this.stateDir, 'images', `${opts.imageName}.qcow2`);
+      const imagePath = join(this.snapshotDir, `${opts.imageName}.qcow2`);
       if (existsSync(imagePath)) throw new AgentError('ALREADY_EXISTS', `image ${opts.imageName} already exists`);
       const live = isQemuAlive(readPid(this.paths(name))) ? await this.qmpOf(name) : undefined;
       const sizeBytes = await snapshotDisk(this.paths(name), imagePath, live, ctx);

@@ -1,6 +1,9 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { z } from 'zod';
 import {
   AgentError,
@@ -17,6 +20,7 @@ import {
   type VmSpec,
 } from '../../driver.js';
 import { receiveFile, sendFile } from '../../diskTransfer.js';
+import { SnapshotFiles } from '../../snapshotFiles.js';
 import { nextVmState, type VmAction } from '../../vmStates.js';
 import { SimFaultInjector } from './simFaults.js';
 import { listenForMigration, sendMigration } from './simMigration.js';
@@ -32,6 +36,7 @@ export const SimCapacity = z.object({
 });
 
 const CONSOLE_LINES = 200;
+const run = promisify(execFile);
 
 /**
  * The `sim` hypervisor: VMs are records that follow vmStates' table, on a host with finite capacity,
@@ -45,6 +50,7 @@ export class SimDriver implements HypervisorDriver {
   private readonly faults: SimFaultInjector;
   private readonly incoming = new Map<string, Server>();
   readonly imageCacheDir: string;
+  readonly snapshotDir: string;
 
   constructor(
     private readonly stateDir: string,
@@ -53,6 +59,7 @@ export class SimDriver implements HypervisorDriver {
     this.capacity = SimCapacity.parse(options);
     this.faults = new SimFaultInjector(stateDir, options);
     this.imageCacheDir = join(stateDir, 'image-cache');
+    this.snapshotDir = join(stateDir, 'sim', 'images');
   }
 
   network!: SimNetwork;
@@ -105,14 +112,27 @@ export class SimDriver implements HypervisorDriver {
     });
   }
 
+  /**
+   * The sim keeps no disk bytes, so its snapshot is a real but blank qcow2 of the VM's disk size (made
+   * with qemu-img, thin: a few hundred kB), written under a temporary name and renamed when whole, so
+   * the controller's pull, check and store run on real image bytes.
+   */
   async snapshotVm(name: string, opts: { imageName: string }, ctx: CallContext): Promise<SnapshotResult> {
     return this.once(ctx, async () => {
-      const vm = this.allowed(name, 'snapshot');
-      await this.faults.apply('snapshotVm', name, ctx);
       this.allowed(name, 'snapshot');
+      await this.faults.apply('snapshotVm', name, ctx);
+      const vm = this.allowed(name, 'snapshot');
+      const imagePath = new SnapshotFiles(this.snapshotDir).path(opts.imageName);
+      if (existsSync(imagePath)) throw new AgentError('ALREADY_EXISTS', `image ${opts.imageName} already exists`);
+      await mkdir(this.snapshotDir, { recursive: true });
+      try {
+        await run('qemu-img', ['create', '-q', '-f', 'qcow2', `${imagePath}.tmp`, `${Math.max(1, vm.info.diskGb)}G`]);
+      } catch (e) {
+        throw new AgentError('HYPERVISOR_ERROR', `qemu-img could not write snapshot ${opts.imageName}: ${(e as Error).message}`);
+      }
+      await rename(`${imagePath}.tmp`, imagePath);
       say(vm, `snapshot ${opts.imageName} taken`);
-      // The sim keeps no image bytes; the size is what a thin qcow2 of a fresh disk would be.
-      return { imagePath: join(this.stateDir, 'sim', 'images', `${opts.imageName}.qcow2`), sizeBytes: vm.info.diskGb * 1024 * 1024 };
+      return { imagePath, sizeBytes: (await stat(imagePath)).size };
     });
   }
 
