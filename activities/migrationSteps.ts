@@ -7,6 +7,7 @@ import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
+import { attachedVolumesOf, plugVolumesOnTarget } from './movingVolumes.js';
 
 const now = () => new Date().toISOString();
 
@@ -28,11 +29,20 @@ export const vmSpecOf = (instance: Instance): VmSpecInput => ({
 });
 
 /**
- * What must be plugged on the target before the VM arrives (attached volumes on the shared pool, NIC taps
- * on the tenant bridges). Nothing yet: volumes and networks land with their own issues, which add their
- * attachments here; the step runs in every migration so the runbook already has its place.
+ * The VM as a target host makes it (a migration's twin, a resize's definition elsewhere, an evacuation's
+ * rebuild): the source's, with the instance's attached volumes on the devices they had there.
  */
-export async function plugAttachmentsOnTarget(_rt: Runtime, _instance: Instance, _targetHostId: string): Promise<void> {}
+export async function twinSpecOf(rt: Runtime, instance: Instance): Promise<VmSpecInput> {
+  return { ...vmSpecOf(instance), volumes: await attachedVolumesOf(rt, instance.id) };
+}
+
+/**
+ * What must be plugged on the target before the VM arrives (attached volumes on the shared pool, NIC taps
+ * on the tenant bridges); the step runs in every migration, resize elsewhere and evacuation.
+ */
+export async function plugAttachmentsOnTarget(rt: Runtime, instance: Instance, targetHostId: string): Promise<void> {
+  await plugVolumesOnTarget(rt, instance, targetHostId);
+}
 
 /**
  * Progress of a long agent call kept on the operation's step: once per fifth of the way (and never for
@@ -115,7 +125,7 @@ export function migrationSteps(rt: Runtime) {
     async migrateReceive(ctx: OperationContext, plan: MigrationPlan): Promise<MigrationTarget> {
       return runStep(rt, ctx, 'migrateReceive', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
+        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
       });
     },
 
@@ -144,7 +154,7 @@ export function migrationSteps(rt: Runtime) {
     async defineOnTarget(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'defineOnTarget', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        await callAgent(rt, plan.targetHostId, 'createVm', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
       });
     },
 

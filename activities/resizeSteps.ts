@@ -6,7 +6,7 @@ import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { readFolded } from './events.js';
 import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { vmSpecOf } from './migrationSteps.js';
+import { twinSpecOf } from './migrationSteps.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, resizeClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
@@ -78,7 +78,7 @@ export function resizeSteps(rt: Runtime) {
     async defineResized(ctx: OperationContext, plan: ResizePlan): Promise<void> {
       await runStep(rt, ctx, 'defineOnTarget', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        const spec = { ...vmSpecOf(instance), ...resourcesOf(plan.to) };
+        const spec = { ...(await twinSpecOf(rt, instance)), ...resourcesOf(plan.to) };
         await callAgent(rt, plan.targetHostId, 'createVm', { spec }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
       });
     },
