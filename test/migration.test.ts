@@ -170,12 +170,18 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
       const before = await boot(`fails-${method}`);
       const target = hosts.find((h) => h.id !== before.hostId)!;
       const faulty = method === 'migrateReceive' ? target.agent : agentOf(before.hostId!);
-      await setFaults(faulty, { failMethods: [method], failNamePattern: '^fails-' });
+      // The transfer runs (reporting its progress) for a while before it fails: half way, not at the start.
+      const halfWay = method === 'migrateSend' ? { latencyMs: 1000, latencyMethods: [method] } : {};
+      await setFaults(faulty, { failMethods: [method], failNamePattern: '^fails-', ...halfWay });
       try {
         const { operation } = await commands.migrateInstance(rt, caller, { id: before.id, targetHostId: target.id });
         const done = await settled(rt, operation.id);
         expect(done).toMatchObject({ status: 'FAILED', error: { code: 'HYPERVISOR_ERROR' } });
         expect(done.steps.find((s) => s.name === method)).toMatchObject({ status: 'FAILED' });
+        if (method === 'migrateSend') {
+          expect(done.steps.find((s) => s.name === method)!.progress).toMatchObject({ percent: expect.any(Number), message: expect.stringMatching(/^migrateSend: step \d+ of 10/) });
+          expect(done.steps.find((s) => s.name === method)!.progress!.percent).toBeGreaterThan(0);
+        }
         expect(done.steps.find((s) => s.name === 'abandonTarget')).toMatchObject({ status: 'SUCCEEDED' });
       } finally {
         await setFaults(faulty, {});
