@@ -1,7 +1,7 @@
 import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
-import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { twinSpecOf, type MigrationPlan } from './migrationSteps.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
@@ -69,18 +69,6 @@ export function evacuationSteps(rt: Runtime) {
       });
     },
 
-    async finishEvacuation(ctx: OperationContext): Promise<void> {
-      await runStep(
-        rt,
-        ctx,
-        'finishEvacuation',
-        async () => {
-          await recordOnInstance(rt, ctx, writeKey(ctx, 'finishEvacuation'), () => [
-            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
-          ]);
-        },
-        { succeedsOperation: true },
-      );
-    },
+    finishEvacuation: (ctx: OperationContext): Promise<void> => finishSucceeded(rt, ctx, 'finishEvacuation'),
   };
 }

@@ -3,7 +3,7 @@ import type { Instance } from '../domain/instance.js';
 import { AgentError, type MigrationTarget, type Progress, type VmSpecInput } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
-import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
@@ -190,19 +190,7 @@ export function migrationSteps(rt: Runtime) {
     },
 
     /** The task is released and the operation SUCCEEDED. */
-    async recordMigrated(ctx: OperationContext): Promise<void> {
-      await runStep(
-        rt,
-        ctx,
-        'recordMigrated',
-        async () => {
-          await recordOnInstance(rt, ctx, writeKey(ctx, 'recordMigrated'), () => [
-            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
-          ]);
-        },
-        { succeedsOperation: true },
-      );
-    },
+    recordMigrated: (ctx: OperationContext): Promise<void> => finishSucceeded(rt, ctx, 'recordMigrated'),
 
     /**
      * Undo of a migration that did not complete: the target's twin is destroyed and its claim released,
