@@ -24,10 +24,12 @@ export async function attachedVolumesOf(rt: Pick<Runtime, 'db' | 'store'>, insta
 }
 
 /**
- * The volume part of plugging an instance's attachments on the target before the VM arrives: every
- * attached volume must be settled (no action of its own under way, such as a snapshot), or a move would
- * carry a volume whose file is changing under it. The target's agent then opens each file of the pool
- * when it makes the VM (a file it cannot see is NOT_FOUND there, before anything has moved).
+ * The volume part of plugging an instance's attachments on the target before the VM arrives. On a shared
+ * pool there is nothing to connect ahead (the target's agent opens each file when it makes the VM, and a
+ * file it cannot see is NOT_FOUND there, before anything has moved), so this only makes sure no volume
+ * the instance carries is in the middle of an action of its own. Today that cannot happen (attach and
+ * detach hold the instance's task, which the move holds; a snapshot needs a detached volume): the check
+ * keeps a future volume action that leaves the instance's task free from racing a move.
  */
 export async function plugVolumesOnTarget(rt: Pick<Runtime, 'db' | 'store'>, instance: Instance, targetHostId: string): Promise<void> {
   for (const volumeId of await volumesEverAttachedTo(rt, instance.id)) {
