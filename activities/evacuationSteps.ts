@@ -2,7 +2,7 @@ import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { twinSpecOf, type MigrationPlan } from './migrationSteps.js';
+import { twinSpecOf, unplugPortsFrom, type MigrationPlan } from './migrationSteps.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
@@ -57,6 +57,7 @@ export function evacuationSteps(rt: Runtime) {
       await runStep(rt, ctx, 'dropRebuild', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
         await callAgent(rt, plan.targetHostId, 'destroyVm', { name: vmNameOf(instance) }, { idempotencyKey: agentKey(ctx, 'dropRebuild') });
+        await unplugPortsFrom(rt, instance, plan.targetHostId, agentKey(ctx, 'dropRebuild:ports'));
         await releaseClaimOn(rt, plan.targetHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'dropRebuild'), metadata: metadataOf(ctx) });
       });
     },

@@ -106,7 +106,8 @@ export interface HostWrite {
 /**
  * Every write to a host stream goes through here: decide on the host (inventory row plus stream tail),
  * append with its version expected, and update the inventory row and claims in the same transaction.
- * A concurrent writer makes the append fail on its version; the next round reads again and decides anew.
+ * Writers of one host wait for each other on the host's row lock; a write decided on a stale `known`
+ * fails on its version, and the next round reads again and decides anew.
  */
 export async function appendToHost(
   rt: Pick<Runtime, 'db' | 'store'>,
@@ -120,6 +121,10 @@ export async function appendToHost(
   for (let round = 1; ; round++) {
     try {
       const result = await rt.db.transaction(async (tx) => {
+        // Writers of one host queue on its inventory row instead of racing on the stream's version: 32
+        // boots claiming on one host would otherwise mostly fail and retry. Rows read after the lock are
+        // the latest committed, so a version conflict remains only for a stale `known` or a new host.
+        await tx.query('SELECT 1 FROM host_inventory WHERE host_id = $1 FOR UPDATE', [hostId]);
         const current = known ?? (await readHost(rt, hostId, tx));
         const events = decider.decide(typeof command === 'function' ? command(current.state) : command, current.state);
         if (events.length === 0) return { ...current, appended: [] as HostEvent[] };

@@ -13,23 +13,27 @@ const DOWNSAMPLE_LOCK = 7_261_012_001;
 
 /**
  * Folds raw samples older than `cutoff` into the hourly averages (merged, weighted by count, into an
- * hour that already has some) and deletes them, in one transaction, so a sample is counted once.
+ * hour that already has some) and deletes them, in one statement: the rows averaged are exactly the
+ * rows deleted, so a sample stored while it runs is neither lost nor counted twice.
  */
 export async function downsampleMeters(db: Pick<Runtime['db'], 'transaction'>, cutoff: Date): Promise<number> {
   return db.transaction(async (tx: Queryable) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [DOWNSAMPLE_LOCK]);
-    await tx.query(
-      `INSERT INTO meter_samples_hourly (resource_id, project_id, meter, hour, value, samples, unit)
-       SELECT resource_id, project_id, meter, date_trunc('hour', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', avg(value), count(*), min(unit)
-         FROM meter_samples WHERE at < $1 GROUP BY 1, 2, 3, 4
-       ON CONFLICT (resource_id, meter, hour) DO UPDATE SET
-         value = (meter_samples_hourly.value * meter_samples_hourly.samples + EXCLUDED.value * EXCLUDED.samples)
-                 / (meter_samples_hourly.samples + EXCLUDED.samples),
-         samples = meter_samples_hourly.samples + EXCLUDED.samples`,
+    const [row] = await tx.query<{ n: number }>(
+      `WITH moved AS (DELETE FROM meter_samples WHERE at < $1 RETURNING resource_id, project_id, meter, at, value, unit),
+       folded AS (
+         INSERT INTO meter_samples_hourly (resource_id, project_id, meter, hour, value, samples, unit)
+         SELECT resource_id, project_id, meter, date_trunc('hour', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', avg(value), count(*), min(unit)
+           FROM moved GROUP BY 1, 2, 3, 4
+         ON CONFLICT (resource_id, meter, hour) DO UPDATE SET
+           value = (meter_samples_hourly.value * meter_samples_hourly.samples + EXCLUDED.value * EXCLUDED.samples)
+                   / (meter_samples_hourly.samples + EXCLUDED.samples),
+           samples = meter_samples_hourly.samples + EXCLUDED.samples
+       )
+       SELECT count(*)::int AS n FROM moved`,
       [cutoff],
     );
-    const deleted = await tx.query<{ n: number }>('WITH d AS (DELETE FROM meter_samples WHERE at < $1 RETURNING 1) SELECT count(*)::int AS n FROM d', [cutoff]);
-    return deleted[0]?.n ?? 0;
+    return row?.n ?? 0;
   });
 }
 

@@ -8,6 +8,7 @@ import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type Operat
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
 import { attachedVolumesOf, plugVolumesOnTarget } from './movingVolumes.js';
+import { plugInstancePorts, unplugInstancePorts } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -38,10 +39,26 @@ export async function twinSpecOf(rt: Runtime, instance: Instance): Promise<VmSpe
 
 /**
  * What must be plugged on the target before the VM arrives (attached volumes on the shared pool, NIC taps
- * on the tenant bridges); the step runs in every migration, resize elsewhere and evacuation.
+ * on the tenant bridges). The step runs in every migration, resize to another host and evacuation.
  */
-export async function plugAttachmentsOnTarget(rt: Runtime, instance: Instance, targetHostId: string): Promise<void> {
+export async function plugAttachmentsOnTarget(rt: Runtime, instance: Instance, targetHostId: string, key = `plugAttachments:${instance.id}`): Promise<void> {
   await plugVolumesOnTarget(rt, instance, targetHostId);
+  await plugPortsOnTarget(rt, instance, targetHostId, `${key}:ports`);
+}
+
+/**
+ * The instance's NICs on the target, the same ports (id, MAC, address, rules, floating addresses) as on
+ * the source, so the guest keeps its address; `unplugPortsFrom` takes them off the host the instance
+ * left (or off the target of a move that was abandoned).
+ */
+export async function plugPortsOnTarget(rt: Runtime, instance: Instance, targetHostId: string, key: string): Promise<void> {
+  await plugInstancePorts(rt, instance, targetHostId, key);
+}
+
+/** A host that is DOWN (an evacuation's source) cannot be asked: its ports go when it is cleaned up. */
+export async function unplugPortsFrom(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<void> {
+  if ((await readHost(rt, hostId)).state?.state === 'DOWN') return;
+  await unplugInstancePorts(rt, instance, hostId, key);
 }
 
 /**
@@ -117,7 +134,7 @@ export function migrationSteps(rt: Runtime) {
 
     async plugAttachments(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'plugAttachments', async () => {
-        await plugAttachmentsOnTarget(rt, await readInstance(rt, ctx.instanceId), plan.targetHostId);
+        await plugAttachmentsOnTarget(rt, await readInstance(rt, ctx.instanceId), plan.targetHostId, agentKey(ctx, 'plugAttachments'));
       });
     },
 
@@ -185,6 +202,8 @@ export function migrationSteps(rt: Runtime) {
 
     async releaseSourceClaim(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'releaseSourceClaim', async () => {
+        // The instance left the source: its ports there go too (a DOWN source is skipped).
+        await unplugPortsFrom(rt, await readInstance(rt, ctx.instanceId), plan.sourceHostId, agentKey(ctx, 'releaseSourceClaim:ports'));
         await releaseClaimOn(rt, plan.sourceHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'releaseSourceClaim'), metadata: metadataOf(ctx) });
       });
     },
@@ -211,6 +230,7 @@ export function migrationSteps(rt: Runtime) {
         );
         if (!onSource) return { arrived: true };
         await callAgent(rt, plan.targetHostId, 'destroyVm', { name }, { idempotencyKey: agentKey(ctx, 'abandonTarget') });
+        await unplugPortsFrom(rt, instance, plan.targetHostId, agentKey(ctx, 'abandonTarget:ports'));
         await releaseClaimOn(rt, plan.targetHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'abandonTarget'), metadata: metadataOf(ctx) });
         return { arrived: false };
       });

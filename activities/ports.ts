@@ -134,7 +134,7 @@ export async function portSpecOf(rt: Pick<Runtime, 'store'>, instance: Instance,
 }
 
 /**
- * A network call to a host whose driver has no data plane (qemu, for now) is a no-op: the address is
+ * A network call to a host whose driver has no data plane (qemu without a `netNamespace`) is a no-op: the address is
  * still the instance's in IPAM, the guest simply gets no NIC. Every other refusal stands.
  */
 export async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefined> {

@@ -6,6 +6,11 @@
  * external /16 from four projects, so they all contend for the same stream, the worst case.
  * No agent is involved: allocateIp records the address, it plugs nothing.
  *
+ * pingRttMs: two test guests (TCG) on two qemu drivers, each with its own network namespace, joined by
+ * an underlay namespace over VXLAN (test/support/underlay.ts); the median round trip guest A measures
+ * to guest B, against its round trip to its own host's gateway in the same run (crossHostRatio).
+ * Needs root, QEMU and the test guest's packages; without them it is reported as null.
+ *
  *   npm run bench:network            figures
  *   npm run bench:network -- --json  exactly one JSON line on stdout
  */
@@ -23,6 +28,11 @@ import { routeTemporalLogs } from '../server/temporalLogs.js';
 import { startWorker } from '../server/worker.js';
 import { bareWorkflow } from '../workflows/bench.js';
 import { createDatabase, startPostgres } from '../test/support/postgres.js';
+import { macOf } from '../activities/ports.js';
+import { QemuDriver } from '../hostagent/drivers/qemu/qemuDriver.js';
+import type { CompiledRule } from '../hostagent/network.js';
+import { buildTestGuest, consoleText, killQemusUnder, pingResults, waitFor } from '../test/support/guest.js';
+import { createUnderlay } from '../test/support/underlay.js';
 
 const json = process.argv.includes('--json');
 const ALLOCATIONS = Number(process.env.BENCH_ALLOCATIONS ?? 200);
@@ -83,9 +93,15 @@ async function main() {
     const events = await rt.store.readStream(`network-${network.id}`);
     const addresses = events.filter((e) => e.type === 'AddressAllocated').map((e) => (e.data as { address: string }).address);
     if (new Set(addresses).size !== addresses.length) throw new Error('an address was handed out twice');
-    say('pingRttMs: not measured; the guest data plane is not built yet (see README, Networks)');
+    const rtt = await measurePingRtt().catch((e: unknown) => {
+      say(`pingRttMs: not measured (${e instanceof Error ? e.message : String(e)})`);
+      return { pingRttMs: null, gatewayRttMs: null, crossHostRatio: null };
+    });
+    if (rtt.pingRttMs !== null) {
+      say(`pingRttMs ${rtt.pingRttMs} guest to guest across two hosts (TCG, median of ${PINGS}); to its own gateway ${rtt.gatewayRttMs}; crossHostRatio ${rtt.crossHostRatio}`);
+    }
 
-    if (json) console.log(JSON.stringify({ allocations: ALLOCATIONS, concurrency: CONCURRENCY, allocationsPerSec, bareWorkflowsPerSec, ipamRatio, pingRttMs: null }));
+    if (json) console.log(JSON.stringify({ allocations: ALLOCATIONS, concurrency: CONCURRENCY, allocationsPerSec, bareWorkflowsPerSec, ipamRatio, ...rtt }));
   } finally {
     for (const [name, stop] of [
       ['worker', () => worker.stop()],
@@ -96,6 +112,49 @@ async function main() {
     ] as Array<[string, () => Promise<unknown>]>) {
       await stop().catch((e: unknown) => say(`stopping ${name} failed: ${String(e)}`));
     }
+  }
+}
+
+const PINGS = Number(process.env.BENCH_PINGS ?? 15);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Guest A's round trips to guest B (the other host) and to its gateway (its own host), from its console. */
+async function measurePingRtt(): Promise<{ pingRttMs: number; gatewayRttMs: number; crossHostRatio: number }> {
+  const guest = buildTestGuest();
+  const underlay = createUnderlay(2);
+  const dirs = await Promise.all([0, 1].map((i) => mkdtemp(join(tmpdir(), `stratus-bench-rtt-${i}-`))));
+  try {
+    const network = { networkId: randomUUID(), vni: 4242, cidr: '10.99.0.0/29', gateway: '10.99.0.1' };
+    const open: CompiledRule[] = (['INGRESS', 'EGRESS'] as const).map((direction) => ({ direction, protocol: 'ANY', portMin: null, portMax: null, remoteCidr: '0.0.0.0/0', remoteGroupId: null }));
+    const ctx = { signal: new AbortController().signal, progress: () => {} };
+    const drivers: QemuDriver[] = [];
+    for (const [i, dir] of dirs.entries()) {
+      const { netNamespace, underlayDevice, underlayAddress } = underlay.agentOptions(i);
+      const d = new QemuDriver(dir, {
+        accel: 'tcg', capacity: '2,2048,10', bootKernel: guest.kernelPath, bootInitrd: guest.initrdPath, bootCmdline: guest.cmdline, netNamespace, underlayDevice, underlayAddress,
+      });
+      await d.init();
+      const portId = randomUUID();
+      const name = `rtt-${i}`;
+      await d.network!.plugPort({ ...network, portId, vmName: name, mac: macOf(portId), address: `10.99.0.${i + 2}`, rules: open, floatingAddresses: [] }, ctx);
+      await d.createVm({ name, vcpus: 1, memoryMb: 256, diskGb: 0, labels: {}, volumes: [] }, ctx);
+      await d.startVm(name, ctx);
+      drivers.push(d);
+    }
+    const rtts = await waitFor(`${PINGS} answered pings from guest A to B and to its gateway`, 300_000, async () => {
+      const results = pingResults(await consoleText(drivers[0]!, 'rtt-0')).filter((p) => p.ok && p.rttMs !== undefined);
+      const peer = results.filter((p) => p.target === '10.99.0.3').map((p) => p.rttMs!);
+      const gateway = results.filter((p) => p.target === network.gateway).map((p) => p.rttMs!);
+      return peer.length >= PINGS && gateway.length >= PINGS ? { peer: peer.slice(-PINGS), gateway: gateway.slice(-PINGS) } : undefined;
+    });
+    for (const d of drivers) await d.close();
+    const pingRttMs = round(median(rtts.peer), 2);
+    const gatewayRttMs = round(median(rtts.gateway), 2);
+    return { pingRttMs, gatewayRttMs, crossHostRatio: round(pingRttMs / gatewayRttMs, 2) };
+  } finally {
+    killQemusUnder(...dirs);
+    underlay.destroy(dirs);
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -10,6 +10,8 @@ export interface Decider<State, Command, Event> {
   decide: (command: Command, state: State) => Event[];
   evolve: (state: State, event: Event) => State;
   initialState: () => State;
+  /** Set for a stream that grows long: the write side folds it from a snapshot of this name (activities/events.ts). */
+  snapshotName?: string;
 }
 
 /** The `{ type, data }` events described by a map of event type → data schema. */

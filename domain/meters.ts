@@ -2,7 +2,17 @@ import { z } from 'zod';
 import { Id, Timestamp } from './scalars.js';
 
 /** Ceilometer's meter names (CONTRACT.md `Sample.meter`) and their units. */
-export const MeterName = z.enum(['cpu', 'cpu_util', 'memory.usage', 'disk.read.bytes', 'disk.write.bytes', 'network.incoming.bytes', 'network.outgoing.bytes']);
+export const MeterName = z.enum([
+  'cpu',
+  'cpu_util',
+  'memory.usage',
+  'disk.read.bytes',
+  'disk.write.bytes',
+  'network.incoming.bytes',
+  'network.outgoing.bytes',
+  'network.incoming.packets',
+  'network.outgoing.packets',
+]);
 export type MeterName = z.infer<typeof MeterName>;
 
 export const meterUnits: Record<MeterName, string> = {
@@ -13,6 +23,8 @@ export const meterUnits: Record<MeterName, string> = {
   'disk.write.bytes': 'B',
   'network.incoming.bytes': 'B',
   'network.outgoing.bytes': 'B',
+  'network.incoming.packets': 'packet',
+  'network.outgoing.packets': 'packet',
 };
 
 export const Sample = z.object({ meter: MeterName, resourceId: Id, timestamp: Timestamp, value: z.number(), unit: z.string() });
@@ -32,6 +44,8 @@ export interface Reading {
   memoryMb: number;
   diskReadBytes: number;
   diskWriteBytes: number;
+  /** Summed over the VM's ports, the guest's side; absent when it has none (then no network samples). */
+  network?: { incomingBytes: number; outgoingBytes: number; incomingPackets: number; outgoingPackets: number } | undefined;
 }
 
 /**
@@ -48,6 +62,14 @@ export function samplesOf(resourceId: string, reading: Reading, previous?: Pick<
     sample('disk.read.bytes', reading.diskReadBytes),
     sample('disk.write.bytes', reading.diskWriteBytes),
   ];
+  if (reading.network) {
+    samples.push(
+      sample('network.incoming.bytes', reading.network.incomingBytes),
+      sample('network.outgoing.bytes', reading.network.outgoingBytes),
+      sample('network.incoming.packets', reading.network.incomingPackets),
+      sample('network.outgoing.packets', reading.network.outgoingPackets),
+    );
+  }
   if (previous) {
     const wallNs = (Date.parse(reading.at) - Date.parse(previous.at)) * 1e6;
     const usedNs = reading.cpuNs - previous.cpuNs;

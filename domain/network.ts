@@ -211,6 +211,8 @@ export const networkDecider: Decider<NetworkDeciderState, NetworkCommand, Networ
   decide: decideNetwork,
   evolve: evolveNetwork,
   initialState: () => null,
+  // A network's stream holds every allocation it ever made; reads fold from a snapshot (activities/events.ts).
+  snapshotName: 'network/1',
 };
 
 /** The gateway a new network gets: the one asked for, or the first host address. */

@@ -72,25 +72,47 @@ export function recordsUntil(open: OpenUsage, untilMs: number): UsageRecord[] {
 export const sameMeter = (a: Meter, b: Meter): boolean => a.usageType === b.usageType && a.size === b.size && a.flavorId === b.flavorId;
 
 /**
+ * A meter a resource's state runs, for the resource itself or for a part of it that is billed on its
+ * own: a volume's snapshots and an external network's floating addresses live on the volume's and the
+ * network's streams but are records of their own, with their own id, type and (for an address) project.
+ */
+export type SubjectMeter = Meter & Partial<Pick<OpenUsage, 'resourceId' | 'resourceType' | 'projectId'>>;
+
+/**
  * Moves a resource from the meters it had to the meters it has after an event at `at`: a meter that
  * stopped or changed (a resize, a volume extended) is closed, a new or changed one opened. Returns the
- * records closed and the intervals open afterwards.
+ * records closed and the intervals open afterwards. A meter with no project (a public image an admin
+ * registered) is nobody's to bill and is not opened.
  */
 export function changeMeters(
   open: readonly OpenUsage[],
-  wanted: readonly Meter[],
-  subject: { resourceId: string; resourceType: string; projectId: string },
+  wanted: readonly SubjectMeter[],
+  subject: { resourceId: string; resourceType: string; projectId: string | null },
   at: string,
-): { records: UsageRecord[]; open: OpenUsage[] } {
+): { records: UsageRecord[]; open: readonly OpenUsage[] } {
+  const same = (w: SubjectMeter, o: OpenUsage) => (w.resourceId ?? subject.resourceId) === o.resourceId && sameMeter(w, o);
+  // Most events (a task started or finished) change no meter: the open intervals stay as they are, the same array.
+  if (open.length === wanted.length && wanted.every((w, i) => same(w, open[i]!))) return { records: [], open };
   const atMs = Date.parse(at);
   const records: UsageRecord[] = [];
   const next: OpenUsage[] = [];
   for (const o of open) {
-    if (wanted.some((w) => sameMeter(w, o))) next.push(o);
+    if (wanted.some((w) => same(w, o))) next.push(o);
     else records.push(...recordsUntil(o, atMs));
   }
   for (const w of wanted) {
-    if (!next.some((o) => sameMeter(o, w))) next.push({ ...w, ...subject, since: new Date(atMs).toISOString() });
+    const projectId = w.projectId ?? subject.projectId;
+    if (projectId !== null && !next.some((o) => same(w, o))) {
+      next.push({
+        usageType: w.usageType,
+        size: w.size,
+        flavorId: w.flavorId,
+        resourceId: w.resourceId ?? subject.resourceId,
+        resourceType: w.resourceType ?? subject.resourceType,
+        projectId,
+        since: new Date(atMs).toISOString(),
+      });
+    }
   }
   return { records, open: next };
 }

@@ -72,7 +72,9 @@ async function openPostgres(url: string, max: number): Promise<Database> {
     },
     listen: listener.listen,
     notify: async (channel, payload) => {
-      await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+      // A NOTIFY gives its transaction an xid, so its commit waits for a WAL flush like any write. A
+      // wake-up lost in a crash is harmless (subscribers poll), so this one commit does not wait.
+      await pool.query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)", [channel, payload]);
     },
     async close() {
       await listener.close();

@@ -16,3 +16,4 @@ export {
 } from './events.js';
 export { WrongExpectedVersion, InvalidEvent, EventIdConflict } from './errors.js';
 export { EVENTS_CHANNEL } from './eventLogMigrations.js';
+export { onAppendTiming, type AppendOutcome } from './appendTimings.js';

@@ -15,7 +15,8 @@ import {
   type TypedNewEvent,
 } from './events.js';
 import { migrate } from './migrations.js';
-import { subscribe, type Subscription, type SubscribeOptions } from './subscription.js';
+import { reportAppendTiming, type AppendOutcome } from './appendTimings.js';
+import { subscribe, subscribePages, type Subscription, type SubscribeOptions } from './subscription.js';
 
 const log = componentLog('eventstore');
 
@@ -170,6 +171,7 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
      * stored, even if the stream has moved on since.
      */
     async append(streamId: string, events: readonly TypedNewEvent<R>[], options: AppendOptions): Promise<AppendResult<R>> {
+      const startedMs = performance.now();
       const expected = ExpectedVersion.parse(options.expectedVersion);
       const batch = validate(streamId, withTraceparent(events));
       const expectedParam = expected === 'any' ? null : expected === 'noStream' ? 0 : expected;
@@ -183,11 +185,16 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
         ]);
       } catch (e) {
         // Only reachable when the same id is appended to two streams at the same moment.
-        if ((e as { code?: string }).code === '23505') throw new EventIdConflict(streamId, batch.map((b) => b.id));
+        if ((e as { code?: string }).code === '23505') {
+          reportAppendTiming(startedMs, 'id_conflict');
+          throw new EventIdConflict(streamId, batch.map((b) => b.id));
+        }
+        reportAppendTiming(startedMs, 'error');
         throw e;
       }
       const first = rows[0];
       if (!first) throw new Error(`append_events returned nothing for ${streamId}`);
+      reportAppendTiming(startedMs, first.outcome as AppendOutcome);
       if (!options.tx && first.outcome === 'appended') wakeSubscribers();
       switch (first.outcome) {
         case 'wrong_version':
@@ -239,6 +246,11 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
     /** Catch up from `after`, then follow live. See subscription.ts. */
     subscribe(options: SubscribeOptions, handler: (event: TypedEvent<R>) => Promise<void> | void): Subscription {
       return subscribe(database, store.readAll, options, handler);
+    },
+
+    /** The same, a page of events per handler call (see subscription.ts). */
+    subscribePages(options: SubscribeOptions, handler: (events: readonly TypedEvent<R>[]) => Promise<void> | void): Subscription {
+      return subscribePages(database, store.readAll, options, handler);
     },
   };
   return store;

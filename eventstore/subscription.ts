@@ -55,6 +55,37 @@ export function subscribe<E extends RecordedEvent>(
   options: SubscribeOptions,
   handler: (event: E) => Promise<void> | void,
 ): Subscription {
+  return follow(database, readAll, options, async (events, isStopped, advance) => {
+    for (const event of events) {
+      if (isStopped()) return;
+      await handler(event);
+      advance(event);
+    }
+  });
+}
+
+/**
+ * The same feed, a page at a time: `handler` gets every event one read returned (at most `batchSize`,
+ * in feed order), and the checkpoint moves past the page once it resolves. A projection applies a page
+ * in one transaction with one checkpoint write, so a burst of appends costs a few transactions rather
+ * than one per event. A handler that throws stops the subscription before the page.
+ */
+export function subscribePages<E extends RecordedEvent>(
+  database: Database,
+  readAll: ReadAll<E>,
+  options: SubscribeOptions,
+  handler: (events: readonly E[]) => Promise<void> | void,
+): Subscription {
+  return follow(database, readAll, options, async (events, isStopped, advance) => {
+    if (isStopped()) return;
+    await handler(events);
+    advance(events[events.length - 1]!);
+  });
+}
+
+type Deliver<E> = (events: E[], isStopped: () => boolean, advance: (last: E) => void) => Promise<void>;
+
+function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>, options: SubscribeOptions, deliver: Deliver<E>): Subscription {
   const batchSize = options.batchSize ?? 500;
   const safetyPollMs = options.safetyPollMs ?? 3000;
   let checkpoint = options.after ?? START;
@@ -90,10 +121,13 @@ export function subscribe<E extends RecordedEvent>(
       while (!stopped) {
         notified = false;
         const events = await readAll({ after: checkpoint, limit: batchSize, streamPrefix: options.streamPrefix });
-        for (const event of events) {
+        if (events.length > 0) {
+          await deliver(
+            events,
+            () => stopped,
+            (last) => (checkpoint = { transactionId: last.transactionId, position: last.position }),
+          );
           if (stopped) return;
-          await handler(event);
-          checkpoint = { transactionId: event.transactionId, position: event.position };
         }
         if (events.length === batchSize) continue;
         if (!isCaughtUp) {

@@ -64,6 +64,14 @@ export const VmInfo = z.object({
 });
 export type VmInfo = z.infer<typeof VmInfo>;
 
+export const NetCounters = z.object({
+  incomingBytes: z.number().nonnegative(),
+  outgoingBytes: z.number().nonnegative(),
+  incomingPackets: z.number().nonnegative(),
+  outgoingPackets: z.number().nonnegative(),
+});
+export type NetCounters = z.infer<typeof NetCounters>;
+
 /**
  * One VM's counters at one moment (Ceilometer's pollster readings). Counters are cumulative since the
  * VM's process started; the controller derives rates (cpu_util) from two readings.
@@ -79,6 +87,12 @@ export const VmSample = z.object({
   memoryMb: z.number().nonnegative(),
   diskReadBytes: z.number().nonnegative(),
   diskWriteBytes: z.number().nonnegative(),
+  /**
+   * Network counters summed over the VM's plugged ports, from the guest's side as Ceilometer reports
+   * them (incoming is what the tap sent to the guest). Absent when the VM has no port whose counters
+   * could be read (no data plane, or its tap is not there yet).
+   */
+  network: NetCounters.optional(),
 });
 export type VmSample = z.infer<typeof VmSample>;
 

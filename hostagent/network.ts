@@ -11,7 +11,7 @@ import type { CallContext } from './driver.js';
 
 /**
  * A security-group rule as the host applies it: from (to) a CIDR, or from (to) the members of a remote
- * group, whose addresses the host keeps once per group (`setGroupMembers`, an ipset in a Linux data
+ * group, whose addresses the host keeps once per group (`setGroupMembers`, an nftables set in the Linux data
  * plane) rather than one rule per member on every port, which would grow with the square of a project.
  */
 export const CompiledRule = z.object({
@@ -61,6 +61,14 @@ export interface NetworkDataPlane {
   setFloatingAddresses(portId: string, floatingAddresses: string[], ctx: CallContext): Promise<PortInfo>;
   /** Replaces the member addresses of each remote group named. */
   setGroupMembers(groups: GroupMembers['groups'], ctx: CallContext): Promise<{ updated: number }>;
+}
+
+/** The ports plugged on this host, by the VM they belong to: none where the driver has no data plane. */
+export async function portsByVm(plane: NetworkDataPlane | undefined): Promise<Map<string, PortInfo[]>> {
+  const byVm = new Map<string, PortInfo[]>();
+  if (!plane) return byVm;
+  for (const port of (await plane.listPorts()).ports) byVm.set(port.vmName, [...(byVm.get(port.vmName) ?? []), port]);
+  return byVm;
 }
 
 /** The tap's name: Linux allows 15 characters, so the port id's head names it (Neutron's `tap` + 11 too). */

@@ -13,6 +13,7 @@ const ROWS_PER_STATEMENT = 5000;
 export const usageRecordKey = (r: Pick<UsageRecord, 'resourceId' | 'usageType' | 'start'>) => `${r.resourceId}|${r.usageType}|${r.start}`;
 
 interface OpenRow {
+  subject_id: string;
   resource_id: string;
   usage_type: UsageType;
   resource_type: string;
@@ -32,13 +33,18 @@ const openFromRow = (r: OpenRow): OpenUsage => ({
   since: r.since.toISOString(),
 });
 
-/** The consumer's state of the resources a batch touches, and which of them the batch changed. */
+/**
+ * The consumer's state of the resources a batch touches, and which of them the batch changed; `open`
+ * is keyed by the subject (the stream's resource), whose intervals include its parts' (a volume's snapshots).
+ */
 interface FoldState {
   docs: Map<string, unknown>;
-  open: Map<string, OpenUsage[]>;
+  open: Map<string, readonly OpenUsage[]>;
   touchedDocs: Set<string>;
   touchedOpen: Set<string>;
 }
+
+const NONE_OPEN: readonly OpenUsage[] = [];
 
 const emptyState = (): FoldState => ({ docs: new Map(), open: new Map(), touchedDocs: new Set(), touchedOpen: new Set() });
 
@@ -56,12 +62,12 @@ async function loadState(tx: Queryable, events: readonly StratusEvent[]): Promis
     const rows = await tx.query<{ id: string; doc: unknown }>('SELECT id, doc FROM usage_subjects WHERE id = ANY($1::text[])', [ids]);
     for (const r of rows) state.docs.set(r.id, r.doc);
   }
-  const openRows = ids.length > 0 ? await tx.query<OpenRow>('SELECT * FROM usage_open WHERE resource_id = ANY($1::text[])', [ids]) : [];
+  const openRows = ids.length > 0 ? await tx.query<OpenRow>('SELECT * FROM usage_open WHERE subject_id = ANY($1::text[])', [ids]) : [];
   // A tick closes every interval opened before its hour, whichever resource it belongs to.
   if (Number.isFinite(tickBoundary)) {
-    openRows.push(...(await tx.query<OpenRow>('SELECT * FROM usage_open WHERE since < $1 AND NOT resource_id = ANY($2::text[])', [new Date(tickBoundary), ids])));
+    openRows.push(...(await tx.query<OpenRow>('SELECT * FROM usage_open WHERE since < $1 AND NOT subject_id = ANY($2::text[])', [new Date(tickBoundary), ids])));
   }
-  for (const r of openRows) state.open.set(r.resource_id, [...(state.open.get(r.resource_id) ?? []), openFromRow(r)]);
+  for (const r of openRows) state.open.set(r.subject_id, [...(state.open.get(r.subject_id) ?? []), openFromRow(r)]);
   return state;
 }
 
@@ -79,9 +85,9 @@ function foldUsage(state: FoldState, events: readonly StratusEvent[]) {
       touchedDocs.add(id);
       if (doc === null) continue;
       const subject = { resourceId: id, resourceType: source.resourceType, projectId: source.projectOf(doc) };
-      const before = open.get(id) ?? [];
+      const before = open.get(id) ?? NONE_OPEN;
       const after = changeMeters(before, source.meters(doc), subject, eventTime(e));
-      if (after.records.length > 0 || after.open.length !== before.length || after.open.some((o, i) => o !== before[i])) {
+      if (after.open !== before && (after.records.length > 0 || after.open.length !== before.length || after.open.some((o, i) => o !== before[i]))) {
         records.push(...after.records);
         open.set(id, after.open);
         touchedOpen.add(id);
@@ -131,14 +137,14 @@ async function writeState(tx: Queryable, state: FoldState): Promise<void> {
   );
   if (state.touchedOpen.size > 0) {
     const touched = [...state.touchedOpen];
-    await tx.query('DELETE FROM usage_open WHERE resource_id = ANY($1::text[])', [touched]);
+    await tx.query('DELETE FROM usage_open WHERE subject_id = ANY($1::text[])', [touched]);
     await inSlices(
       tx,
-      touched.flatMap((id) => state.open.get(id) ?? []),
-      `INSERT INTO usage_open (resource_id, usage_type, resource_type, project_id, size, flavor_id, since)
+      touched.flatMap((id) => (state.open.get(id) ?? []).map((o) => ({ subjectId: id, o }))),
+      `INSERT INTO usage_open (subject_id, resource_id, usage_type, resource_type, project_id, size, flavor_id, since)
        SELECT * FROM jsonb_to_recordset($1::jsonb)
-         AS x("resourceId" text, "usageType" text, "resourceType" text, "projectId" uuid, size float8, "flavorId" uuid, since timestamptz)`,
-      (o) => ({ resourceId: o.resourceId, usageType: o.usageType, resourceType: o.resourceType, projectId: o.projectId, size: o.size, flavorId: o.flavorId, since: o.since }),
+         AS x("subjectId" text, "resourceId" text, "usageType" text, "resourceType" text, "projectId" uuid, size float8, "flavorId" uuid, since timestamptz)`,
+      ({ subjectId, o }) => ({ subjectId, resourceId: o.resourceId, usageType: o.usageType, resourceType: o.resourceType, projectId: o.projectId, size: o.size, flavorId: o.flavorId, since: o.since }),
     );
   }
   state.touchedDocs.clear();
@@ -238,6 +244,23 @@ export const usageProjection: Projection = {
           currency text NOT NULL,
           effective_from timestamptz NOT NULL
         );`,
+    },
+    {
+      // Volumes, snapshots, images and floating addresses are metered too: an interval now belongs to
+      // the stream's resource (its subject) as well as to its own id (a snapshot's, an address's). And
+      // the consumer starts over from the log, since records derive from events alone: the resources
+      // that existed before this version get their records as if they had always been metered.
+      id: 'projections/usage/002-subjects',
+      sql: `
+        ALTER TABLE usage_open ADD COLUMN subject_id text;
+        UPDATE usage_open SET subject_id = resource_id;
+        ALTER TABLE usage_open ALTER COLUMN subject_id SET NOT NULL;
+        CREATE INDEX usage_open_subject ON usage_open (subject_id);
+        DELETE FROM usage_records;
+        DELETE FROM usage_open;
+        DELETE FROM usage_subjects;
+        DELETE FROM usage_prices;
+        UPDATE projection_checkpoints SET checkpoint = NULL, generation = generation + 1 WHERE name = 'usage';`,
     },
   ],
   apply: (tx, event) => applyUsage(tx, [event]),

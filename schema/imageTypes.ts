@@ -1,6 +1,6 @@
 import type { Image as CatalogImage } from '../domain/catalog.js';
 import { canSeeImage, CreateImageInput, DeleteImageInput, type StoredImage } from '../domain/image.js';
-import type { Caller } from '../domain/identity.js';
+import { canRead, type Caller } from '../domain/identity.js';
 import type { Runtime } from '../server/runtime.js';
 import * as commands from './commands/index.js';
 import { builder, callerOf } from './builder.js';
@@ -115,3 +115,28 @@ builder.mutationFields((t) => ({
 }));
 
 
+
+/*
+ * The image after each change (a console watching an upload go QUEUED -> SAVING -> ACTIVE). PUBLIC
+ * images are everyone's to follow; a PRIVATE one its project's (and admins'). A deleted image is no
+ * longer visible, so its deletion reaches only the one who deleted it, from the mutation's answer.
+ */
+builder.subscriptionField('imageChanged', (t) =>
+  t.field({
+    type: ImageType,
+    authScopes: { reader: true },
+    description: "The image after each change (status, size, checksum); every image the caller may see when id is omitted.",
+    args: { id: t.arg.id({ required: false }) },
+    subscribe: (_r, { id }, ctx) => {
+      const caller = callerOf(ctx);
+      return ctx.changes.follow(
+        (c) => c.kind === 'image' && (id == null || c.id === String(id)) && (c.projectId === null || canRead(caller, c.projectId)),
+        async (c) => {
+          const image = await imageVisibleTo(ctx.rt, caller, c.id);
+          return image ? asImage(image) : null;
+        },
+      );
+    },
+    resolve: (image) => image,
+  }),
+);

@@ -40,3 +40,37 @@ builder.subscriptionField('hostChanged', (t) =>
     resolve: (host) => host,
   }),
 );
+
+/** The change kinds `resourceChanged` tells of, by their GraphQL names. */
+const NOTICE_KINDS = { NETWORK: 'network', ADDRESS: 'address', SECURITY_GROUP: 'securityGroup' } as const;
+type NoticeKind = keyof typeof NOTICE_KINDS;
+const ResourceKindEnum = builder.enumType('ResourceKind', { values: Object.keys(NOTICE_KINDS) as NoticeKind[] });
+const ResourceChangeType = builder.objectRef<{ kind: NoticeKind; id: string }>('ResourceChange').implement({
+  description: 'That a resource changed (its projection committed it): a view showing it reads itself again.',
+  fields: (t) => ({ kind: t.field({ type: ResourceKindEnum, resolve: (n) => n.kind }), id: t.exposeID('id') }),
+});
+
+/*
+ * Networks, addresses and security groups change by synchronous mutations and by operations, and a
+ * list of them (the console's pages) needs to know when to read itself again, with no polling. The
+ * notice names the resource only; the reread goes through the same tenancy-checked queries. An
+ * external network's own changes (no project) reach admins only; an address on one is its holder's.
+ */
+builder.subscriptionField('resourceChanged', (t) =>
+  t.field({
+    type: ResourceChangeType,
+    authScopes: { reader: true },
+    description: "A notice of each change to one of the caller's networks, addresses or security groups (admin: everyone's), once its projection committed it.",
+    args: { kinds: t.arg({ type: [ResourceKindEnum], required: false }) },
+    subscribe: (_r, { kinds }, ctx) => {
+      const caller = callerOf(ctx);
+      const wanted = (kinds?.length ? kinds : (Object.keys(NOTICE_KINDS) as NoticeKind[])).map((k) => [NOTICE_KINDS[k], k] as const);
+      const byChange = new Map<string, NoticeKind>(wanted);
+      return ctx.changes.follow(
+        (c) => byChange.has(c.kind) && visible(caller, c),
+        async (c) => ({ kind: byChange.get(c.kind)!, id: c.id }),
+      );
+    },
+    resolve: (notice) => notice,
+  }),
+);

@@ -1,6 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { MeteringClockInput } from '../workflows/meteringClock.js';
-import { CHANGES_CHANNEL } from '../projections/index.js';
+import { CHANGES_CHANNEL, type Change } from '../projections/index.js';
 import { componentLog } from './log.js';
 import type { Runtime } from './runtime.js';
 
@@ -19,27 +19,49 @@ export async function ensureMeteringClock(rt: Runtime, input: MeteringClockInput
 
 export const meterPollerId = (hostId: string) => `meters-${hostId}`;
 
-/** Starts the pollster of every registered host that has none running (a durable workflow per host). */
-export async function ensureMeterPollers(rt: Runtime, intervalMs?: number): Promise<void> {
-  const hosts = await rt.db.query<{ id: string }>('SELECT id FROM rm_hosts');
-  for (const { id } of hosts) {
-    try {
-      await rt.temporal.workflow.start('pollHostMeters', {
-        workflowId: meterPollerId(id),
-        taskQueue: rt.config.taskQueue,
-        args: [{ hostId: id, ...(intervalMs ? { intervalMs } : {}) }],
-      });
-    } catch (e) {
-      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
-    }
+/** Starts one host's pollster, or leaves the one running alone. */
+async function startMeterPoller(rt: Runtime, hostId: string, intervalMs?: number): Promise<void> {
+  try {
+    await rt.temporal.workflow.start('pollHostMeters', {
+      workflowId: meterPollerId(hostId),
+      taskQueue: rt.config.taskQueue,
+      args: [{ hostId, ...(intervalMs ? { intervalMs } : {}) }],
+    });
+  } catch (e) {
+    if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
   }
 }
 
-/** Keeps a pollster on every host, including hosts registered later: each host change checks again. */
+/**
+ * Keeps a pollster on every host, including hosts registered later. Every claim and heartbeat is a host
+ * change, so a change of a host this process has already started a pollster for costs a set lookup and
+ * nothing else; only a host it has not seen yet starts one (hosts are never removed: a pollster runs
+ * for as long as its workflow does). It listens before it lists, so a host registered in between is
+ * not missed.
+ */
 export async function keepMeterPollers(rt: Runtime, intervalMs?: number): Promise<() => Promise<void>> {
-  await ensureMeterPollers(rt, intervalMs);
-  return rt.db.listen(CHANGES_CHANNEL, (payload) => {
+  const started = new Set<string>();
+  const keep = (hostId: string): Promise<void> => {
+    if (started.has(hostId)) return Promise.resolve();
+    started.add(hostId);
+    return startMeterPoller(rt, hostId, intervalMs).catch((e: unknown) => {
+      // Forgotten, so the host's next change tries again.
+      started.delete(hostId);
+      throw e;
+    });
+  };
+  const stop = await rt.db.listen(CHANGES_CHANNEL, (payload) => {
     if (!payload.includes('"kind":"host"')) return;
-    void ensureMeterPollers(rt, intervalMs).catch((e: unknown) => log.warn({ err: e }, 'could not start a meter pollster'));
+    const change = JSON.parse(payload) as Change;
+    if (change.kind !== 'host') return;
+    void keep(change.id).catch((e: unknown) => log.warn({ err: e, hostId: change.id }, 'could not start a meter pollster'));
   });
+  try {
+    const hosts = await rt.db.query<{ id: string }>('SELECT id FROM rm_hosts');
+    for (const { id } of hosts) await keep(id);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return stop;
 }

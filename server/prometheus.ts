@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { isAdmin } from '../domain/identity.js';
-import { checkpointFromString } from '../eventstore/index.js';
+import { checkpointFromString, onAppendTiming } from '../eventstore/index.js';
 import { projectionNames } from '../projections/index.js';
 import { authenticate, bearerToken } from '../schema/auth.js';
 import { latestSamples } from '../schema/meterReads.js';
@@ -38,6 +38,14 @@ export function prometheusEndpoint(rt: Runtime) {
     unit: 's',
     advice: { explicitBucketBoundaries: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] },
   });
+
+  // Appends are timed where they happen, so this is the appends of this process (all of them under `npm start`).
+  const appendLatency = meter.createHistogram('stratus_eventstore_append_duration_seconds', {
+    description: 'How long appends to the event store took in this process, by outcome (appended, duplicate, wrong_version, ...)',
+    unit: 's',
+    advice: { explicitBucketBoundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] },
+  });
+  const stopTimingAppends = onAppendTiming((seconds, outcome) => appendLatency.record(seconds, { outcome }));
 
   meter.addBatchObservableCallback(
     async (result) => {
@@ -109,6 +117,9 @@ export function prometheusEndpoint(rt: Runtime) {
         res.end('internal error\n');
       }
     },
-    shutdown: () => provider.shutdown(),
+    shutdown: () => {
+      stopTimingAppends();
+      return provider.shutdown();
+    },
   };
 }

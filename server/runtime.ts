@@ -2,6 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry/lib/client/index.js';
 import { startTracing } from './telemetry.js';
 import { eventRegistry } from '../domain/events.js';
+import { streamSnapshotMigrations } from '../activities/events.js';
 import { hostInventoryMigrations, refreshHostInventory } from '../activities/hostInventory.js';
 import { migrate, openDatabase, openEventStore, type Database, type EventStore } from '../eventstore/index.js';
 import { HostAgentPool } from '../hostagent/hostAgentPool.js';
@@ -26,6 +27,7 @@ export async function createRuntime(config: RuntimeConfig): Promise<Runtime> {
   try {
     const store = await openEventStore(db, eventRegistry);
     await migrate(db, hostInventoryMigrations);
+    await migrate(db, streamSnapshotMigrations);
     await refreshHostInventory({ db, store });
     const connection = await Connection.connect({ address: config.temporalAddress });
     const tracing = await startTracing('stratus');

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,12 +12,14 @@ import { startProjections, waitForProjections, type ProjectionRunner } from '../
 import * as commands from '../schema/commands/index.js';
 import { startApi } from '../server/api.js';
 import { buildConsole, consoleDir, consoleDist, consoleSite } from '../server/console.js';
+import { keepMeterPollers, meterPollerId } from '../server/meteringClock.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import { gql } from './support/graphqlClient.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
 import { settled } from './support/lifecycleStack.js';
 import { testRuntime } from './support/projectionFixtures.js';
+import { usageTimeline } from './support/usageTimeline.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const screenshots = join(repoRoot, '.tmp', 'console-screenshots');
@@ -55,6 +57,8 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
   let browser: Browser;
   const tokens = { aMember: '', aReader: '', bMember: '' };
   let alphaId = '';
+  let hostId = '';
+  let stopPollers: (() => Promise<void>) | undefined;
   let instanceId = '';
 
   const admin = async (query: string, variables: Record<string, unknown> = {}) => {
@@ -107,9 +111,11 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     api = await startApi(rt, { port: 0 });
     base = api.url.replace(/\/graphql$/, '/');
 
-    await admin(`mutation($i: RegisterHostInput!) { registerHost(input: $i) { host { id } } }`, {
+    hostId = (await admin(`mutation($i: RegisterHostInput!) { registerHost(input: $i) { host { id } } }`, {
       i: { name: 'sim-1', address: '127.0.0.1', port: agent.port, hostKeyFingerprint: agent.fingerprint },
-    });
+    })).registerHost.host.id;
+    // Floating addresses come from an external network, which only an admin makes.
+    await admin(`mutation { createNetwork(input: {name: "public", cidr: "192.0.2.0/24", external: true}) { network { id } } }`);
     await admin(`mutation { createFlavor(input: {name: "m1.tiny", vcpus: 1, memoryMb: 512, diskGb: 1}) { flavor { id } } }`);
     await admin(`mutation { createFlavor(input: {name: "m1.small", vcpus: 1, memoryMb: 2048, diskGb: 20}) { flavor { id } } }`);
     await admin(`mutation { registerImage(input: {name: "cirros-0.6", format: "qcow2", sizeBytes: 21430272}) { image { id } } }`);
@@ -127,6 +133,8 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     mkdirSync(screenshots, { recursive: true });
   });
   afterAll(async () => {
+    await stopPollers?.();
+    if (hostId) await rt.temporal.workflow.getHandle(meterPollerId(hostId)).terminate().catch(() => {});
     await browser?.close();
     await api?.close();
     await worker?.shutdown();
@@ -306,15 +314,27 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     faults({});
   });
 
-  it('a reader sees the instances but no boot button, no row actions and no admin pages', async () => {
+  it('a reader sees the instances but no boot button, no row actions, no changes on the resource pages and no admin pages', async () => {
     const { context, page } = await signedIn(tokens.aReader);
     await page.getByRole('rowheader', { name: 'web-1' }).waitFor();
     expect(await page.getByRole('button', { name: 'Boot instance' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: 'Actions for web-1' }).count()).toBe(0);
     const nav = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
-    expect(nav).toEqual(['Instances', 'Volumes', 'Networks', 'Operations', 'Flavors & images']);
+    expect(nav).toEqual(['Instances', 'Volumes', 'Networks', 'Addresses', 'Security groups', 'Images', 'Usage', 'Operations', 'Flavors']);
     await page.getByRole('link', { name: 'Volumes' }).click();
     await page.getByText('No volumes yet.').waitFor();
+    expect(await page.getByRole('button', { name: 'Create volume' }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Images' }).click();
+    await page.getByRole('rowheader', { name: 'cirros-0.6' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Upload' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Delete / }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Security groups' }).click();
+    await page.getByRole('heading', { name: 'default', level: 2 }).waitFor();
+    expect(await page.getByRole('button', { name: 'Add rule' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Remove / }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Addresses' }).click();
+    await page.getByRole('rowheader', { name: '10.0.0.2' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Allocate' }).count()).toBe(0);
     await context.close();
   });
 
@@ -334,7 +354,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await card.getByRole('button', { name: 'Leave maintenance' }).click();
     await card.getByText('UP', { exact: true }).waitFor();
 
-    await page.getByRole('link', { name: 'Flavors & images' }).click();
+    await page.getByRole('link', { name: 'Flavors', exact: true }).click();
     const form = page.getByRole('form', { name: 'New flavor' });
     await form.getByLabel('Name').fill('c1.large');
     await form.getByLabel('vCPUs').fill('0');
@@ -436,6 +456,372 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     api = await startApi(rt, { port });
     await db.getByText('RUNNING', { exact: true }).waitFor({ timeout: 60_000 });
     expect(await sameDocument(page)).toBe('same document');
+    await context.close();
+  });
+  /** The row of a table whose row header is `name`. */
+  const rowOf = (page: Page, name: string) => page.getByRole('row').filter({ has: page.getByRole('rowheader', { name, exact: true }) });
+  /** The message the API gives for `input` on `mutation`'s first issue, to compare with what a field shows. */
+  const issueOf = async (token: string, mutation: string, input: Record<string, unknown>) => {
+    const r = await gql(api.url, token, mutation, { i: input });
+    expect(r.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    return (r.errors![0]!.extensions!.issues as { path: string[]; message: string }[])[0]!;
+  };
+  const fieldError = async (page: Page, field: ReturnType<Page['getByLabel']>) => {
+    await eventually(() => field.getAttribute('aria-invalid')).toBe('true');
+    return page.locator(`#${await field.getAttribute('aria-describedby')}`).textContent();
+  };
+
+  it('volumes: a bad size is refused by field; create, attach, detach, snapshot and delete from the page, each state live, destructive ones confirmed', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    await page.getByRole('link', { name: 'Volumes' }).click();
+    const form = page.getByRole('form', { name: 'New volume' });
+    await form.getByLabel('Name').fill('data-1');
+    await form.getByLabel('Size (GB)').fill('0');
+    await form.getByRole('button', { name: 'Create volume' }).click();
+    const issue = await issueOf(tokens.aMember, 'mutation($i: CreateVolumeInput!) { createVolume(input: $i) { operation { id } } }', { name: 'data-1', sizeGb: 0 });
+    expect(issue.path).toEqual(['sizeGb']);
+    expect(await fieldError(page, form.getByLabel('Size (GB)'))).toBe(issue.message);
+    expect((await gql(api.url, tokens.aMember, '{ volumes { id } }')).data!.volumes).toEqual([]);
+
+    await form.getByLabel('Size (GB)').fill('1');
+    await form.getByRole('button', { name: 'Create volume' }).click();
+    const row = rowOf(page, 'data-1');
+    // AVAILABLE with nothing running on it: the create's task ends a moment after the state is reached.
+    await expect.poll(() => row.locator('td.status').textContent(), { timeout: 60_000 }).toBe('AVAILABLE');
+    await recordTexts(page, 'tr[data-volume-name="data-1"] td.status', 'volumeStates');
+
+    // The sim's attach takes a while, so the attach under way is on screen long enough to be seen.
+    faults({ latencyMs: 1500, latencyMethods: ['attachVolume'] });
+    await page.getByRole('button', { name: 'Actions for data-1' }).click();
+    await page.getByRole('menuitem', { name: 'Attach…' }).click();
+    const attach = page.getByRole('dialog', { name: 'Attach data-1' });
+    await attach.getByLabel('Instance').selectOption({ label: 'db-1 (running)' });
+    await attach.getByRole('button', { name: 'Attach' }).click();
+    await row.getByText('IN_USE', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await row.getByRole('cell').nth(2).textContent()).toBe('db-1');
+    const api1 = (await gql(api.url, tokens.aMember, '{ volumes { state device attachedTo { name } } }')).data!.volumes[0];
+    expect(api1).toMatchObject({ state: 'IN_USE', attachedTo: { name: 'db-1' } });
+    expect(await row.getByRole('cell').nth(3).textContent()).toBe(api1.device);
+    // AVAILABLE, then the attach under way, then IN_USE, on the same document.
+    const states = await recorded(page, 'volumeStates');
+    expect(states[0]).toBe('AVAILABLE');
+    expect(states.at(-1)).toBe('IN_USE');
+    expect(states.some((t) => t.includes('ATTACH_VOLUME'))).toBe(true);
+    faults({});
+
+    await page.getByRole('button', { name: 'Actions for data-1' }).click();
+    await page.getByRole('menuitem', { name: 'Detach' }).click();
+    const detach = page.getByRole('dialog', { name: 'Detach data-1?' });
+    await detach.getByRole('button', { name: 'Cancel' }).click();
+    expect((await gql(api.url, tokens.aMember, '{ volumes { state } }')).data!.volumes[0].state).toBe('IN_USE');
+    await page.getByRole('button', { name: 'Actions for data-1' }).click();
+    await page.getByRole('menuitem', { name: 'Detach' }).click();
+    await detach.getByRole('button', { name: 'Detach' }).click();
+    await row.getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
+
+    await page.getByRole('button', { name: 'Actions for data-1' }).click();
+    await page.getByRole('menuitem', { name: 'Snapshot…' }).click();
+    const snap = page.getByRole('dialog', { name: 'Snapshot data-1' });
+    await snap.getByLabel('Snapshot name').fill('snap-1');
+    await snap.getByRole('button', { name: 'Take snapshot' }).click();
+    await page.locator('tr[data-snapshot-name="snap-1"]').getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
+    await row.getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
+    // A volume made from the snapshot names it as its source.
+    await form.getByLabel('Name').fill('data-2');
+    await form.getByLabel('From snapshot').selectOption({ label: 'snap-1 (1 GB)' });
+    await form.getByRole('button', { name: 'Create volume' }).click();
+    await rowOf(page, 'data-2').getByText('AVAILABLE', { exact: true }).waitFor({ timeout: 60_000 });
+    const vols = (await gql(api.url, tokens.aMember, '{ volumes { name sourceSnapshotId snapshots { id name } } }')).data!.volumes as { name: string; sourceSnapshotId: string | null; snapshots: { id: string; name: string }[] }[];
+    expect(vols.find((v) => v.name === 'data-2')!.sourceSnapshotId).toBe(vols.find((v) => v.name === 'data-1')!.snapshots.find((x) => x.name === 'snap-1')!.id);
+    await page.screenshot({ path: join(screenshots, 'volumes.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Actions for data-2' }).click();
+    await page.getByRole('menuitem', { name: 'Delete' }).click();
+    await page.getByRole('dialog', { name: 'Delete data-2?' }).getByRole('button', { name: 'Delete' }).click();
+    await rowOf(page, 'data-2').waitFor({ state: 'detached', timeout: 60_000 });
+
+    await page.getByRole('button', { name: 'Actions for data-1' }).click();
+    await page.getByRole('menuitem', { name: 'Delete' }).click();
+    await page.getByRole('dialog', { name: 'Delete data-1?' }).getByRole('button', { name: 'Delete' }).click();
+    await row.waitFor({ state: 'detached', timeout: 60_000 });
+    await eventually(async () => (await gql(api.url, tokens.aMember, '{ volumes { state } }')).data!.volumes.map((v: { state: string }) => v.state)).toEqual([]);
+    expect(await sameDocument(page)).toBe('same document');
+    await context.close();
+  });
+
+  it('networks: a bad CIDR is refused by field; create and delete (confirmed) from the page', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    await page.getByRole('link', { name: 'Networks' }).click();
+    const form = page.getByRole('form', { name: 'New network' });
+    await form.getByLabel('Name').fill('backend');
+    await form.getByLabel('CIDR').fill('10.20.0.0/33');
+    await form.getByRole('button', { name: 'Create network' }).click();
+    const issue = await issueOf(tokens.aMember, 'mutation($i: CreateNetworkInput!) { createNetwork(input: $i) { network { id } } }', { name: 'backend', cidr: '10.20.0.0/33' });
+    expect(issue.path).toEqual(['cidr']);
+    expect(await fieldError(page, form.getByLabel('CIDR'))).toBe(issue.message);
+
+    await form.getByLabel('CIDR').fill('10.20.0.0/24');
+    await form.getByRole('button', { name: 'Create network' }).click();
+    const row = rowOf(page, 'backend');
+    await row.waitFor();
+    const made = (await gql(api.url, tokens.aMember, '{ networks { name cidr gateway } }')).data!.networks.find((n: { name: string }) => n.name === 'backend');
+    expect(await row.getByRole('cell').nth(0).textContent()).toBe(made.cidr);
+    expect(await row.getByRole('cell').nth(1).textContent()).toBe(made.gateway);
+    await page.screenshot({ path: join(screenshots, 'networks.png'), fullPage: true });
+    // The external network is the admins': a member is offered no delete for it.
+    expect(await page.getByRole('button', { name: 'Delete public' }).count()).toBe(0);
+
+    // By keyboard alone: the confirmation opens on its action button, and Enter runs it.
+    await page.getByRole('button', { name: 'Delete backend' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog', { name: 'Delete backend?' }).waitFor();
+    await eventually(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Delete');
+    await page.keyboard.press('Enter');
+    await row.waitFor({ state: 'detached' });
+    expect((await gql(api.url, tokens.aMember, '{ networks { name } }')).data!.networks.map((n: { name: string }) => n.name)).not.toContain('backend');
+    await context.close();
+  });
+
+  it('addresses: allocate a floating address, associate it with an instance, disassociate and release it (confirmed), live', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    await page.getByRole('link', { name: 'Addresses' }).click();
+    const form = page.getByRole('form', { name: 'Allocate an address' });
+    await form.getByLabel('Network').selectOption({ label: 'public (192.0.2.0/24, external)' });
+    await form.getByLabel('Kind').selectOption('FLOATING');
+    await form.getByRole('button', { name: 'Allocate' }).click();
+    const floating = page.locator('tr[data-address^="192.0.2."]');
+    await floating.waitFor({ timeout: 60_000 });
+    const address = (await floating.getAttribute('data-address'))!;
+    const listed = async () =>
+      (await gql(api.url, tokens.aMember, '{ addresses { address kind fixedAddress instance { name } } }')).data!.addresses.find((a: { address: string }) => a.address === address);
+    expect(await listed()).toMatchObject({ kind: 'FLOATING', instance: null });
+
+    await page.getByRole('button', { name: `Associate ${address}`, exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: `Associate ${address}` });
+    await dialog.getByLabel('Instance').selectOption({ label: 'db-1 (running)' });
+    await dialog.getByRole('button', { name: 'Associate' }).click();
+    await floating.getByRole('link', { name: 'db-1' }).waitFor({ timeout: 60_000 });
+    await eventually(async () => (await listed())?.instance?.name).toBe('db-1');
+    const nat = (await listed()).fixedAddress as string;
+    await eventually(() => floating.getByRole('cell').nth(3).textContent()).toBe(nat);
+    await page.screenshot({ path: join(screenshots, 'addresses.png'), fullPage: true });
+
+    await page.getByRole('button', { name: `Disassociate ${address}` }).click();
+    await page.getByRole('dialog', { name: `Disassociate ${address}?` }).getByRole('button', { name: 'Disassociate' }).click();
+    await floating.getByRole('button', { name: `Associate ${address}`, exact: true }).waitFor({ timeout: 60_000 });
+    expect((await listed()).instance).toBeNull();
+
+    await page.getByRole('button', { name: `Release ${address}` }).click();
+    await page.getByRole('dialog', { name: `Release ${address}?` }).getByRole('button', { name: 'Release' }).click();
+    await floating.waitFor({ state: 'detached', timeout: 60_000 });
+    await eventually(listed).toBeUndefined();
+    expect(await sameDocument(page)).toBe('same document');
+    await context.close();
+  });
+
+  it('security groups: a bad rule is refused by field; a rule is added and removed (confirmed); the page works on a phone', async () => {
+    const { context, page } = await signedIn(tokens.aMember, { width: 390, height: 844 });
+    await page.getByRole('button', { name: 'Menu' }).click();
+    await page.getByRole('link', { name: 'Security groups' }).click();
+    const form = page.getByRole('form', { name: 'New rule for default' });
+    await form.getByLabel('Protocol').selectOption('TCP');
+    await form.getByLabel('From port').fill('22');
+    await form.getByLabel('To port').fill('22');
+    await form.getByLabel('Remote CIDR').fill('nowhere');
+    await form.getByRole('button', { name: 'Add rule' }).click();
+    const groupId = (await gql(api.url, tokens.aMember, '{ securityGroups { id name } }')).data!.securityGroups.find((g: { name: string }) => g.name === 'default').id;
+    const issue = await issueOf(tokens.aMember, 'mutation($i: AddSecurityGroupRuleInput!) { addSecurityGroupRule(input: $i) { securityGroup { id } } }', {
+      securityGroupId: groupId, direction: 'INGRESS', protocol: 'TCP', portMin: 22, portMax: 22, remoteCidr: 'nowhere',
+    });
+    expect(issue.path).toEqual(['remoteCidr']);
+    expect(await fieldError(page, form.getByLabel('Remote CIDR'))).toBe(issue.message);
+    const rules = async () => (await gql(api.url, tokens.aMember, '{ securityGroups { name rules { id protocol portMin portMax remoteCidr } } }')).data!.securityGroups.find((g: { name: string }) => g.name === 'default').rules as { id: string; protocol: string; portMin: number | null }[];
+    const before = await rules();
+
+    await form.getByLabel('Remote CIDR').fill('203.0.113.0/24');
+    await form.getByRole('button', { name: 'Add rule' }).click();
+    const table = page.getByRole('table', { name: 'Rules of default' });
+    const added = table.getByRole('row').filter({ hasText: '203.0.113.0/24' });
+    await added.waitFor();
+    const after = await rules();
+    expect(after).toHaveLength(before.length + 1);
+    expect(after.find((r) => !before.some((b) => b.id === r.id))).toMatchObject({ protocol: 'TCP', portMin: 22, portMax: 22, remoteCidr: '203.0.113.0/24' });
+    await page.screenshot({ path: join(screenshots, 'security-groups-phone.png'), fullPage: true });
+
+    await added.getByRole('button', { name: /^Remove / }).click();
+    await page.getByRole('dialog', { name: 'Remove rule from default?' }).getByRole('button', { name: 'Remove rule from' }).click();
+    await added.waitFor({ state: 'detached' });
+    expect((await rules()).map((r) => r.id).sort()).toEqual(before.map((r) => r.id).sort());
+
+    const group = page.getByRole('form', { name: 'New security group' });
+    await group.getByLabel('Name').fill('web');
+    await group.getByRole('button', { name: 'Create group' }).click();
+    await page.getByRole('heading', { name: 'web', level: 2 }).waitFor();
+    expect((await gql(api.url, tokens.aMember, '{ securityGroups { name } }')).data!.securityGroups.map((g: { name: string }) => g.name)).toContain('web');
+    await context.close();
+  });
+
+  it("the instance page draws its meters from meters(): every sample on a chart is one the API has", async () => {
+    stopPollers = await keepMeterPollers(rt, 1000);
+    const dbId = (await gql(api.url, tokens.aMember, '{ instances(filter: {name: "db-1"}) { edges { node { id } } } }')).data!.instances.edges[0].node.id as string;
+    const METERS = 'query($id: ID!, $m: String!, $from: DateTime!, $to: DateTime!) { meters(resourceId: $id, meter: $m, from: $from, to: $to) { timestamp value } }';
+    const samples = async (m: string) =>
+      (await gql(api.url, tokens.aMember, METERS, { id: dbId, m, from: new Date(Date.now() - 7_200_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString() })).data!.meters as { timestamp: string; value: number }[];
+    await eventually(async () => (await samples('cpu_util')).length).toBeGreaterThanOrEqual(3);
+
+    const { context, page } = await signedIn(tokens.aMember);
+    await page.goto(`${base}#/instances/${dbId}`);
+    const meters = page.getByRole('region', { name: 'Meters' });
+    await meters.waitFor();
+    await meters.getByRole('button', { name: 'Refresh' }).click();
+    for (const [key, meter] of [['cpu', 'cpu_util'], ['mem', 'memory.usage']] as const) {
+      const rows = page.locator(`figure[aria-labelledby="meter-${key}-title"] tr[data-at]`);
+      await eventually(() => rows.count()).toBeGreaterThanOrEqual(2);
+      const shown = await rows.evaluateAll((trs) => trs.map((tr) => ({ timestamp: tr.getAttribute('data-at')!, value: Number(tr.getAttribute('data-value')) })));
+      const known = await samples(meter);
+      for (const s of shown) expect(known).toContainEqual(s);
+      // The chart says what its newest sample is, in words.
+      const label = await page.locator(`figure[aria-labelledby="meter-${key}-title"] svg`).getAttribute('aria-label');
+      expect(label).toContain(`${shown.length} samples`);
+    }
+    await page.screenshot({ path: join(screenshots, 'instance-meters.png'), fullPage: true });
+    await context.close();
+    await stopPollers();
+    stopPollers = undefined;
+    await rt.temporal.workflow.getHandle(meterPollerId(hostId)).terminate().catch(() => {});
+  });
+
+  it('usage: an admin picks a project and a date range and sees a cost chart per usage type; its member sees its own, the same', async () => {
+    const timeline = usageTimeline(rt);
+    const projectId = await timeline.project();
+    const t = (day: string, hhmm: string) => `2026-11-${day}T${hhmm}:00.000Z`;
+    const a = await timeline.boot(projectId, t('10', '10:20'));
+    await timeline.delete(a, t('10', '12:50'));
+    const b = await timeline.boot(projectId, t('11', '08:00'));
+    await timeline.delete(b, t('11', '09:30'));
+    await timeline.price('RUNNING_VM', 0.06, t('01', '00:00'));
+    await waitForProjections(rt);
+    const name = `p-${projectId.slice(0, 8)}`;
+    const member = (await admin(`mutation($p: ID!) { createToken(input: {projectId: $p, role: MEMBER}) { token } }`, { p: projectId })).createToken.token as string;
+    const report = (await admin(`query($p: ID, $from: DateTime!, $to: DateTime!) { usage(projectId: $p, from: $from, to: $to) { cost totals { usageType quantity cost } } }`, {
+      p: projectId, from: t('09', '00:00'), to: t('13', '00:00'),
+    })).usage as { cost: number; totals: { usageType: string; quantity: number; cost: number }[] };
+    expect(report.totals.map((x) => x.usageType)).toEqual(['ALLOCATED_VM', 'RUNNING_VM']);
+
+    /** What a usage page's chart holds: its days and their values. */
+    const chart = (page: Page, usageType: string) =>
+      page.locator(`figure[aria-labelledby="usage-${usageType}-title"] tr[data-at]`).evaluateAll((trs) => trs.map((tr) => [tr.getAttribute('data-at'), Number(tr.getAttribute('data-value'))]));
+    const showRange = async (page: Page) => {
+      const range = page.getByRole('form', { name: 'Usage range' });
+      await range.getByLabel('From').fill('2026-11-09');
+      await range.getByLabel('To (inclusive)').fill('2026-11-12');
+      await range.getByRole('button', { name: 'Show usage' }).click();
+    };
+    const expectReport = async (page: Page) => {
+      await rowOf(page, 'RUNNING_VM').waitFor();
+      // 2 h 30 min on the 10th and 1 h 30 min on the 11th, at 0.06 an hour; allocation has no price, so its hours are drawn.
+      const running = await chart(page, 'RUNNING_VM');
+      expect(running.map(([day]) => day)).toEqual(['2026-11-10', '2026-11-11']);
+      expect(running[0]![1]).toBeCloseTo(0.15, 9);
+      expect(running[1]![1]).toBeCloseTo(0.09, 9);
+      expect(running.reduce((n, [, v]) => n + (v as number), 0)).toBeCloseTo(report.totals[1]!.cost, 9);
+      const allocated = await chart(page, 'ALLOCATED_VM');
+      expect(allocated.map(([day, v]) => [day, Number((v as number).toFixed(9))])).toEqual([['2026-11-10', 2.5], ['2026-11-11', 1.5]]);
+      expect(await page.getByRole('figure', { name: /ALLOCATED_VM hours per day \(no price set\)/ }).count()).toBe(1);
+      const quantity = (await rowOf(page, 'RUNNING_VM').getByRole('cell').nth(0).textContent())!;
+      expect(quantity).toMatch(/ hours$/);
+      expect(parseFloat(quantity)).toBeCloseTo(report.totals[1]!.quantity, 2);
+    };
+
+    const asAdmin = await signedIn(ADMIN);
+    await asAdmin.page.getByRole('link', { name: 'Usage' }).click();
+    await asAdmin.page.getByLabel('Project').selectOption({ label: name });
+    await showRange(asAdmin.page);
+    await expectReport(asAdmin.page);
+    await asAdmin.page.screenshot({ path: join(screenshots, 'usage.png'), fullPage: true });
+    await asAdmin.context.close();
+
+    // The project's member, on a phone.
+    const own = await signedIn(member, { width: 390, height: 844 });
+    await own.page.getByRole('button', { name: 'Menu' }).click();
+    await own.page.getByRole('link', { name: 'Usage' }).click();
+    expect(await own.page.getByLabel('Project').count()).toBe(0);
+    await showRange(own.page);
+    await expectReport(own.page);
+    // A record closing while the page is open shows on it, without a reload: an hour on the 12th.
+    const c = await timeline.boot(projectId, t('12', '01:00'));
+    await timeline.delete(c, t('12', '02:00'));
+    await eventually(async () => (await chart(own.page, 'RUNNING_VM')).map(([day]) => day)).toEqual(['2026-11-10', '2026-11-11', '2026-11-12']);
+    expect((await chart(own.page, 'RUNNING_VM'))[2]![1]).toBeCloseTo(0.06, 9);
+    await own.page.screenshot({ path: join(screenshots, 'usage-phone.png'), fullPage: true });
+    expect(await sameDocument(own.page)).toBe('same document');
+    await own.context.close();
+
+    // Project alpha has none of it: its member's page shows no usage in that range.
+    const alpha = await signedIn(tokens.aMember);
+    await alpha.page.getByRole('link', { name: 'Usage' }).click();
+    await showRange(alpha.page);
+    await alpha.page.getByText('No usage in this range.').waitFor();
+    await alpha.context.close();
+  });
+
+  it('images: an upload shows its progress and goes QUEUED -> SAVING -> ACTIVE live with its sha256; delete asks first', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'stratus-console-image-')), 'disk.img');
+    const bytes = randomBytes(4 * 1024 * 1024);
+    writeFileSync(file, bytes);
+    const { context, page } = await signedIn(ADMIN);
+    await page.getByRole('link', { name: 'Images' }).click();
+    await rowOf(page, 'cirros-0.6').waitFor();
+    await recordTexts(page, 'tr[data-image-name="uploaded-disk"] td.status', 'imageStates');
+    await recordTexts(page, '.upload span.muted', 'uploadProgress');
+    // The browser sends at 1 MiB/s, so the upload lasts long enough to be watched as it goes.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 1024 * 1024 });
+
+    const form = page.getByRole('form', { name: 'Upload an image' });
+    await form.getByLabel('Name').fill('uploaded-disk');
+    await form.getByLabel('Format').selectOption('raw');
+    await form.getByLabel('File').setInputFiles(file);
+    await form.getByRole('button', { name: 'Upload' }).click();
+    const row = rowOf(page, 'uploaded-disk');
+    await row.getByText('SAVING', { exact: true }).waitFor();
+    await page.screenshot({ path: join(screenshots, 'images-upload.png'), fullPage: true });
+    await row.getByText('ACTIVE', { exact: true }).waitFor({ timeout: 60_000 });
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+
+    expect(await recorded(page, 'imageStates')).toEqual(['', 'QUEUED', 'SAVING', 'ACTIVE']);
+    const progress = await recorded(page, 'uploadProgress');
+    const percents = progress.filter(Boolean).map((text) => Number(/\((\d+)%\)/.exec(text)?.[1]));
+    expect(percents.at(-1)).toBe(100);
+    expect(percents.some((p) => p > 0 && p < 100)).toBe(true);
+    expect(percents).toEqual([...percents].sort((x, y) => x - y));
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    expect(await row.getByRole('cell').nth(4).getAttribute('title')).toBe(sha);
+    const id = (await row.getAttribute('data-image-id'))!;
+    expect((await admin('query($id: ID!) { image(id: $id) { status checksum sizeBytes } }', { id })).image).toEqual({ status: 'ACTIVE', checksum: sha, sizeBytes: bytes.length });
+    expect(await sameDocument(page)).toBe('same document');
+
+    await page.getByRole('button', { name: 'Delete uploaded-disk' }).click();
+    await page.getByRole('dialog', { name: 'Delete uploaded-disk?' }).getByRole('button', { name: 'Cancel' }).click();
+    expect((await admin('query($id: ID!) { image(id: $id) { status } }', { id })).image.status).toBe('ACTIVE');
+    await page.getByRole('button', { name: 'Delete uploaded-disk' }).click();
+    await page.getByRole('dialog', { name: 'Delete uploaded-disk?' }).getByRole('button', { name: 'Delete' }).click();
+    await row.waitFor({ state: 'detached' });
+    // The read model folds the deletion a moment after the mutation answered: the image then does not exist.
+    await eventually(async () => (await admin('query($id: ID!) { image(id: $id) { status } }', { id })).image).toBeNull();
+
+    // Bytes that are not the format claimed: the API's reason under the form, the image ERROR with it.
+    await form.getByLabel('Name').fill('not-qcow2');
+    await form.getByLabel('Format').selectOption('qcow2');
+    await form.getByLabel('File').setInputFiles(file);
+    await form.getByRole('button', { name: 'Upload' }).click();
+    const refused = rowOf(page, 'not-qcow2');
+    await refused.getByText('ERROR', { exact: true }).waitFor({ timeout: 60_000 });
+    const badId = (await refused.getAttribute('data-image-id'))!;
+    const reason = (await admin('query($id: ID!) { image(id: $id) { status errorReason } }', { id: badId })).image;
+    expect(reason.status).toBe('ERROR');
+    expect(await refused.locator('td.status .error-inline').textContent()).toBe(reason.errorReason);
+    await eventually(() => form.getByRole('alert').textContent()).toBe(`BAD_USER_INPUT: image ${badId}: ${reason.errorReason}`);
     await context.close();
   });
 });

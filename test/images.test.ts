@@ -10,7 +10,7 @@ import { startProjections, type ProjectionRunner } from '../projections/index.js
 import { startApi } from '../server/api.js';
 import { imageStore } from '../server/imageStore.js';
 import type { Runtime } from '../server/runtime.js';
-import { gql } from './support/graphqlClient.js';
+import { gql, subscribeSse, type Collected } from './support/graphqlClient.js';
 import { testRuntime } from './support/projectionFixtures.js';
 
 const ADMIN = `admin-${randomUUID()}`;
@@ -23,6 +23,7 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
   let base: string;
   let work: string;
   const tokens = { a: '', b: '', aReader: '' };
+  const open: Collected<unknown>[] = [];
 
   const ok = async (token: string, query: string, variables: Record<string, unknown> = {}) => {
     const r = await gql(api.url, token, query, variables);
@@ -63,6 +64,7 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
     tokens.b = await token(await project('img-b'), 'MEMBER');
   });
   afterAll(async () => {
+    for (const c of open) c.stop();
     await api?.close();
     await runner?.stop();
     await rt?.close();
@@ -164,5 +166,54 @@ describe('the image service (Glance) over HTTP, on real PostgreSQL and qemu-img'
     const last = await ok(tokens.a, `mutation($id: ID!) { deleteImage(input: {id: $id}) { image { status } } }`, { id: second.image.id });
     expect(last.deleteImage.image.status).toBe('DELETED');
     expect(storeFiles().blobs).not.toContain(sha);
+
+    // Metering: each image was billed its bytes' GB-hours from its ImageUploaded to its ImageDeleted, by their own times.
+    const times = async (id: string) =>
+      Object.fromEntries(
+        (await rt.db.query<{ type: string; at: string }>(`SELECT type, data->>'at' AS at FROM events WHERE stream_id = $1 AND type IN ('ImageUploaded', 'ImageDeleted')`, [`image-${id}`])).map(
+          (r) => [r.type, Date.parse(r.at)],
+        ),
+      );
+    for (const id of [first.image.id, second.image.id]) {
+      const { ImageUploaded: uploaded, ImageDeleted: deleted } = await times(id);
+      await expect
+        .poll(async () => (await rt.db.query<{ n: number }>('SELECT count(*)::int AS n FROM usage_records WHERE resource_id = $1', [id]))[0]!.n, { timeout: 30_000 })
+        .toBeGreaterThan(0);
+      const records = await rt.db.query<{ usage_type: string; unit: string; start_at: Date; end_at: Date; quantity: number }>(
+        'SELECT usage_type, unit, start_at, end_at, quantity FROM usage_records WHERE resource_id = $1 ORDER BY start_at',
+        [id],
+      );
+      expect(new Set(records.map((r) => `${r.usage_type} ${r.unit}`))).toEqual(new Set(['IMAGE GB_HOURS']));
+      expect([records[0]!.start_at.getTime(), records.at(-1)!.end_at.getTime()]).toEqual([uploaded, deleted]);
+      expect(records.reduce((sum, r) => sum + r.quantity, 0)).toBeCloseTo(((bytes.length / 1024 ** 3) * (deleted! - uploaded!)) / 3_600_000, 12);
+    }
+  });
+  it("imageChanged follows its project's upload in order to ACTIVE; another project never hears of a PRIVATE image", async () => {
+    const SUB = 'subscription { imageChanged { id status checksum projectId } }';
+    const mine = subscribeSse(api.url, tokens.aReader, SUB);
+    const theirs = subscribeSse(api.url, tokens.b, SUB);
+    open.push(mine, theirs);
+    const seen = (c: Collected<unknown>, id?: string) =>
+      c.items.map((i) => (i.data as { imageChanged: { id: string; status: string; checksum: string | null; projectId: string | null } }).imageChanged).filter((i) => !id || i.id === id);
+    // Images made until both ends listen (a subscription registers a moment after its request).
+    const warm: string[] = [];
+    while (seen(mine).length === 0 || seen(theirs).length === 0) {
+      warm.push((await create(tokens.a, 'warm-a')).image.id);
+      await create(tokens.b, 'warm-b');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const bytes = qcow2('watched.qcow2', '8M');
+    const { image: made, uploadUrl } = await create(tokens.a, 'watched');
+    expect((await put(tokens.a, uploadUrl, bytes)).status).toBe(200);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    await expect.poll(() => seen(mine, made.id).at(-1)?.status, { timeout: 10_000 }).toBe('ACTIVE');
+    const order = ['QUEUED', 'SAVING', 'ACTIVE'];
+    const statuses = seen(mine, made.id).map((i) => i.status);
+    // Each copy is read after its change: the statuses never step back, and the last carries the sha256.
+    expect(statuses.map((x) => order.indexOf(x))).toEqual([...statuses.map((x) => order.indexOf(x))].sort((a, b) => a - b));
+    expect(statuses.every((x) => order.includes(x))).toBe(true);
+    expect(seen(mine, made.id).at(-1)!.checksum).toBe(sha);
+    for (const id of [made.id, ...warm]) expect(seen(theirs, id)).toEqual([]);
+    expect(seen(theirs).every((i) => i.projectId !== seen(mine, made.id)[0]!.projectId)).toBe(true);
   });
 });

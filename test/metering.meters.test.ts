@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callAgent } from '../activities/agentCalls.js';
 import { downsampleMeters } from '../activities/meterSamples.js';
 import { startProjections, waitForProjections, type ProjectionRunner } from '../projections/index.js';
 import { startApi } from '../server/api.js';
@@ -80,6 +81,25 @@ describe('meters: a durable pollster per host stores samples; meters() reads the
     expect(cpu.at(-1)!.value).toBeGreaterThan(cpu[0]!.value);
     expect((await read('memory.usage'))[0]).toMatchObject({ value: 256, unit: 'MB' });
     expect(cpu.map((s) => s.timestamp)).toEqual([...cpu.map((s) => s.timestamp)].sort());
+  });
+
+  it('the sim reports network counters for the port the boot plugged: bytes and packets in and out, cumulative', async () => {
+    const read = async (meter: string) => (await gql(api.url, tokens.a, METERS, { id: instanceId, m: meter, ...window() })).data!.meters as { value: number; unit: string; timestamp: string }[];
+    expect((await callAgent(rt, hostId, 'listPorts', {})).ports.length).toBe(1);
+    await expect.poll(async () => (await read('network.outgoing.packets')).length, { timeout: 60_000, interval: 200 }).toBeGreaterThanOrEqual(2);
+    // A reading's samples are stored in one statement, so every reading seen in one meter is in the others.
+    const outPackets = await read('network.outgoing.packets');
+    const [incoming, outgoing, inPackets] = await Promise.all([read('network.incoming.bytes'), read('network.outgoing.bytes'), read('network.incoming.packets')]);
+    expect([incoming[0]!.unit, outgoing[0]!.unit, inPackets[0]!.unit, outPackets[0]!.unit]).toEqual(['B', 'B', 'packet', 'packet']);
+    expect(incoming.at(-1)!.value).toBeGreaterThan(incoming[0]!.value);
+    // Each reading's counters belong together: the sim sends 2 kB/s in and 1 kB/s out, in 500-byte packets.
+    const at = (samples: { timestamp: string; value: number }[], timestamp: string) => samples.find((s) => s.timestamp === timestamp)!.value;
+    for (const s of outPackets) {
+      const out = at(outgoing, s.timestamp);
+      expect(at(incoming, s.timestamp)).toBe(2 * out);
+      expect(s.value).toBe(Math.floor(out / 500));
+      expect(at(inPackets, s.timestamp)).toBe(Math.floor((2 * out) / 500));
+    }
   });
 
   it("another project's instance has no samples for a member, exactly like one that does not exist; a bad meter is BAD_USER_INPUT", async () => {

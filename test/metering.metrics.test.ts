@@ -100,6 +100,25 @@ describe('GET /metrics: Prometheus text from the OpenTelemetry metrics SDK', () 
     expect(cap!.value).toBeGreaterThanOrEqual(2);
     expect(alloc!.value).toBe(2);
 
+    // Every append this process made is timed, by outcome.
+    const appends = families.get('stratus_eventstore_append_duration_seconds')!;
+    expect(appends.type).toBe('histogram');
+    const appended = (f: typeof families, outcome: string) =>
+      f.get('stratus_eventstore_append_duration_seconds')?.samples.find((s) => s.name.endsWith('_count') && s.labels.outcome === outcome)?.value ?? 0;
+    // At least the boot's own events were appended here (the worker runs in this process).
+    expect(appended(families, 'appended')).toBeGreaterThanOrEqual(3);
+    expect(appends.samples.find((s) => s.name.endsWith('_sum') && s.labels.outcome === 'appended')!.value).toBeGreaterThan(0);
+    const stream = `project-${randomUUID()}`;
+    const e = () => ({ id: randomUUID(), type: 'ProjectCreated' as const, data: { id: stream.slice(8), name: `p-${randomUUID().slice(0, 8)}`, createdAt: new Date().toISOString() }, metadata: { actor: 'test' } });
+    const first = e();
+    await rt.store.append(stream, [first], { expectedVersion: 'noStream' });
+    await rt.store.append(stream, [first], { expectedVersion: 'noStream' });
+    await expect(rt.store.append(stream, [e()], { expectedVersion: 'noStream' })).rejects.toThrow();
+    const timed = parsePrometheusText(await (await scrape(ADMIN)).text());
+    expect(appended(timed, 'appended')).toBeGreaterThanOrEqual(appended(families, 'appended') + 1);
+    expect(appended(timed, 'duplicate')).toBeGreaterThanOrEqual(appended(families, 'duplicate') + 1);
+    expect(appended(timed, 'wrong_version')).toBeGreaterThanOrEqual(appended(families, 'wrong_version') + 1);
+
     // The histogram counts each finished operation once, however often it is scraped.
     const again = parsePrometheusText(await (await scrape(METRICS_TOKEN)).text());
     expect(again.get('stratus_operation_duration_seconds')!.samples.find((s) => s.name.endsWith('_count') && s.labels.kind === 'BOOT')?.value).toBe(1);

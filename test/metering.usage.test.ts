@@ -36,11 +36,13 @@ describe('the metering consumer folds lifecycle events into hourly usage records
       )
     ).map((r) => [r.usage_type, r.start_at.toISOString().slice(11, 16), r.end_at.toISOString().slice(11, 16), r.quantity, r.unit]);
 
-  it('boot 10:20, stop 11:05, start 11:40, delete 13:10: the exact records per clock hour, and the same after rebuildProjection', async () => {
+  it('boot 10:20, stop 11:05, start 11:40, delete 13:10 and a 20 GB volume 10:30-12:30: the exact records and totals to the minute, the same after rebuildProjection', async () => {
     const projectId = await timeline.project();
     const id = await timeline.boot(projectId, t('10:20'));
+    const volumeId = await timeline.volume(projectId, 20, t('10:30'));
     await timeline.stop(id, t('11:05'));
     await timeline.start(id, t('11:40'));
+    await timeline.deleteVolume(volumeId, t('12:30'));
     await timeline.delete(id, t('13:10'));
     await waitForProjections(rt);
 
@@ -55,22 +57,132 @@ describe('the metering consumer folds lifecycle events into hourly usage records
       ['RUNNING_VM', '12:00', '13:00', 1, 'HOURS'],
       ['RUNNING_VM', '13:00', '13:10', hours(10), 'HOURS'],
     ]);
-    const [open] = await rt.db.query('SELECT count(*)::int AS n FROM usage_open WHERE resource_id = $1', [id]);
-    expect(open).toEqual({ n: 0 });
+    expect(await recordsOf(volumeId)).toEqual([
+      ['VOLUME', '10:30', '11:00', 20 * hours(30), 'GB_HOURS'],
+      ['VOLUME', '11:00', '12:00', 20, 'GB_HOURS'],
+      ['VOLUME', '12:00', '12:30', 20 * hours(30), 'GB_HOURS'],
+    ]);
+    const open = await rt.db.query('SELECT count(*)::int AS n FROM usage_open WHERE resource_id = ANY($1::text[])', [[id, volumeId]]);
+    expect(open).toEqual([{ n: 0 }]);
 
     const report = (await usageFor(rt, member(projectId), { from: t('00:00'), to: t('00:00', '2026-12-01') }))!;
     expect(report.totals.map((x) => [x.usageType, x.quantity, x.unit])).toEqual([
       ['ALLOCATED_VM', expect.closeTo(hours(170), 12), 'HOURS'],
       ['RUNNING_VM', expect.closeTo(hours(135), 12), 'HOURS'],
+      ['VOLUME', expect.closeTo(20 * hours(120), 12), 'GB_HOURS'],
+    ]);
+    expect(report.records.filter((r) => r.resourceId === volumeId).map((r) => [r.resourceType, r.projectId])).toEqual([
+      ['volume', projectId],
+      ['volume', projectId],
+      ['volume', projectId],
     ]);
     // A window cuts records at its edges, to the minute.
     const window = (await usageFor(rt, member(projectId), { from: t('10:30'), to: t('11:50') }))!;
     expect(window.totals.find((x) => x.usageType === 'RUNNING_VM')!.quantity).toBeCloseTo(hours(35 + 10), 12);
+    expect(window.totals.find((x) => x.usageType === 'VOLUME')!.quantity).toBeCloseTo(20 * hours(80), 12);
 
     const before = await dumpUsage(rt);
     const rebuilt = await rebuildProjection(rt, 'usage');
     expect(rebuilt.events).toBeGreaterThan(0);
     expect(await dumpUsage(rt)).toEqual(before);
+  });
+
+  it('volume snapshots, uploaded images and floating addresses: GB-hours and hours from their own events, each a resource of its own', async () => {
+    const day = '2026-11-25';
+    const projectId = await timeline.project();
+    const other = await timeline.project();
+    const volumeId = await timeline.volume(projectId, 8, t('09:10', day));
+    const first = await timeline.snapshotVolume(volumeId, t('09:40', day));
+    const second = await timeline.snapshotVolume(volumeId, t('10:15', day));
+    // A failed create holds no bytes: no record at all.
+    const failed = await timeline.failedVolume(projectId, 50, t('09:00', day));
+    // The volume's delete takes its snapshots with it.
+    await timeline.deleteVolume(volumeId, t('11:30', day));
+
+    const imageId = await timeline.image(projectId, 3 * 1024 ** 3, t('09:50', day), t('10:20', day));
+    await timeline.deleteImage(imageId, t('11:05', day));
+
+    const external = await timeline.externalNetwork(t('08:00', day));
+    const mine = await external.allocate(projectId, t('09:45', day));
+    const theirs = await external.allocate(other, t('10:00', day));
+    // Associating does not change what an allocation costs.
+    const instanceId = await timeline.boot(projectId, t('09:00', day));
+    await external.associate(mine.addressId, instanceId, t('10:30', day));
+    await external.release(mine, t('11:15', day));
+    await external.release(theirs, t('10:40', day));
+    await waitForProjections(rt);
+
+    expect(await recordsOf(volumeId)).toEqual([
+      ['VOLUME', '09:10', '10:00', 8 * hours(50), 'GB_HOURS'],
+      ['VOLUME', '10:00', '11:00', 8, 'GB_HOURS'],
+      ['VOLUME', '11:00', '11:30', 8 * hours(30), 'GB_HOURS'],
+    ]);
+    expect(await recordsOf(first)).toEqual([
+      ['VOLUME_SNAPSHOT', '09:40', '10:00', 8 * hours(20), 'GB_HOURS'],
+      ['VOLUME_SNAPSHOT', '10:00', '11:00', 8, 'GB_HOURS'],
+      ['VOLUME_SNAPSHOT', '11:00', '11:30', 8 * hours(30), 'GB_HOURS'],
+    ]);
+    expect(await recordsOf(second)).toEqual([
+      ['VOLUME_SNAPSHOT', '10:15', '11:00', 8 * hours(45), 'GB_HOURS'],
+      ['VOLUME_SNAPSHOT', '11:00', '11:30', 8 * hours(30), 'GB_HOURS'],
+    ]);
+    expect(await recordsOf(failed)).toEqual([]);
+    expect(await recordsOf(imageId)).toEqual([
+      ['IMAGE', '10:20', '11:00', 3 * hours(40), 'GB_HOURS'],
+      ['IMAGE', '11:00', '11:05', 3 * hours(5), 'GB_HOURS'],
+    ]);
+    expect(await recordsOf(mine.addressId)).toEqual([
+      ['FLOATING_IP', '09:45', '10:00', hours(15), 'HOURS'],
+      ['FLOATING_IP', '10:00', '11:00', 1, 'HOURS'],
+      ['FLOATING_IP', '11:00', '11:15', hours(15), 'HOURS'],
+    ]);
+    expect(await recordsOf(theirs.addressId)).toEqual([['FLOATING_IP', '10:00', '10:40', hours(40), 'HOURS']]);
+    expect(await rt.db.query('SELECT count(*)::int AS n FROM usage_open WHERE subject_id = ANY($1::text[])', [[volumeId, imageId, external.networkId]])).toEqual([{ n: 0 }]);
+
+    const window = { from: t('00:00', day), to: t('00:00', '2026-11-26') };
+    const report = (await usageFor(rt, member(projectId), window))!;
+    const totals = Object.fromEntries(report.totals.map((x) => [x.usageType, [x.quantity, x.unit]]));
+    expect(totals.VOLUME).toEqual([expect.closeTo(8 * hours(140), 12), 'GB_HOURS']);
+    expect(totals.VOLUME_SNAPSHOT).toEqual([expect.closeTo(8 * hours(110 + 75), 12), 'GB_HOURS']);
+    expect(totals.IMAGE).toEqual([expect.closeTo(3 * hours(45), 12), 'GB_HOURS']);
+    expect(totals.FLOATING_IP).toEqual([expect.closeTo(hours(90), 12), 'HOURS']);
+    // A tenant network's addresses are FIXED, its instances': nothing of it is followed or billed.
+    const tenant = await timeline.tenantNetwork(projectId, t('08:00', day));
+    await tenant.allocateFixed(instanceId, t('09:00', day));
+    await waitForProjections(rt);
+    expect(await rt.db.query('SELECT id FROM usage_subjects WHERE id = $1', [tenant.networkId])).toEqual([]);
+    expect((await rt.db.query<{ id: string }>('SELECT id FROM usage_subjects WHERE id = $1', [external.networkId])).length).toBe(1);
+    const types = Object.fromEntries(report.records.map((r) => [r.resourceId, r.resourceType]));
+    expect([types[first], types[imageId], types[mine.addressId]]).toEqual(['volumeSnapshot', 'image', 'floatingIp']);
+    // The other project's address is its own, never this project's.
+    expect(report.records.some((r) => r.resourceId === theirs.addressId)).toBe(false);
+    const theirReport = (await usageFor(rt, member(other), window))!;
+    expect(theirReport.totals.map((x) => [x.usageType, x.quantity])).toEqual([['FLOATING_IP', expect.closeTo(hours(40), 12)]]);
+
+    const before = await dumpUsage(rt);
+    await rebuildProjection(rt, 'usage');
+    expect(await dumpUsage(rt)).toEqual(before);
+  });
+
+  it('a tick closes the hours of a volume, a snapshot, an image and an address still held, like those of a running instance', async () => {
+    const day = '2026-11-24';
+    const projectId = await timeline.project();
+    const volumeId = await timeline.volume(projectId, 10, t('10:20', day));
+    const snapshotId = await timeline.snapshotVolume(volumeId, t('10:40', day));
+    const imageId = await timeline.image(projectId, 1024 ** 3, t('10:30', day), t('10:30', day));
+    const external = await timeline.externalNetwork(t('08:00', day));
+    const ip = await external.allocate(projectId, t('10:50', day));
+    await timeline.tick(t('12:01', day));
+    await waitForProjections(rt);
+    const spans = async (id: string) => (await recordsOf(id)).map((r) => [r[0], r[1], r[2]]);
+    expect(await spans(volumeId)).toEqual([['VOLUME', '10:20', '11:00'], ['VOLUME', '11:00', '12:00']]);
+    expect(await spans(snapshotId)).toEqual([['VOLUME_SNAPSHOT', '10:40', '11:00'], ['VOLUME_SNAPSHOT', '11:00', '12:00']]);
+    expect(await spans(imageId)).toEqual([['IMAGE', '10:30', '11:00'], ['IMAGE', '11:00', '12:00']]);
+    expect(await spans(ip.addressId)).toEqual([['FLOATING_IP', '10:50', '11:00'], ['FLOATING_IP', '11:00', '12:00']]);
+    const open = await rt.db.query<{ resource_id: string; since: Date }>('SELECT resource_id, since FROM usage_open WHERE resource_id = ANY($1::text[])', [
+      [volumeId, snapshotId, imageId, ip.addressId],
+    ]);
+    expect(open.map((o) => o.since.toISOString())).toEqual(Array(4).fill(t('12:00', day)));
   });
 
   it('a clock tick closes the hours of an instance still running, and the records are the ones its own next event would have made', async () => {
@@ -121,6 +233,26 @@ describe('the metering consumer folds lifecycle events into hourly usage records
     expect(Date.parse(price.effectiveFrom)).toBeGreaterThan(Date.parse(t('13:10', '2026-11-27')));
     await waitForProjections(rt);
     expect((await usageFor(rt, member(projectId), window))!.cost).toBeCloseTo(report.cost, 12);
+  });
+
+  it('prices per usage type apply to GB-hours and address hours too', async () => {
+    const day = '2026-11-23';
+    const projectId = await timeline.project();
+    const volumeId = await timeline.volume(projectId, 20, t('10:30', day));
+    await timeline.deleteVolume(volumeId, t('12:30', day));
+    const external = await timeline.externalNetwork(t('08:00', day));
+    const ip = await external.allocate(projectId, t('10:00', day));
+    await external.release(ip, t('13:00', day));
+    await timeline.price('VOLUME', 0.01, t('00:00', day));
+    await timeline.price('VOLUME', 0.02, t('12:00', day));
+    await timeline.price('FLOATING_IP', 0.005, t('00:00', day));
+    await waitForProjections(rt);
+    const report = (await usageFor(rt, member(projectId), { from: t('00:00', day), to: t('00:00', '2026-11-24') }))!;
+    const cost = Object.fromEntries(report.totals.map((x) => [x.usageType, x.cost]));
+    // 10:30-12:00 at 0.01 per GB-hour, 12:00-12:30 at 0.02; three hours of the address at 0.005.
+    expect(cost.VOLUME).toBeCloseTo(20 * 1.5 * 0.01 + 20 * 0.5 * 0.02, 12);
+    expect(cost.FLOATING_IP).toBeCloseTo(3 * 0.005, 12);
+    expect(report.cost).toBeCloseTo(cost.VOLUME! + cost.FLOATING_IP!, 12);
   });
 
   it('setPrice refuses bad input and a second currency, and changes nothing', async () => {

@@ -6,7 +6,7 @@ import { startApi } from '../server/api.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import { settled } from './support/lifecycleStack.js';
-import { gql } from './support/graphqlClient.js';
+import { gql, subscribeSse, type Collected } from './support/graphqlClient.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
 import { testRuntime } from './support/projectionFixtures.js';
 
@@ -23,6 +23,7 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
   const tokens = { a: '', aReader: '', b: '' };
   let flavorId: string;
   let imageId: string;
+  const open: Collected<unknown>[] = [];
 
   const ok = async (token: string, query: string, variables: Record<string, unknown> = {}) => {
     const r = await gql(url, token, query, variables);
@@ -53,6 +54,7 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
     tokens.b = await token(b, 'MEMBER');
   });
   afterAll(async () => {
+    for (const c of open) c.stop();
     await api?.close();
     await worker?.shutdown();
     await agent?.stop();
@@ -121,6 +123,16 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
     // The admin sees everything.
     const all = await ok(ADMIN, `{ addresses { id } }`);
     expect(all.addresses.length).toBeGreaterThanOrEqual(2);
+
+    // Metering: the floating address runs FLOATING_IP hours from its AddressAllocated's own time; the
+    // tenant network (its FIXED address comes with the instance) is not followed at all.
+    const [allocated] = await rt.db.query<{ at: string }>(`SELECT data->>'at' AS at FROM events WHERE type = 'AddressAllocated' AND data->>'addressId' = $1`, [alloc.resourceId]);
+    const billed = await rt.db.query<{ resource_id: string; usage_type: string; resource_type: string; since: Date }>(
+      'SELECT resource_id, usage_type, resource_type, since FROM usage_open WHERE subject_id = $1',
+      [external.id],
+    );
+    expect(billed.map((o) => [o.resource_id, o.usage_type, o.resource_type, o.since.getTime()])).toEqual([[alloc.resourceId, 'FLOATING_IP', 'floatingIp', Date.parse(allocated!.at)]]);
+    expect(await rt.db.query('SELECT 1 FROM usage_open WHERE subject_id = $1 UNION ALL SELECT 1 FROM usage_subjects WHERE id = $1', [mine.id])).toEqual([]);
   });
 
   it('deleteNetwork while an address is in use is CONFLICT; an empty network goes and leaves the list', async () => {
@@ -174,5 +186,33 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
     await waitForProjections(rt);
     const seen = await ok(tokens.b, `query($id: ID!) { instance(id: $id) { securityGroups { name } } }`, { id: booted.instance.id });
     expect(seen.instance.securityGroups).toEqual([{ name: 'web' }]);
+  });
+  it("resourceChanged tells a project of its own networks' and security groups' changes, of the kinds asked, and nothing of another's", async () => {
+    const mine = subscribeSse(url, tokens.aReader, 'subscription { resourceChanged { kind id } }');
+    const theirs = subscribeSse(url, tokens.b, 'subscription { resourceChanged(kinds: [NETWORK]) { kind id } }');
+    open.push(mine, theirs);
+    const seen = (c: Collected<unknown>) => c.items.map((i) => (i.data as { resourceChanged: { kind: string; id: string } }).resourceChanged);
+    const network = async (token: string, name: string, cidr: string) =>
+      (await ok(token, `mutation($n: String!, $c: String!) { createNetwork(input: {name: $n, cidr: $c}) { network { id } } }`, { n: name, c: cidr })).createNetwork.network.id as string;
+    // Networks made until both ends listen (a subscription registers a moment after its request).
+    const warm: string[] = [];
+    for (let i = 0; seen(mine).length === 0 || seen(theirs).length === 0; i++) {
+      warm.push(await network(tokens.a, `warm-a-${i}`, `10.${100 + i}.0.0/24`));
+      await network(tokens.b, `warm-b-${i}`, `10.${100 + i}.0.0/24`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const watched = await network(tokens.a, 'watched', '10.99.0.0/24');
+    await ok(tokens.a, `mutation($id: ID!) { deleteNetwork(input: {id: $id}) { network { id } } }`, { id: watched });
+    const group = (await ok(tokens.a, `mutation { createSecurityGroup(input: {name: "watched"}) { securityGroup { id } } }`)).createSecurityGroup.securityGroup.id as string;
+    await waitForProjections(rt);
+    await expect.poll(() => seen(mine).filter((n) => n.id === group).length, { timeout: 10_000 }).toBe(1);
+    // Its creation and its deletion, each once its projection had it.
+    expect(seen(mine).filter((n) => n.id === watched)).toEqual([{ kind: 'NETWORK', id: watched }, { kind: 'NETWORK', id: watched }]);
+    expect(seen(mine).find((n) => n.id === group)).toEqual({ kind: 'SECURITY_GROUP', id: group });
+    const aIds = new Set([watched, group, ...warm]);
+    expect(seen(theirs).filter((n) => aIds.has(n.id))).toEqual([]);
+    expect(seen(theirs).every((n) => n.kind === 'NETWORK')).toBe(true);
+    const bad = await gql(url, tokens.a, 'subscription { resourceChanged(kinds: [VOLUMES]) { id } }');
+    expect(codeOf(bad)).toBe('GRAPHQL_VALIDATION_FAILED');
   });
 });

@@ -218,4 +218,51 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     expect(same(after)).toEqual(same(before));
     expect(after.floatingAddresses).toHaveLength(1);
   });
+  it('a live migration moves the port to the target and off the source; an abandoned one leaves it where it was; a cold one moves it too', async () => {
+    const caller = member();
+    const vm = await boot(caller, 'sg-migrant');
+    const instance = await instanceOf(rt, vm.id);
+    const fixed = await fixedOf(instance.networkId!, vm.id);
+    const source = instance.hostId!;
+    const target = hosts.find((h) => h.id !== source)!;
+    const before = (await portsEverywhere()).get(fixed.id)!;
+    expect(before.hostId).toBe(source);
+
+    const moved = await settled(rt, (await commands.migrateInstance(rt, admin, { id: vm.id, targetHostId: target.id })).operation.id);
+    expect(moved.status).toBe('SUCCEEDED');
+    const hostsWithPort = async () => {
+      const found: string[] = [];
+      for (const h of hosts) {
+        const client = h.agent.client({ privateKey });
+        try {
+          if ((await client.call('listPorts', {})).ports.some((p) => p.portId === fixed.id)) found.push(h.id);
+        } finally {
+          client.close();
+        }
+      }
+      return found;
+    };
+    expect(await hostsWithPort()).toEqual([target.id]);
+    const after = (await portsEverywhere()).get(fixed.id)!;
+    expect({ mac: after.mac, address: after.address, rules: after.rules }).toEqual({ mac: before.mac, address: before.address, rules: before.rules });
+
+    // Back to the first host, but the transfer fails: the port plugged there for it is taken off again.
+    await setFaults(target.agent, { failMethods: 'migrateSend', failNamePattern: '.' });
+    try {
+      const failed = await settled(rt, (await commands.migrateInstance(rt, admin, { id: vm.id, targetHostId: source })).operation.id);
+      expect(failed.status).toBe('FAILED');
+      expect(failed.steps.map((s) => s.name)).toEqual(expect.arrayContaining(['plugAttachments', 'abandonTarget']));
+    } finally {
+      await setFaults(target.agent, {});
+    }
+    expect(await hostsWithPort()).toEqual([target.id]);
+    expect((await instanceOf(rt, vm.id)).hostId).toBe(target.id);
+
+    // A cold migration (the instance stopped) moves it the same way.
+    expect((await settled(rt, (await commands.stopInstance(rt, caller, { id: vm.id })).operation.id)).status).toBe('SUCCEEDED');
+    const cold = await settled(rt, (await commands.migrateInstance(rt, admin, { id: vm.id, targetHostId: source })).operation.id);
+    expect(cold.status).toBe('SUCCEEDED');
+    expect(cold.steps.map((s) => s.name)).toContain('copyDisk');
+    expect(await hostsWithPort()).toEqual([source]);
+  });
 });

@@ -134,6 +134,37 @@ describe('volumes over the GraphQL API, on real PostgreSQL, Temporal and a sim h
     expect((await volume(tokens.aMember, id)).state).toBe('AVAILABLE');
   });
 
+  it('a volume made, snapshotted and deleted by the real workflows is billed in GB-hours from their own event times', async () => {
+    const v = (await ok(tokens.aMember, `mutation { createVolume(input: {name: "billed", sizeGb: 3}) { operation { id } volume { id } } }`)).createVolume;
+    await settledOperation(tokens.aMember, v.operation.id);
+    const snap = await ok(tokens.aMember, `mutation($i: SnapshotVolumeInput!) { snapshotVolume(input: $i) { operation { id } } }`, { i: { volumeId: v.volume.id, name: 'billed-snap' } });
+    await settledOperation(tokens.aMember, snap.snapshotVolume.operation.id);
+    const snapshotId = (await volume(tokens.aMember, v.volume.id)).snapshots[0].id as string;
+    const del = await ok(tokens.aMember, `mutation($id: ID!) { deleteVolume(input: {id: $id}) { operation { id } } }`, { id: v.volume.id });
+    await settledOperation(tokens.aMember, del.deleteVolume.operation.id);
+
+    // What the records must add up to, from the log alone: the events' own times.
+    const at = async (type: string) =>
+      Date.parse((await rt.db.query<{ at: string }>(`SELECT data->>'at' AS at FROM events WHERE stream_id = $1 AND type = $2`, [`volume-${v.volume.id}`, type]))[0]!.at);
+    const [created, snapshotted, deleted] = [await at('VolumeCreated'), await at('VolumeSnapshotted'), await at('VolumeDeleted')];
+    const window = { from: new Date(created - 86_400_000).toISOString(), to: new Date(deleted + 86_400_000).toISOString() };
+    const query = `query($f: DateTime!, $t: DateTime!) { usage(from: $f, to: $t) { records { resourceId resourceType usageType quantity unit start end } } }`;
+    type Rec = { resourceId: string; resourceType: string; usageType: string; quantity: number; unit: string; start: string; end: string };
+    const recordsOf = async (id: string) => ((await ok(tokens.aMember, query, { f: window.from, t: window.to })).usage.records as Rec[]).filter((r) => r.resourceId === id);
+    await expect.poll(async () => (await recordsOf(snapshotId)).length, { timeout: 60_000, interval: 100 }).toBeGreaterThan(0);
+    const sum = (records: Rec[]) => records.reduce((total, r) => total + r.quantity, 0);
+    const vol = await recordsOf(v.volume.id);
+    expect(new Set(vol.map((r) => `${r.resourceType} ${r.usageType} ${r.unit}`))).toEqual(new Set(['volume VOLUME GB_HOURS']));
+    expect(vol[0]!.start).toBe(new Date(created).toISOString());
+    expect(vol.at(-1)!.end).toBe(new Date(deleted).toISOString());
+    expect(sum(vol)).toBeCloseTo((3 * (deleted - created)) / 3_600_000, 9);
+    const snaps = await recordsOf(snapshotId);
+    expect(new Set(snaps.map((r) => `${r.resourceType} ${r.usageType} ${r.unit}`))).toEqual(new Set(['volumeSnapshot VOLUME_SNAPSHOT GB_HOURS']));
+    expect(sum(snaps)).toBeCloseTo((3 * (deleted - snapshotted)) / 3_600_000, 9);
+    // Another project sees none of it.
+    expect((await ok(tokens.bMember, query, { f: window.from, t: window.to })).usage.records).toEqual([]);
+  });
+
   it('bad input is BAD_USER_INPUT with zod issues and writes nothing', async () => {
     const before = (await ok(tokens.aMember, `{ volumes { id } }`)).volumes.length;
     for (const input of ['{name: "zero", sizeGb: 0}', '{name: "bad name!", sizeGb: 1}', '{name: "huge", sizeGb: 100000}']) {

@@ -167,3 +167,59 @@ export function Field({ form, name, label, error, ...input }: { form: string; na
     </>
   );
 }
+
+/**
+ * One confirmation for a page's destructive actions: `ask` opens it, its confirm button names the
+ * action, and only a confirm runs it.
+ */
+export function useConfirm() {
+  const [pending, setPending] = useState<{ action: string; subject: string; detail: string; run: () => void } | null>(null);
+  const ask = (action: string, subject: string, detail: string, run: () => void) => setPending({ action, subject, detail, run });
+  const dialog = (
+    <Confirm
+      action={pending?.action ?? null}
+      subject={pending?.subject ?? ''}
+      detail={pending?.detail ?? ''}
+      onCancel={() => setPending(null)}
+      onConfirm={() => {
+        const p = pending;
+        setPending(null);
+        p?.run();
+      }}
+    />
+  );
+  return { ask, dialog };
+}
+
+/** A labelled select with the same error wiring as Field. */
+export function SelectField({
+  form,
+  name,
+  label,
+  error,
+  options,
+  ...select
+}: { form: string; name: string; label: string; error: ApiError | null; options: { value: string; label: string }[] } & Record<string, unknown>) {
+  const id = `${form}-${name}`;
+  const message = error?.issueFor(name);
+  return (
+    <>
+      <label for={id}>{label}</label>
+      <select id={id} name={name} {...select} {...(message ? { 'aria-invalid': true, 'aria-describedby': `${id}-error` } : {})}>
+        {options.map((o) => (
+          <option key={o.value} value={o.value}>
+            {o.label}
+          </option>
+        ))}
+      </select>
+      {message && (
+        <span id={`${id}-error`} class="field-error">
+          {message}
+        </span>
+      )}
+    </>
+  );
+}
+
+/** The errors a form's fields did not take, shown under the form. */
+export const unplacedError = (error: ApiError | null, fields: string[]): ApiError | null => (error && !fields.some((f) => error.issueFor(f)) ? error : null);

@@ -82,3 +82,27 @@ export function useLiveRows<T extends { id: string; version?: number }>(
   }, [generation, ...deps]);
   return { rows: rows ? [...rows.values()] : undefined, error, merge };
 }
+
+/**
+ * A mutation run from a form or a button: its ApiError stays until the next success, so a page shows
+ * the API's reason (next to a field when it names one) and the change simply did not happen.
+ */
+export function useMutation() {
+  const { token } = useSession();
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const run = async <T = Record<string, unknown>>(query: string, variables: Record<string, unknown> = {}): Promise<T | null> => {
+    setBusy(true);
+    try {
+      const data = await request<T>(token, query, variables);
+      setError(null);
+      return data;
+    } catch (e) {
+      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      return null;
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { run, error, setError, busy };
+}

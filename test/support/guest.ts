@@ -18,6 +18,10 @@ import { gzipSync } from 'node:zlib';
  *   STRATUS-VOLUME vdb READS m   every 5 s, each volume's marker read again from the device (page cache dropped
  *                                first), so a guest that moved shows it still reaches the same bytes
  *   STRATUS-SIZE <kB> <cpus>     once after boot: MemTotal and the online CPUs, as the guest sees them
+ *   STRATUS-NET eth0 <ip>/<len>  its NIC got an address by DHCP (only with a NIC)
+ *   STRATUS-PING <round> <ip> OK <ms>|FAIL  then, round after round, one ping to each of the first six
+ *                                host addresses of its subnet but its own (a test network is a /29: all
+ *                                of them), with the round trip the guest measured
  */
 
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
@@ -35,7 +39,9 @@ export interface TestGuest {
 }
 
 /** Modules the guest loads, in this order (modules.dep confirms each one's dependencies come first). */
-const MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk', 'button', 'evdev'];
+const MODULES = [
+  'virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk', 'failover', 'net_failover', 'virtio_net', 'button', 'evdev',
+];
 
 const INIT = `#!/bin/sh
 export PATH=/bin
@@ -56,6 +62,29 @@ sleep 0.3
 echo ${BOOT_MARKER}
 # stratus.burn on the kernel command line: a guest that keeps its vCPU busy, for the CPU meters.
 grep -q stratus.burn /proc/cmdline && ( while :; do :; done ) &
+# A NIC: an address by DHCP, then pings to the neighbours, one round after another.
+pingPeers() {
+  read ip mask < /tmp/net
+  set -- $(echo $ip | tr . ' ')
+  base=$(( (($1<<24) + ($2<<16) + ($3<<8) + $4) & ~((1<<(32-mask))-1) ))
+  r=0
+  while :; do
+    r=$((r+1))
+    for k in 1 2 3 4 5 6; do
+      h=$((base+k))
+      t="$(( (h>>24)&255 )).$(( (h>>16)&255 )).$(( (h>>8)&255 )).$(( h&255 ))"
+      [ "$t" = "$ip" ] && continue
+      if out=$(ping -c 1 -W 1 $t 2>/dev/null); then s="OK $(echo "$out" | sed -n 's|.*= [0-9.]*/\\([0-9.]*\\)/.*|\\1|p')"; else s=FAIL; fi
+      echo "STRATUS-PING $r $t $s"
+    done
+    sleep 1
+  done
+}
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up
+  ip link set eth0 up
+  ( until udhcpc -i eth0 -s /bin/dhcp.sh -q -n -t 5 -T 2 >/dev/null 2>&1; do sleep 1; done; pingPeers ) &
+fi
 # Volumes carry a serial (the boot disk has none): the first look at one reads its marker or writes one.
 markVolume() {
   s=$(cat /sys/block/$1/serial 2>/dev/null)
@@ -88,6 +117,17 @@ while true; do
   echo "STRATUS-HEARTBEAT $n"
   sleep 1
 done
+`;
+
+/** udhcpc's script: configure the lease it got and say so on the console. */
+const DHCP_SCRIPT = `#!/bin/sh
+[ "$1" = bound ] || [ "$1" = renew ] || exit 0
+ip addr flush dev $interface
+ip addr add $ip/$mask dev $interface
+[ -n "$mtu" ] && ip link set dev $interface mtu $mtu
+for r in $router; do ip route add default via $r dev $interface; break; done
+echo "$ip $mask" > /tmp/net
+echo "STRATUS-NET $interface $ip/$mask" > /dev/console
 `;
 
 function fail(what: string): never {
@@ -156,15 +196,16 @@ function buildInitramfs(version: string): Buffer {
   if (!existsSync('/usr/share/doc/busybox-static')) fail('busybox-static is not installed');
   const dir = 0o040755;
   const file = 0o100755;
-  const entries: CpioEntry[] = ['bin', 'dev', 'proc', 'sys', 'lib', 'lib/modules'].map((name) => ({ name, mode: dir }));
+  const entries: CpioEntry[] = ['bin', 'dev', 'proc', 'sys', 'lib', 'lib/modules', 'tmp'].map((name) => ({ name, mode: dir }));
   entries.push({ name: 'dev/console', mode: 0o020600, rdev: [5, 1] });
   entries.push({ name: 'bin/busybox', mode: file, data: readFileSync(busybox) });
-  const applets = ['sh', 'mount', 'insmod', 'echo', 'ls', 'grep', 'tr', 'sed', 'sleep', 'dd', 'sync', 'poweroff', 'reboot', 'cat'];
+  const applets = ['sh', 'mount', 'insmod', 'echo', 'ls', 'grep', 'tr', 'sed', 'sleep', 'dd', 'sync', 'poweroff', 'reboot', 'cat', 'ip', 'udhcpc', 'ping'];
   for (const a of applets) entries.push({ name: `bin/${a}`, mode: 0o120777, data: Buffer.from('busybox') });
   for (const [m, rel] of moduleFiles(version)) {
     entries.push({ name: `lib/modules/${m}.ko`, mode: 0o100644, data: readModule(join('/lib/modules', version, rel)) });
   }
   entries.push({ name: 'init', mode: file, data: Buffer.from(INIT) });
+  entries.push({ name: 'bin/dhcp.sh', mode: file, data: Buffer.from(DHCP_SCRIPT) });
   return gzipSync(cpioNewc(entries), { level: 6 });
 }
 
@@ -194,7 +235,7 @@ export function buildTestGuest(cacheRoot = join(homedir(), '.cache', 'stratus', 
     }
   }
   const key = createHash('sha256')
-    .update([version, statSync(kernelPath).mtimeMs, statSync('/bin/busybox').size, INIT, MODULES.join(',')].join('|'))
+    .update([version, statSync(kernelPath).mtimeMs, statSync('/bin/busybox').size, INIT, DHCP_SCRIPT, MODULES.join(',')].join('|'))
     .digest('hex')
     .slice(0, 16);
   const dir = join(cacheRoot, key);
@@ -246,6 +287,22 @@ export const guestSize = (text: string) => {
   const m = [...text.matchAll(/STRATUS-SIZE (\d+) (\d+)/g)].at(-1);
   return m ? { memKb: Number(m[1]), cpus: Number(m[2]) } : undefined;
 };
+/** The address the guest's NIC got by DHCP, `a.b.c.d`. */
+export const guestAddress = (text: string) => [...text.matchAll(/STRATUS-NET \S+ ([\d.]+)\/\d+/g)].at(-1)?.[1];
+export interface PingResult { round: number; target: string; ok: boolean; rttMs?: number }
+export const pingResults = (text: string): PingResult[] =>
+  [...text.matchAll(/STRATUS-PING (\d+) ([\d.]+) (OK|FAIL)(?: ([\d.]+))?/g)].map((m) => ({
+    round: Number(m[1]), target: m[2]!, ok: m[3] === 'OK', ...(m[4] ? { rttMs: Number(m[4]) } : {}),
+  }));
+export const lastPingRound = (text: string) => pingResults(text).at(-1)?.round ?? 0;
+
+/** The guest's first ping to `target` in a round after `afterRound`: a round that began after whatever the test changed. */
+export function nextPing(host: ConsoleSource, name: string, target: string, afterRound: number, timeoutMs = 60_000) {
+  return waitFor(`a ping from ${name} to ${target} after round ${afterRound}`, timeoutMs, async () =>
+    pingResults(await consoleText(host, name)).find((p) => p.target === target && p.round > afterRound),
+  );
+}
+
 export const lastBlockLine = (text: string) => [...text.matchAll(/STRATUS-BLOCK (\S+)/g)].at(-1)?.[1];
 
 /** Waits until the console shows `count` boot markers in all. */

@@ -8,7 +8,7 @@ import { INSTANCE_ROW, type InstanceRow } from './instanceRow';
 interface Choices {
   flavors: { id: string; name: string; vcpus: number; memoryMb: number; diskGb: number }[];
   images: { id: string; name: string; status: string }[];
-  networks?: { id: string; name: string; cidr: string }[];
+  networks?: { id: string; name: string; cidr: string; external: boolean }[];
 }
 
 const FIELDS = ['name', 'flavorId', 'imageId', 'networkId'] as const;
@@ -21,7 +21,7 @@ export function BootDialog({ open, onClose, onBooted }: { open: boolean; onClose
   const session = useSession();
   const withNetworks = session.queries.has('networks');
   const choices = useQuery<Choices>(
-    `query BootChoices { flavors { id name vcpus memoryMb diskGb } images { id name status } ${withNetworks ? 'networks { id name cidr }' : ''} }`,
+    `query BootChoices { flavors { id name vcpus memoryMb diskGb } images { id name status } ${withNetworks ? 'networks { id name cidr external }' : ''} }`,
     {},
     [open],
   );
@@ -61,7 +61,8 @@ export function BootDialog({ open, onClose, onBooted }: { open: boolean; onClose
         {fieldError(f)}
       </span>
     ) : null;
-  const networks = choices.data?.networks ?? [];
+  // An instance plugs into a project network; external ones give floating addresses, not ports.
+  const networks = (choices.data?.networks ?? []).filter((n) => !n.external);
 
   return (
     <Dialog title="Boot an instance" open={open} onClose={() => (setError(null), onClose())}>

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { ApiError, request } from '../api';
-import { Badge, ErrorNote, Field, Loading } from '../components';
-import { bytes, memory } from '../format';
+import { ErrorNote, Field, Loading } from '../components';
+import { memory } from '../format';
 import { useQuery } from '../live';
 import { can, useSession } from '../session';
 
@@ -53,21 +53,20 @@ function CreateFlavor({ onCreated }: { onCreated: () => void }) {
   );
 }
 
-/** Flavors and images: what a boot can choose from. */
+/** Flavors: the sizes a boot can choose from (images have their own page). */
 export function CatalogPage() {
   const session = useSession();
   const data = useQuery<{
     flavors: { id: string; name: string; vcpus: number; memoryMb: number; diskGb: number }[];
-    images: { id: string; name: string; format: string; sizeBytes: number; status: string }[];
-  }>('query Catalog { flavors { id name vcpus memoryMb diskGb } images { id name format sizeBytes status } }');
+  }>('query Flavors { flavors { id name vcpus memoryMb diskGb } }');
   if (data.error) return <ErrorNote error={data.error} />;
   if (!data.data) return <Loading />;
   return (
     <section aria-labelledby="catalog-title">
-      <h1 id="catalog-title">Flavors and images</h1>
-      <div class="columns">
+      <h1 id="catalog-title">Flavors</h1>
+      <div>
         <section aria-labelledby="flavors-title">
-          <h2 id="flavors-title">Flavors</h2>
+          <h2 id="flavors-title" class="visually-hidden">Flavors</h2>
           <div class="table-wrap">
             <table aria-labelledby="flavors-title">
               <thead>
@@ -91,33 +90,6 @@ export function CatalogPage() {
             </table>
           </div>
           {can(session, 'createFlavor', 'admin') && <CreateFlavor onCreated={data.reload} />}
-        </section>
-        <section aria-labelledby="images-title">
-          <h2 id="images-title">Images</h2>
-          <div class="table-wrap">
-            <table aria-labelledby="images-title">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Format</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">Status</th>
-                </tr>
-              </thead>
-              <tbody>
-                {data.data.images.map((i) => (
-                  <tr key={i.id}>
-                    <th scope="row">{i.name}</th>
-                    <td>{i.format}</td>
-                    <td>{bytes(i.sizeBytes)}</td>
-                    <td>
-                      <Badge value={i.status} />
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
         </section>
       </div>
     </section>

@@ -1,8 +1,10 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { LineChart, type Point } from '../charts';
 import { Badge, ErrorNote, Loading } from '../components';
-import { dateTime, memory, time } from '../format';
+import { bytes, dateTime, memory, time } from '../format';
 import { useQuery, useSubscription } from '../live';
 import { href } from '../router';
+import { useSession } from '../session';
 import { INSTANCE_ROW, type InstanceRow } from './instanceRow';
 import { ActionMenu, useInstanceAction } from './instances';
 import { OPERATION_FIELDS, OperationTimeline, type OperationView } from './operationTimeline';
@@ -49,6 +51,93 @@ function ConsoleLog({ id, version }: { id: string; version: number }) {
   );
 }
 
+/** The meters an instance page draws (Ceilometer's names), the counters as rates per second. */
+const METERS: { key: string; meter: string; title: string; rate?: boolean; format: (n: number) => string }[] = [
+  { key: 'cpu', meter: 'cpu_util', title: 'CPU utilisation', format: (n) => `${n.toFixed(n < 10 ? 1 : 0)} %` },
+  { key: 'mem', meter: 'memory.usage', title: 'Memory in use', format: (n) => (n >= 1024 ? `${(n / 1024).toFixed(n % 1024 ? 1 : 0)} GB` : `${Math.round(n)} MB`) },
+  { key: 'diskRead', meter: 'disk.read.bytes', title: 'Disk reads', rate: true, format: (n) => `${bytes(n)}/s` },
+  { key: 'diskWrite', meter: 'disk.write.bytes', title: 'Disk writes', rate: true, format: (n) => `${bytes(n)}/s` },
+  { key: 'netIn', meter: 'network.incoming.bytes', title: 'Network in', rate: true, format: (n) => `${bytes(n)}/s` },
+  { key: 'netOut', meter: 'network.outgoing.bytes', title: 'Network out', rate: true, format: (n) => `${bytes(n)}/s` },
+];
+const RANGES = [
+  { value: '3600000', label: 'Last hour' },
+  { value: '21600000', label: 'Last 6 hours' },
+  { value: '86400000', label: 'Last day' },
+  { value: '604800000', label: 'Last week' },
+];
+const METERS_QUERY = `query InstanceMeters($id: ID!, $from: DateTime!, $to: DateTime!) { ${METERS.map(
+  (m) => `${m.key}: meters(resourceId: $id, meter: "${m.meter}", from: $from, to: $to) { timestamp value }`,
+).join(' ')} }`;
+
+type Samples = { timestamp: string; value: number }[];
+
+/** A counter's samples as the rate between each two (a reset, the guest rebooting, starts again from it). */
+function rates(samples: Samples): Point[] {
+  const out: Point[] = [];
+  for (let i = 1; i < samples.length; i++) {
+    const [a, b] = [samples[i - 1]!, samples[i]!];
+    const seconds = (Date.parse(b.timestamp) - Date.parse(a.timestamp)) / 1000;
+    if (seconds > 0 && b.value >= a.value) out.push({ at: Date.parse(b.timestamp), iso: b.timestamp, value: (b.value - a.value) / seconds });
+  }
+  return out;
+}
+
+/** The instance's meters over a chosen range; read again on demand and after each change of the instance. */
+function Meters({ id, version }: { id: string; version: number }) {
+  const [span, setSpan] = useState(Number(RANGES[0]!.value));
+  // The window is fixed when it is read, so a chart's axis and its samples agree.
+  const [window, setWindow] = useState(() => ({ from: Date.now() - span, to: Date.now() }));
+  const data = useQuery<Record<string, Samples>>(METERS_QUERY, { id, from: new Date(window.from).toISOString(), to: new Date(window.to).toISOString() }, [id, window.from, window.to]);
+  const again = (ms = span) => setWindow({ from: Date.now() - ms, to: Date.now() });
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) first.current = false;
+    else again();
+  }, [version]);
+  return (
+    <section aria-labelledby="meters-title">
+      <header class="section-head">
+        <h2 id="meters-title">Meters</h2>
+        <div class="toolbar">
+          <label for="meters-range">Range</label>
+          <select
+            id="meters-range"
+            value={String(span)}
+            onChange={(e) => {
+              const ms = Number((e.currentTarget as HTMLSelectElement).value);
+              setSpan(ms);
+              again(ms);
+            }}
+          >
+            {RANGES.map((r) => (
+              <option key={r.value} value={r.value}>
+                {r.label}
+              </option>
+            ))}
+          </select>
+          <button type="button" onClick={() => again()}>
+            Refresh
+          </button>
+        </div>
+      </header>
+      {data.error ? (
+        <ErrorNote error={data.error} />
+      ) : !data.data ? (
+        <Loading />
+      ) : (
+        <div class="chart-grid-cards">
+          {METERS.map((m) => {
+            const samples = data.data![m.key] ?? [];
+            const points = m.rate ? rates(samples) : samples.map((x) => ({ at: Date.parse(x.timestamp), iso: x.timestamp, value: x.value }));
+            return <LineChart key={m.key} id={`meter-${m.key}`} title={m.title} points={points} from={window.from} to={window.to} format={m.format} />;
+          })}
+        </div>
+      )}
+    </section>
+  );
+}
+
 export function InstancePage({ id }: { id: string }) {
   const detail = useQuery<{ instance: InstanceDetail | null }>(`query Instance($id: ID!) { instance(id: $id) { ${DETAIL} } }`, { id }, [id]);
   // Each change of the instance (a new task, a new state) brings a fresh read of its history too.
@@ -56,6 +145,7 @@ export function InstancePage({ id }: { id: string }) {
   // The audit log is a projection of its own and may fold an event after the instance's: it says so itself.
   useSubscription(`subscription InstanceAudit($prefix: String) { events(streamPrefix: $prefix) { id } }`, { prefix: `instance-${id}` }, () => detail.reload(), [id]);
   const { begin, dialog, error } = useInstanceAction();
+  const session = useSession();
   const i = detail.data?.instance;
 
   if (detail.error) return <ErrorNote error={detail.error} />;
@@ -143,6 +233,7 @@ export function InstancePage({ id }: { id: string }) {
           </div>
         </section>
       </div>
+      {session.queries.has('meters') && <Meters id={i.id} version={i.version} />}
       <ConsoleLog id={i.id} version={i.version} />
       {dialog}
     </section>

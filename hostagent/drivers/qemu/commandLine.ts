@@ -66,6 +66,8 @@ export interface QemuLaunch {
   incoming?: string;
   /** Fork into the background (the agent's VMs outlive it); the bench's by-hand launch does the same. */
   daemonize: boolean;
+  /** virtio-net NICs on taps QEMU opens by name (qemuNetwork.ts moves them into the agent's namespace). */
+  nics?: { tap: string; mac: string }[];
 }
 
 /** QEMU option values end at a comma; a literal comma (in a path) is written twice. */
@@ -115,6 +117,12 @@ export function buildQemuArgv(l: QemuLaunch): string[] {
     const bus = q35 ? `,bus=${rootPort(vol.slot)}` : '';
     argv.push('-device', `${blk},id=${volumeDevice(vol.volumeId)},drive=${volumeNode(vol.volumeId)},serial=${volumeSerial(vol.volumeId)}${bus}`);
   }
+  (l.nics ?? []).forEach((nic, i) => {
+    argv.push('-netdev', `tap,id=nic${i},ifname=${nic.tap},script=no,downscript=no`);
+    // No option ROM: the guests boot from a kernel or a disk, never from the network.
+    const dev = q35 ? `virtio-net-pci,bus=pcie.0,addr=0x${(0x6 + i).toString(16)},romfile=` : 'virtio-net-device';
+    argv.push('-device', `${dev},netdev=nic${i},mac=${nic.mac}`);
+  });
   if (l.incoming) argv.push('-incoming', l.incoming);
   return argv;
 }

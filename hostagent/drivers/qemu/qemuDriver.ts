@@ -6,6 +6,7 @@ import {
   type CallContext, type HostCapacity, type HypervisorDriver, type MigrationResult, type MigrationTarget,
   type PoolVolume, type Resources, type SnapshotResult, type VmInfo, type VmSample, type VmSpec,
 } from '../../driver.js';
+import { portsByVm, type PortInfo } from '../../network.js';
 import { nextVmState, type VmAction, type VmState } from '../../vmStates.js';
 import { buildQemuArgv, vmPaths, type Accel, type AttachedVolume, type QemuLaunch, type VmPaths } from './commandLine.js';
 import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
@@ -16,6 +17,7 @@ import { createDisk, ensureVolumeFile, fitDisk, growDisk, hotplugVolume, hotunpl
 import { VmLifecycle } from './vmLifecycle.js';
 import { sampleQemuVm } from './vmSamples.js';
 import { VolumePool } from './volumePool.js';
+import { NetworkOptions, QemuNetwork } from './qemuNetwork.js';
 import { connectQmp, isQemuAlive, killHard, readPid, readRecord, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
 
 const log = componentLog('qemu-driver');
@@ -37,6 +39,8 @@ export class QemuDriver implements HypervisorDriver {
   private readonly lifecycle: VmLifecycle;
   readonly pool: VolumePool;
   readonly imageCacheDir: string;
+  /** The Linux data plane, when the `netNamespace` option names the agent's namespace. */
+  readonly network?: QemuNetwork;
 
   constructor(
     readonly stateDir: string,
@@ -46,11 +50,14 @@ export class QemuDriver implements HypervisorDriver {
     this.lifecycle = new VmLifecycle(this);
     this.pool = new VolumePool(this.options.storagePool ?? join(stateDir, 'volumes'));
     this.imageCacheDir = join(stateDir, 'image-cache');
+    const net = NetworkOptions.parse(rawOptions);
+    if (net.netNamespace) this.network = new QemuNetwork(stateDir, { ...net, netNamespace: net.netNamespace });
   }
 
   async init(): Promise<void> {
     for (const d of ['vms', 'images']) mkdirSync(join(this.stateDir, d), { recursive: true });
     mkdirSync(this.pool.dir, { recursive: true });
+    await this.network?.init();
     this.capacity = parseCapacity(this.options.capacity, hostResources(this.stateDir));
     if (this.options.accel === 'auto') {
       const probe = await probeKvm({ kernel: this.options.probeKernel, timeoutMs: this.options.probeTimeoutMs });
@@ -97,10 +104,13 @@ export class QemuDriver implements HypervisorDriver {
 
   async sampleVms(): Promise<VmSample[]> {
     const samples: VmSample[] = [];
+    // Ports come from the data plane when this driver has one; without, a VM simply has no network counters.
+    const ports = await portsByVm((this as HypervisorDriver).network).catch(() => new Map<string, PortInfo[]>());
     for (const vm of await this.listVms()) {
       if (vm.pid === undefined || (vm.state !== 'running' && vm.state !== 'paused')) continue;
+      const taps = (ports.get(vm.name) ?? []).map((p) => p.tap);
       // A VM that stops between the listing and its reading is simply not sampled this round.
-      const sample = await sampleQemuVm({ ...vm, pid: vm.pid }, await this.qmpOf(vm.name)).catch(() => undefined);
+      const sample = await sampleQemuVm({ ...vm, pid: vm.pid }, await this.qmpOf(vm.name), taps).catch(() => undefined);
       if (sample) samples.push(sample);
     }
     return samples;
@@ -358,12 +368,17 @@ export class QemuDriver implements HypervisorDriver {
     return {
       spec: rec.spec, paths, accel: this.accel, machine: this.options.machine, hasDisk: rec.hasDisk, volumes: rec.volumes,
       hotplugSlots: this.options.machine === 'q35' ? this.options.hotplugSlots : 0, uefiFirmware: this.options.uefiFirmware,
-      incoming, daemonize: true,
+      incoming, daemonize: true, nics: this.network?.nicsOf(rec.spec.name) ?? [],
     };
   }
 
   argv(rec: VmRecord, paths: VmPaths, incoming?: string): string[] {
     return buildQemuArgv(this.launchSpec(rec, paths, incoming));
+  }
+
+  /** After QEMU started with the VM's NICs: their taps join the data plane. */
+  async plugTaps(name: string): Promise<void> {
+    await this.network?.attachVm(name);
   }
 
   adopt(name: string, qmp: QmpClient): void {

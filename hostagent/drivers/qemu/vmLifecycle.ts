@@ -22,7 +22,10 @@ export class VmLifecycle {
     try {
       const { qmp } = await launchQemu(paths, this.d.argv(rec, paths));
       this.d.adopt(name, qmp);
+      await this.d.plugTaps(name);
     } catch (e) {
+      // A QEMU whose NICs could not join the data plane is not left running unplugged.
+      await this.d.terminate(name).catch(() => undefined);
       writeRecord(paths, { ...rec, desired: 'stopped' });
       throw e;
     }
@@ -103,6 +106,7 @@ export class VmLifecycle {
     const { qmp } = await launchQemu(paths, this.d.argv(rec, paths, 'defer'));
     this.d.adopt(name, qmp);
     try {
+      await this.d.plugTaps(name);
       await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(paths.savedState)}` });
       await waitIncomingDone(qmp, 10 * 60_000);
       await qmp.execute('cont');
@@ -133,6 +137,7 @@ export class VmLifecycle {
       ctx.progress({ message: 'starting the destination QEMU' });
       const { qmp } = await launchQemu(paths, this.d.argv(rec, paths, 'defer'));
       this.d.adopt(spec.name, qmp);
+      await this.d.plugTaps(spec.name);
       const listen = this.d.options.migrationListen;
       let diskPort: number | undefined;
       if (hasDisk) {

@@ -12,6 +12,7 @@ import {
   type PoolVolume,
   type Resources,
   type SnapshotResult,
+  type NetCounters,
   type VmInfo,
   type VmSample,
   type VmSpec,
@@ -20,6 +21,7 @@ import { receiveFile, sendFile } from '../../diskTransfer.js';
 import { nextVmState, type VmAction } from '../../vmStates.js';
 import { SimFaultInjector } from './simFaults.js';
 import { listenForMigration, sendMigration } from './simMigration.js';
+import { portsByVm } from '../../network.js';
 import { SimNetwork } from './simNetwork.js';
 import { SimStore, type SimVm } from './simStore.js';
 
@@ -342,16 +344,21 @@ export class SimDriver implements HypervisorDriver {
 
   /**
    * Plausible counters from the clock alone: CPU time at a steady share of the vCPUs (label
-   * `simCpuLoad`, 0-1, default 0.05), half the memory resident, a trickle of disk traffic.
+   * `simCpuLoad`, 0-1, default 0.05), half the memory resident, a trickle of disk traffic, and for
+   * each plugged port a steady stream since it was plugged: 2 kB/s in and 1 kB/s out, in 500-byte packets.
    */
   async sampleVms(): Promise<VmSample[]> {
     const now = Date.now();
+    const ports = await portsByVm(this.network);
     return Object.values(this.store.state.vms)
       .filter(({ info }) => info.state === 'running' || info.state === 'paused')
       .map(({ info }) => {
         const elapsedMs = Math.max(0, now - Date.parse(info.createdAt));
         const load = Math.min(1, Math.max(0, Number(info.labels.simCpuLoad ?? 0.05) || 0));
+        const mine = ports.get(info.name) ?? [];
+        const network = mine.length === 0 ? undefined : simPortCounters(mine.map((p) => Math.max(0, now - Date.parse(p.createdAt))));
         return {
+          ...(network ? { network } : {}),
           name: info.name,
           labels: { ...info.labels },
           at: new Date(now).toISOString(),
@@ -374,6 +381,13 @@ export class SimDriver implements HypervisorDriver {
     }
     return sum;
   }
+}
+
+/** The sim's per-port traffic, summed over the ports plugged for `pluggedMs` each. */
+function simPortCounters(pluggedMs: readonly number[]): NetCounters {
+  const inBytes = pluggedMs.reduce((sum, ms) => sum + Math.round(ms * 2), 0);
+  const outBytes = pluggedMs.reduce((sum, ms) => sum + Math.round(ms), 0);
+  return { incomingBytes: inBytes, outgoingBytes: outBytes, incomingPackets: Math.floor(inBytes / 500), outgoingPackets: Math.floor(outBytes / 500) };
 }
 
 function say(vm: SimVm, line: string) {
