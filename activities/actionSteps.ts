@@ -1,7 +1,7 @@
 import type { TransitionResult } from '../domain/instance.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
-import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, failOperation, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { releaseHostClaims } from './placement.js';
 
@@ -32,20 +32,8 @@ export function actionSteps(rt: Runtime) {
     },
 
     /** Records the action's result on the instance, releases its task, and succeeds the operation. */
-    async recordTransition(ctx: OperationContext, request: { step: string; result: TransitionResult }): Promise<void> {
-      await runStep(
-        rt,
-        ctx,
-        request.step,
-        async () => {
-          await recordOnInstance(rt, ctx, writeKey(ctx, request.step), () => [
-            { type: 'recordTransition', data: { ...request.result, operationId: ctx.operationId, at: now() } },
-            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
-          ]);
-        },
-        { succeedsOperation: true },
-      );
-    },
+    recordTransition: (ctx: OperationContext, request: { step: string; result: TransitionResult }): Promise<void> =>
+      finishSucceeded(rt, ctx, request.step, () => [{ type: 'recordTransition', data: { ...request.result, operationId: ctx.operationId, at: now() } }]),
 
     /** Removes the VM and its disk from its host; a VM that is not there (never made, already gone) is fine. */
     async destroyVm(ctx: OperationContext): Promise<void> {

@@ -2,7 +2,7 @@ import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { bootSourceOf } from './imageFetch.js';
-import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimHostCapacity } from './placement.js';
 
@@ -68,19 +68,9 @@ export function bootSteps(rt: Runtime) {
     },
 
     /** RUNNING, the task released, the operation SUCCEEDED: the instance is the user's. */
-    async recordRunning(ctx: OperationContext): Promise<void> {
-      await runStep(
-        rt,
-        ctx,
-        'recordRunning',
-        async () => {
-          await recordOnInstance(rt, ctx, writeKey(ctx, 'recordRunning'), (instance) => [
-            { type: 'recordLaunched', data: { operationId: ctx.operationId, hostId: placedHost(instance), launchedAt: now() } },
-            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
-          ]);
-        },
-        { succeedsOperation: true },
-      );
-    },
+    recordRunning: (ctx: OperationContext): Promise<void> =>
+      finishSucceeded(rt, ctx, 'recordRunning', (instance) => [
+        { type: 'recordLaunched', data: { operationId: ctx.operationId, hostId: placedHost(instance), launchedAt: now() } },
+      ]),
   };
 }

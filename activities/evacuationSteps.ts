@@ -1,8 +1,8 @@
 import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
-import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { unplugPortsFrom, vmSpecOf, type MigrationPlan } from './migrationSteps.js';
+import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { twinSpecOf, unplugPortsFrom, type MigrationPlan } from './migrationSteps.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
@@ -43,7 +43,7 @@ export function evacuationSteps(rt: Runtime) {
     async rebuildOnTarget(ctx: OperationContext, plan: EvacuationPlan): Promise<void> {
       await runStep(rt, ctx, 'createVm', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        await callAgent(rt, plan.targetHostId, 'createVm', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'createVm') });
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'createVm') });
       });
       if (!plan.wasRunning) return;
       await runStep(rt, ctx, 'startVm', async () => {
@@ -70,18 +70,6 @@ export function evacuationSteps(rt: Runtime) {
       });
     },
 
-    async finishEvacuation(ctx: OperationContext): Promise<void> {
-      await runStep(
-        rt,
-        ctx,
-        'finishEvacuation',
-        async () => {
-          await recordOnInstance(rt, ctx, writeKey(ctx, 'finishEvacuation'), () => [
-            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
-          ]);
-        },
-        { succeedsOperation: true },
-      );
-    },
+    finishEvacuation: (ctx: OperationContext): Promise<void> => finishSucceeded(rt, ctx, 'finishEvacuation'),
   };
 }

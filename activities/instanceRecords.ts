@@ -3,7 +3,7 @@ import { decideInstance, instanceDecider, type Instance, type InstanceCommand, t
 import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
 import { decideAndAppend, readFolded, type Folded } from './events.js';
-import { metadataOf, type OperationContext } from './operationSteps.js';
+import { metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 
 /** The VM's name on its host: readable there, and unique because it ends with the instance id. */
 export const vmNameOf = (instance: Pick<Instance, 'id' | 'name'>): string => `${instance.name.slice(0, 24)}-${instance.id}`;
@@ -41,5 +41,31 @@ export function recordOnInstance(
       return events;
     },
     { key, metadata: metadataOf(ctx), rounds: 10 },
+  );
+}
+
+/**
+ * The last step of an instance runbook that went well: what the step records (`before`, if anything)
+ * and the release of the instance's task (`finishAction` SUCCEEDED) in one append under the step's
+ * name-based key, then the operation SUCCEEDED. A retry after the append found the task released and
+ * appends nothing.
+ */
+export async function finishSucceeded(
+  rt: Pick<Runtime, 'store'>,
+  ctx: OperationContext,
+  step: string,
+  before: (instance: Instance) => InstanceCommand[] = () => [],
+): Promise<void> {
+  await runStep(
+    rt,
+    ctx,
+    step,
+    async () => {
+      await recordOnInstance(rt, ctx, writeKey(ctx, step), (instance) => [
+        ...before(instance),
+        { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: new Date().toISOString() } },
+      ]);
+    },
+    { succeedsOperation: true },
   );
 }

@@ -3,10 +3,11 @@ import type { Instance } from '../domain/instance.js';
 import { AgentError, type MigrationTarget, type Progress, type VmSpecInput } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
-import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
+import { attachedVolumesOf, plugVolumesOnTarget } from './movingVolumes.js';
 import { plugInstancePorts, unplugInstancePorts } from './ports.js';
 
 const now = () => new Date().toISOString();
@@ -29,10 +30,19 @@ export const vmSpecOf = (instance: Instance): VmSpecInput => ({
 });
 
 /**
+ * The VM as a target host makes it (a migration's twin, a resize's definition elsewhere, an evacuation's
+ * rebuild): the source's, with the instance's attached volumes on the devices they had there.
+ */
+export async function twinSpecOf(rt: Runtime, instance: Instance): Promise<VmSpecInput> {
+  return { ...vmSpecOf(instance), volumes: await attachedVolumesOf(rt, instance.id) };
+}
+
+/**
  * What must be plugged on the target before the VM arrives (attached volumes on the shared pool, NIC taps
  * on the tenant bridges). The step runs in every migration, resize to another host and evacuation.
  */
 export async function plugAttachmentsOnTarget(rt: Runtime, instance: Instance, targetHostId: string, key = `plugAttachments:${instance.id}`): Promise<void> {
+  await plugVolumesOnTarget(rt, instance, targetHostId);
   await plugPortsOnTarget(rt, instance, targetHostId, `${key}:ports`);
 }
 
@@ -132,7 +142,7 @@ export function migrationSteps(rt: Runtime) {
     async migrateReceive(ctx: OperationContext, plan: MigrationPlan): Promise<MigrationTarget> {
       return runStep(rt, ctx, 'migrateReceive', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
+        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
       });
     },
 
@@ -161,7 +171,7 @@ export function migrationSteps(rt: Runtime) {
     async defineOnTarget(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'defineOnTarget', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        await callAgent(rt, plan.targetHostId, 'createVm', { spec: vmSpecOf(instance) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
       });
     },
 
@@ -199,19 +209,7 @@ export function migrationSteps(rt: Runtime) {
     },
 
     /** The task is released and the operation SUCCEEDED. */
-    async recordMigrated(ctx: OperationContext): Promise<void> {
-      await runStep(
-        rt,
-        ctx,
-        'recordMigrated',
-        async () => {
-          await recordOnInstance(rt, ctx, writeKey(ctx, 'recordMigrated'), () => [
-            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
-          ]);
-        },
-        { succeedsOperation: true },
-      );
-    },
+    recordMigrated: (ctx: OperationContext): Promise<void> => finishSucceeded(rt, ctx, 'recordMigrated'),
 
     /**
      * Undo of a migration that did not complete: the target's twin is destroyed and its claim released,

@@ -5,8 +5,8 @@ import type { FlavorSnapshot } from '../domain/instance.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { readFolded } from './events.js';
-import { recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { vmSpecOf } from './migrationSteps.js';
+import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
+import { twinSpecOf } from './migrationSteps.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, resizeClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
@@ -78,7 +78,7 @@ export function resizeSteps(rt: Runtime) {
     async defineResized(ctx: OperationContext, plan: ResizePlan): Promise<void> {
       await runStep(rt, ctx, 'defineOnTarget', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        const spec = { ...vmSpecOf(instance), ...resourcesOf(plan.to) };
+        const spec = { ...(await twinSpecOf(rt, instance)), ...resourcesOf(plan.to) };
         await callAgent(rt, plan.targetHostId, 'createVm', { spec }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
       });
     },
@@ -100,19 +100,7 @@ export function resizeSteps(rt: Runtime) {
       });
     },
 
-    async finishResize(ctx: OperationContext): Promise<void> {
-      await runStep(
-        rt,
-        ctx,
-        'finishResize',
-        async () => {
-          await recordOnInstance(rt, ctx, writeKey(ctx, 'finishResize'), () => [
-            { type: 'finishAction', data: { operationId: ctx.operationId, outcome: 'SUCCEEDED', at: now() } },
-          ]);
-        },
-        { succeedsOperation: true },
-      );
-    },
+    finishResize: (ctx: OperationContext): Promise<void> => finishSucceeded(rt, ctx, 'finishResize'),
 
     /** Undo in place: the claim goes back to the old flavor (keeping a disk that already grew). */
     async restoreClaim(ctx: OperationContext, plan: ResizePlan): Promise<void> {

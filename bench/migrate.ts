@@ -4,8 +4,9 @@
  * - liveMigrationMs: migrateInstance (what the mutation calls) until the read model shows the instance
  *   on the target with its task released, between two qemu host agents (TCG), the test guest running;
  * - directMigrationMs: the same QMP migration by hand (the target QEMU launched with `-incoming defer`
- *   from the driver's own command line, `migrate-incoming`, then the driver's `runMigration` on the
- *   source until QEMU reports completed), alternating with the API runs so drift hits both alike;
+ *   from the driver's own command line, its disk exported over NBD and `migrate-incoming`, then the
+ *   driver's `mirrorDisk` and `runMigration` on the source until QEMU reports completed), alternating with
+ *   the API runs so drift hits both alike;
  *   migrationRatio = directMigrationMs / liveMigrationMs (target >= 0.8);
  * - downtimeMs: QEMU's own stop-and-copy downtime of the API migrations (the guest is paused that long);
  * - drainSecondsPer10: setHostState(MAINTENANCE) on a sim host with 10 instances until the DRAIN_HOST
@@ -23,14 +24,14 @@ import { performance } from 'node:perf_hooks';
 import { flavorIdFor } from '../domain/catalog.js';
 import { VmSpec } from '../hostagent/driver.js';
 import { buildQemuArgv, vmPaths } from '../hostagent/drivers/qemu/index.js';
-import { runMigration, waitIncomingDone } from '../hostagent/drivers/qemu/migration.js';
+import { exportDisk, mirrorDisk, runMigration, stopMirror, waitIncomingDone } from '../hostagent/drivers/qemu/migration.js';
 import { launchQemu } from '../hostagent/drivers/qemu/vmProcess.js';
 import { startProjections } from '../projections/index.js';
 import * as commands from '../schema/commands/index.js';
 import { bootstrapAdminCaller } from '../server/adminToken.js';
 import { loadOrCreateControllerKey } from '../server/controllerKey.js';
 import { createRuntime, type Runtime } from '../server/runtime.js';
-import { startTemporalDevServer } from '../server/temporalDevServer.js';
+import { freePort, startTemporalDevServer } from '../server/temporalDevServer.js';
 import { routeTemporalLogs } from '../server/temporalLogs.js';
 import { startWorker } from '../server/worker.js';
 import { vmNameOf } from '../activities/instanceRecords.js';
@@ -86,9 +87,14 @@ async function directMigration(root: string, i: number): Promise<number> {
   const dst = launch('dst', 'defer');
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', dst.paths.disk, '1G']);
   const target = await launchQemu(dst.paths, dst.argv);
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  // As the agent does it: the target exports its disk, the source mirrors into it, then memory moves.
+  const diskPort = await freePort();
+  await exportDisk(target.qmp, '127.0.0.1', diskPort);
+  const port = await freePort();
   await target.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
-  await runMigration(source.qmp, `tcp:127.0.0.1:${port}`, { block: true, what: 'direct migration' });
+  await mirrorDisk(source.qmp, { host: '127.0.0.1', port: diskPort }, { timeoutMs: 10 * 60_000 });
+  await runMigration(source.qmp, `tcp:127.0.0.1:${port}`, { block: false, what: 'direct migration' });
+  await stopMirror(source.qmp, false);
   await waitIncomingDone(target.qmp, 60_000);
   const ms = performance.now() - t0;
   for (const q of [source, target]) {

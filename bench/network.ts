@@ -137,7 +137,7 @@ async function measurePingRtt(): Promise<{ pingRttMs: number; gatewayRttMs: numb
       const portId = randomUUID();
       const name = `rtt-${i}`;
       await d.network!.plugPort({ ...network, portId, vmName: name, mac: macOf(portId), address: `10.99.0.${i + 2}`, rules: open, floatingAddresses: [] }, ctx);
-      await d.createVm({ name, vcpus: 1, memoryMb: 256, diskGb: 0, labels: {} }, ctx);
+      await d.createVm({ name, vcpus: 1, memoryMb: 256, diskGb: 0, labels: {}, volumes: [] }, ctx);
       await d.startVm(name, ctx);
       drivers.push(d);
     }

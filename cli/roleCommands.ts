@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { startApi } from '../server/api.js';
+import { keepHostsWatched } from '../schema/commands/hostHealth.js';
 import { runRole } from '../server/role.js';
 import { startWorker } from '../server/worker.js';
 import { startProjections } from '../projections/index.js';
@@ -13,8 +14,14 @@ export function register(program: Command) {
       exitWhenDone(
         runRole('api', async (rt) => {
           const api = await startApi(rt, { port: rt.config.port, host: rt.config.host });
+          const healthChecks = await keepHostsWatched(rt);
           console.log(`stratus api listening at ${api.url}`);
-          return { stop: () => api.close() };
+          return {
+            stop: async () => {
+              await healthChecks();
+              await api.close();
+            },
+          };
         }),
       ),
     );
@@ -23,7 +30,13 @@ export function register(program: Command) {
     .description('run a Temporal worker for the lifecycle workflows on STRATUS_TASK_QUEUE (default stratus)')
     .action(() => exitWhenDone(runRole('worker', async (rt) => {
       const worker = await startWorker(rt, { taskQueue: rt.config.taskQueue });
-      return { stop: () => worker.stop() };
+      const healthChecks = await keepHostsWatched(rt);
+      return {
+        stop: async () => {
+          await healthChecks();
+          await worker.stop();
+        },
+      };
     })));
   program
     .command('projections')

@@ -21,6 +21,17 @@ export const BootSource = z.discriminatedUnion('kind', [
 ]);
 export type BootSource = z.infer<typeof BootSource>;
 
+/** A volume or snapshot id: a file name in the pool, so no path separators. */
+export const VolumeId = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'a volume id is 1-128 letters, digits, _ . -');
+
+/**
+ * A volume of the shared pool that a VM is made with: a migration's or an evacuation's twin carries the
+ * source's attachments. `device` is the one the source reported at attach (getVm's `volumes[].device`):
+ * the driver puts the volume on the same device again (a live migration needs the same bus layout).
+ */
+export const SpecVolume = z.object({ volumeId: VolumeId, sizeGb: z.number().int().min(1).max(65536), device: z.string().max(128).optional() });
+export type SpecVolume = z.infer<typeof SpecVolume>;
+
 export const VmSpec = z.object({
   name: VmName,
   vcpus: z.number().int().min(1).max(512),
@@ -30,12 +41,12 @@ export const VmSpec = z.object({
   boot: BootSource.optional(),
   /** Opaque labels the controller keeps with the VM (instance id, project id). */
   labels: z.record(z.string(), z.string().max(256)).default({}),
+  /** Volumes attached from the start (a moved VM's); a volume attached later goes through attachVolume. */
+  volumes: z.array(SpecVolume).max(64).default([]),
 });
 export type VmSpec = z.infer<typeof VmSpec>;
 export type VmSpecInput = z.input<typeof VmSpec>;
 
-/** A volume or snapshot id: a file name in the pool, so no path separators. */
-export const VolumeId = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'a volume id is 1-128 letters, digits, _ . -');
 
 export const VolumeInfo = z.object({ volumeId: z.string(), device: z.string(), path: z.string().optional() });
 
@@ -148,7 +159,12 @@ export type SnapshotResult = z.infer<typeof SnapshotResult>;
 /** A volume file in the shared storage pool, as the host sees it. */
 export const PoolVolume = z.object({ volumeId: z.string(), path: z.string(), sizeBytes: z.number().int().min(0) });
 export type PoolVolume = z.infer<typeof PoolVolume>;
-export const MigrationTarget = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
+export const MigrationTarget = z.object({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  /** qemu: where the target exports the VM's local disk (NBD) for the source's mirror, when it has one. */
+  diskPort: z.number().int().min(1).max(65535).optional(),
+});
 export type MigrationTarget = z.infer<typeof MigrationTarget>;
 export const MigrationResult = z.object({
   downtimeMs: z.number().min(0),

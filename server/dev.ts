@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { flavorIdFor, defaultFlavors } from '../domain/catalog.js';
 import { StratusError } from '../domain/errors.js';
 import * as commands from '../schema/commands/index.js';
+import { keepHostsWatched } from '../schema/commands/hostHealth.js';
 import { startProjections } from '../projections/index.js';
 import { bootstrapAdminCaller, loadOrCreateAdminToken } from './adminToken.js';
 import { startApi } from './api.js';
@@ -74,6 +75,8 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, say: (line:
     stoppers.push({ name: 'worker', stop: () => worker.stop() });
     const projections = await startProjections(rt);
     stoppers.push({ name: 'projections', stop: () => projections.stop() });
+    const healthChecks = await keepHostsWatched(rt);
+    stoppers.push({ name: 'host health checks', stop: healthChecks });
     await ensureMeteringClock(rt);
     const pollsters = await keepMeterPollers(rt);
     stoppers.push({ name: 'meter pollsters', stop: pollsters });

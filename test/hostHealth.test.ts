@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { vmNameOf } from '../activities/instanceRecords.js';
 import { lastHeartbeatOf } from '../activities/hostHeartbeats.js';
+import { readVolume } from '../activities/volumeRecords.js';
 import { hostStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
 import type { Instance } from '../domain/instance.js';
@@ -24,6 +25,7 @@ describe.sequential('host health: heartbeats, DOWN after missed checks, evacuati
   let victim: { agent: AgentProcess; id: string };
   let spare: { agent: AgentProcess; id: string };
   let instances: Instance[];
+  let volumeId: string;
 
   beforeAll(async () => {
     const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_e');
@@ -42,6 +44,12 @@ describe.sequential('host health: heartbeats, DOWN after missed checks, evacuati
       expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
       instances.push(await instanceOf(rt, instance!.id));
     }
+    // hb-1 holds a volume of the shared pool: its rebuild on another host must have it too.
+    const made = await commands.createVolume(rt, caller, { name: 'hb-data', sizeGb: 1 });
+    expect((await settled(rt, made.operation.id)).status).toBe('SUCCEEDED');
+    volumeId = made.volume.id;
+    const attach = await commands.attachVolume(rt, caller, { instanceId: instances[0]!.id, volumeId });
+    expect((await settled(rt, attach.operation.id)).status).toBe('SUCCEEDED');
     const stop = await commands.stopInstance(rt, caller, { id: instances[2]!.id });
     expect((await settled(rt, stop.operation.id)).status).toBe('SUCCEEDED');
     const s = await simHost(rt, caller, stack.key.publicKey, 'spare');
@@ -91,6 +99,9 @@ describe.sequential('host health: heartbeats, DOWN after missed checks, evacuati
     );
     expect((await hostOf(rt, victim.id)).claims).toEqual({});
     expect(Object.keys((await hostOf(rt, spare.id)).claims).sort()).toEqual(instances.map((i) => i.id).sort());
+    // The rebuilt VM has the volume on the device it had, and the volume is still the instance's.
+    expect(onSpare.find((v) => v.name === vmNameOf(instances[0]!))?.volumes).toEqual([{ volumeId, device: 'vdb' }]);
+    expect(await readVolume(rt, volumeId)).toMatchObject({ state: 'IN_USE', attachedTo: instances[0]!.id, device: 'vdb', task: null });
   });
 
   it('when the agent answers again its stale VMs are destroyed before the host turns UP: no instance runs twice', async () => {

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { vmNameOf } from '../activities/instanceRecords.js';
@@ -13,7 +14,7 @@ import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import {
-  bootCount, buildTestGuest, consoleText, guestSize, killQemusUnder, lastHeartbeat, waitBoots, waitFor, waitHeartbeat, type ConsoleSource, type TestGuest,
+  bootCount, buildTestGuest, consoleText, guestSize, killQemusUnder, lastBlockLine, lastHeartbeat, waitBoots, waitFor, waitHeartbeat, type ConsoleSource, type TestGuest,
 } from './support/guest.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
 import { adminCaller, instanceOf, lifecycleRuntime, settled } from './support/lifecycleStack.js';
@@ -29,6 +30,8 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
   let runner: ProjectionRunner;
   let caller: Caller;
   let privateKey: string;
+  /** The storage pool both hosts share (the same path on each), as volumes need. */
+  let pool: string;
   const agents: { agent: AgentProcess; id: string; client: HostAgentClient }[] = [];
 
   beforeAll(async () => {
@@ -39,8 +42,9 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
     worker = await startWorker(rt);
     runner = await startProjections(rt);
     caller = adminCaller();
+    pool = mkdtempSync(join(tmpdir(), 'stratus-migration-pool-'));
     const driverOptions = {
-      accel: 'tcg', capacity: '4,6144,100', stopTimeoutMs: 20_000,
+      accel: 'tcg', capacity: '4,6144,100', stopTimeoutMs: 20_000, storagePool: pool,
       bootKernel: guest.kernelPath, bootInitrd: guest.initrdPath, bootCmdline: guest.cmdline,
     };
     for (const name of ['qemu-a', 'qemu-b']) {
@@ -59,6 +63,7 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
     await Promise.allSettled(agents.map((a) => a.agent.stop()));
     killQemusUnder(...agents.map((a) => a.agent.stateDir));
     for (const a of agents) rmSync(a.agent.stateDir, { recursive: true, force: true });
+    if (pool) rmSync(pool, { recursive: true, force: true });
     await rt?.close();
   });
 
@@ -170,5 +175,57 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
     const start = await commands.startInstance(rt, caller, { id: instanceId });
     expect((await settled(rt, start.operation.id)).status).toBe('SUCCEEDED');
     await waitBoots(on(target.id), vmName, 1, 90_000);
+  });
+
+  it('a running guest with an attached volume live-migrates: its disk comes along, the volume is the same block device on the target and still holds its marker', async () => {
+    const stop = await commands.stopInstance(rt, caller, { id: instanceId });
+    expect((await settled(rt, stop.operation.id)).status).toBe('SUCCEEDED');
+    const source = (await instanceOf(rt, instanceId)).hostId!;
+    const target = agents.find((a) => a.id !== source)!;
+    const sourceDisk = join(agents.find((a) => a.id === source)!.agent.stateDir, 'vms', vmName, 'disk.qcow2');
+    // Only this disk holds it: 1 MB of 0xa5 at 4 MB, which the disk mirror must carry to the target.
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xa5 4M 1M', sourceDisk]);
+    const made = await commands.createVolume(rt, caller, { name: 'moving-data', sizeGb: 1 });
+    expect((await settled(rt, made.operation.id)).status).toBe('SUCCEEDED');
+    const attach = await commands.attachVolume(rt, caller, { instanceId, volumeId: made.volume.id });
+    expect((await settled(rt, attach.operation.id)).status).toBe('SUCCEEDED');
+    const boots = bootCount(await consoleText(on(source), vmName));
+    const start = await commands.startInstance(rt, caller, { id: instanceId });
+    expect((await settled(rt, start.operation.id)).status).toBe('SUCCEEDED');
+    await waitBoots(on(source), vmName, boots + 1, 90_000);
+    const marker = await waitFor('the guest to mark its volume', 60_000, async () =>
+      /STRATUS-VOLUME vdb WROTE (STRATUS-MARK-\w+)/.exec(await consoleText(on(source), vmName))?.[1],
+    );
+    const device = (await on(source).getVm(vmName)).volumes.find((v) => v.volumeId === made.volume.id)!.device;
+    const last = await waitHeartbeat(on(source), vmName, 0);
+
+    const migration = await commands.migrateInstance(rt, caller, { id: instanceId, targetHostId: target.id });
+    const done = await settled(rt, migration.operation.id);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(await instanceOf(rt, instanceId)).toMatchObject({ state: 'RUNNING', task: null, hostId: target.id });
+    await expect(on(source).getVm(vmName)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await on(target.id).getVm(vmName)).volumes).toEqual([expect.objectContaining({ volumeId: made.volume.id, device })]);
+    await waitForProjections(rt, undefined, { names: ['volumes'], timeoutMs: 15_000 });
+    const [row] = await rt.db.query<{ state: string; attached_to: string; device: string }>(
+      "SELECT state, attached_to::text AS attached_to, doc->>'device' AS device FROM rm_volumes WHERE id = $1",
+      [made.volume.id],
+    );
+    expect(row).toEqual({ state: 'IN_USE', attached_to: instanceId, device });
+
+    // The same boot, continued on the target, reading the marker from the volume (page cache dropped).
+    const text = await waitFor('the moved guest to read its volume', 60_000, async () => {
+      const t = await consoleText(on(target.id), vmName);
+      return /STRATUS-VOLUME vdb READS /.test(t) ? t : undefined;
+    });
+    expect(bootCount(text)).toBe(0);
+    expect(lastHeartbeat(text)).toBeGreaterThan(last);
+    expect([...text.matchAll(/STRATUS-VOLUME vdb READS (\S*)/g)].map((m) => m[1])).toEqual(expect.arrayContaining([marker]));
+    expect([...text.matchAll(/STRATUS-VOLUME vdb READS (\S*)/g)].every((m) => m[1] === marker)).toBe(true);
+    expect(lastBlockLine(text)).toBeUndefined();
+
+    const halt = await commands.stopInstance(rt, caller, { id: instanceId });
+    expect((await settled(rt, halt.operation.id)).status).toBe('SUCCEEDED');
+    const targetDisk = join(target.agent.stateDir, 'vms', vmName, 'disk.qcow2');
+    expect(execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0xa5 4M 1M', targetDisk]).toString()).toMatch(/read 1048576\/1048576 bytes/);
   });
 });

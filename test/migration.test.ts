@@ -6,6 +6,8 @@ import type { Caller } from '../domain/identity.js';
 import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
+import { readVolume } from '../activities/volumeRecords.js';
+import { startProjections, waitForProjections, type ProjectionRunner } from '../projections/index.js';
 import type { AgentProcess } from './support/hostagent.js';
 import { adminCaller, hostOf, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
@@ -22,6 +24,7 @@ async function refusal(p: Promise<unknown>) {
 describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agents over SSH', () => {
   let rt: Runtime;
   let worker: RunningWorker;
+  let runner: ProjectionRunner;
   let caller: Caller;
   let privateKey: string;
   let flavorId: string;
@@ -33,6 +36,7 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
     rt = stack.rt;
     privateKey = stack.key.privateKey;
     worker = await startWorker(rt);
+    runner = await startProjections(rt);
     caller = adminCaller();
     for (const name of ['mig-1', 'mig-2', 'mig-3']) {
       const { agent, host } = await simHost(rt, caller, stack.key.publicKey, name, { vcpus: 14, memoryMb: 14 * 1024, diskGb: 100 });
@@ -42,6 +46,7 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
     imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
   });
   afterAll(async () => {
+    await runner?.stop();
     await worker?.shutdown();
     await Promise.all(hosts.map((h) => h.agent.stop()));
     await rt?.close();
@@ -105,6 +110,58 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
     expect((await vmsOn(before.hostId!)).map((v) => v.name)).not.toContain(vmNameOf(before));
   });
 
+  it('attached volumes come along, live and cold: the target VM has them on the same devices, the volume stays IN_USE by the instance', async () => {
+    const before = await boot('with-volumes');
+    const volumes = [];
+    for (const name of ['data-a', 'data-b']) {
+      const { operation, volume } = await commands.createVolume(rt, caller, { name, sizeGb: 2 });
+      expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+      const attach = await commands.attachVolume(rt, caller, { instanceId: before.id, volumeId: volume.id });
+      expect((await settled(rt, attach.operation.id)).status).toBe('SUCCEEDED');
+      volumes.push(volume.id);
+    }
+    // Detaching the first leaves the second on vdc: a device the target must keep, not the first free one.
+    const detach = await commands.detachVolume(rt, caller, { instanceId: before.id, volumeId: volumes[0]! });
+    expect((await settled(rt, detach.operation.id)).status).toBe('SUCCEEDED');
+    const kept = volumes[1]!;
+    const expected = [{ volumeId: kept, device: 'vdc' }];
+    expect((await vmsOn(before.hostId!)).find((v) => v.name === vmNameOf(before))?.volumes).toEqual(expected);
+    const attachmentIs = async (device: string) => {
+      expect(await readVolume(rt, kept)).toMatchObject({ state: 'IN_USE', attachedTo: before.id, device, task: null });
+      await waitForProjections(rt, undefined, { names: ['volumes'], timeoutMs: 15_000 });
+      const [row] = await rt.db.query<{ state: string; attached_to: string; device: string }>(
+        "SELECT state, attached_to::text AS attached_to, doc->>'device' AS device FROM rm_volumes WHERE id = $1",
+        [kept],
+      );
+      expect(row).toEqual({ state: 'IN_USE', attached_to: before.id, device });
+    };
+    await attachmentIs('vdc');
+
+    const liveTarget = hosts.find((h) => h.id !== before.hostId)!.id;
+    const live = await settled(rt, (await commands.migrateInstance(rt, caller, { id: before.id, targetHostId: liveTarget })).operation.id);
+    expect(live.status).toBe('SUCCEEDED');
+    expect((await vmsOn(liveTarget)).find((v) => v.name === vmNameOf(before))).toMatchObject({ state: 'running', volumes: expected });
+    expect((await vmsOn(before.hostId!)).map((v) => v.name)).not.toContain(vmNameOf(before));
+    await attachmentIs('vdc');
+
+    const stop = await commands.stopInstance(rt, caller, { id: before.id });
+    expect((await settled(rt, stop.operation.id)).status).toBe('SUCCEEDED');
+    const coldTarget = hosts.find((h) => h.id !== liveTarget)!.id;
+    const cold = await settled(rt, (await commands.migrateInstance(rt, caller, { id: before.id, targetHostId: coldTarget })).operation.id);
+    expect(cold.status).toBe('SUCCEEDED');
+    expect((await vmsOn(coldTarget)).find((v) => v.name === vmNameOf(before))).toMatchObject({ state: 'stopped', volumes: expected });
+    expect((await vmsOn(liveTarget)).map((v) => v.name)).not.toContain(vmNameOf(before));
+    await attachmentIs('vdc');
+
+    // The attachment works where the instance now lives: it starts with the volume, and detaching reaches the new host.
+    const start = await commands.startInstance(rt, caller, { id: before.id });
+    expect((await settled(rt, start.operation.id)).status).toBe('SUCCEEDED');
+    const off = await commands.detachVolume(rt, caller, { instanceId: before.id, volumeId: kept });
+    expect((await settled(rt, off.operation.id)).status).toBe('SUCCEEDED');
+    expect((await vmsOn(coldTarget)).find((v) => v.name === vmNameOf(before))).toMatchObject({ state: 'running', volumes: [] });
+    expect(await readVolume(rt, kept)).toMatchObject({ state: 'AVAILABLE', attachedTo: null });
+  });
+
   for (const [what, method] of [
     ['a target that refuses to receive', 'migrateReceive'],
     ['a transfer that fails half way', 'migrateSend'],
@@ -113,12 +170,18 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
       const before = await boot(`fails-${method}`);
       const target = hosts.find((h) => h.id !== before.hostId)!;
       const faulty = method === 'migrateReceive' ? target.agent : agentOf(before.hostId!);
-      await setFaults(faulty, { failMethods: [method], failNamePattern: '^fails-' });
+      // The transfer runs (reporting its progress) for a while before it fails: half way, not at the start.
+      const halfWay = method === 'migrateSend' ? { latencyMs: 1000, latencyMethods: [method] } : {};
+      await setFaults(faulty, { failMethods: [method], failNamePattern: '^fails-', ...halfWay });
       try {
         const { operation } = await commands.migrateInstance(rt, caller, { id: before.id, targetHostId: target.id });
         const done = await settled(rt, operation.id);
         expect(done).toMatchObject({ status: 'FAILED', error: { code: 'HYPERVISOR_ERROR' } });
         expect(done.steps.find((s) => s.name === method)).toMatchObject({ status: 'FAILED' });
+        if (method === 'migrateSend') {
+          expect(done.steps.find((s) => s.name === method)!.progress).toMatchObject({ percent: expect.any(Number), message: expect.stringMatching(/^migrateSend: step \d+ of 10/) });
+          expect(done.steps.find((s) => s.name === method)!.progress!.percent).toBeGreaterThan(0);
+        }
         expect(done.steps.find((s) => s.name === 'abandonTarget')).toMatchObject({ status: 'SUCCEEDED' });
       } finally {
         await setFaults(faulty, {});
@@ -148,7 +211,7 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
     const crowd = await Promise.all(Array.from({ length: 30 }, (_, i) => boot(`crowd-${i}`)));
     const migrations = await Promise.all(crowd.map((i) => commands.migrateInstance(rt, caller, { id: i.id })));
     const operations = await Promise.all(migrations.map((m) => settled(rt, m.operation.id)));
-    // Room is short on purpose (42 vCPU for 36 instances, each holding two hosts while it moves): some
+    // Room is short on purpose (42 vCPU for 37 instances, each holding two hosts while it moves): some
     // migrations must be refused, and only for want of room.
     for (const op of operations) {
       if (op.status !== 'SUCCEEDED') expect(op).toMatchObject({ status: 'FAILED', error: { code: 'NO_VALID_HOST' } });

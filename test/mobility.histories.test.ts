@@ -7,7 +7,7 @@ import { workflowIdOf } from '../domain/operation.js';
 import * as commands from '../schema/commands/index.js';
 import { findTemporalCli } from '../server/temporalCli.js';
 import { startWorker } from '../server/worker.js';
-import { adminCaller, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
+import { adminCaller, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 /**
  * Records the mobility workflows' histories into test/histories, which workflowReplay.test.ts replays
@@ -49,6 +49,52 @@ describe('mobility workflow histories', () => {
     } finally {
       await worker.shutdown();
       await a.agent.stop();
+      await rt.close();
+    }
+  });
+
+  /**
+   * Cold moves: a stopped instance migrated, and a running one resized onto another host. The `.v1` files
+   * were recorded with the workflows as they were before COLD_MOVE_COPIES_DISK (no copyDisk step):
+   * RECORD_COLD_HISTORIES=.v1 with those two workflow files checked out; RECORD_COLD_HISTORIES=1 for today's.
+   */
+  it.runIf(process.env.RECORD_COLD_HISTORIES)('records cold migrate and resize-elsewhere histories from a real run', async () => {
+    const suffix = process.env.RECORD_COLD_HISTORIES === '.v1' ? '.v1' : '';
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), `record_cold_histories${suffix.replace('.', '_')}`);
+    const { rt } = stack;
+    const worker = await startWorker(rt);
+    const caller = adminCaller();
+    const a = await simHost(rt, caller, stack.key.publicKey, 'cold-a', { vcpus: 4, memoryMb: 4096, diskGb: 100 });
+    const b = await simHost(rt, caller, stack.key.publicKey, 'cold-b', { vcpus: 4, memoryMb: 2048, diskGb: 100 });
+    try {
+      const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+      const roomier = (await commands.createFlavor(rt, caller, { name: 'm1.mid', vcpus: 1, memoryMb: 3072, diskGb: 1 })).flavor.id;
+      const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+      const cli = (await findTemporalCli()).path;
+      const save = async (name: string, operationId: string) => {
+        expect((await settled(rt, operationId)).status).toBe('SUCCEEDED');
+        const json = execFileSync(cli, ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowIdOf(operationId), '--output', 'json'], { maxBuffer: 64 << 20 });
+        writeFileSync(join(historiesDir, `${name}${suffix}.json`), JSON.stringify(JSON.parse(json.toString()), null, 1) + '\n');
+      };
+      const boot = await commands.bootInstance(rt, caller, { name: 'rec-cold', flavorId, imageId });
+      expect((await settled(rt, boot.operation.id)).status).toBe('SUCCEEDED');
+      const id = boot.instance!.id;
+      const stop = await commands.stopInstance(rt, caller, { id });
+      await settled(rt, stop.operation.id);
+      const target = (await instanceOf(rt, id)).hostId === a.host.id ? b.host.id : a.host.id;
+      await save('migrateInstance-cold', (await commands.migrateInstance(rt, caller, { id, targetHostId: target })).operation.id);
+      const start = await commands.startInstance(rt, caller, { id });
+      await settled(rt, start.operation.id);
+      // m1.mid fits host a only: from b the resize is a cold move; from a it would be in place.
+      if ((await instanceOf(rt, id)).hostId === a.host.id) {
+        await settled(rt, (await commands.migrateInstance(rt, caller, { id, targetHostId: b.host.id })).operation.id);
+      }
+      const resize = await commands.resizeInstance(rt, caller, { id, flavorId: roomier });
+      await save('resizeInstance-cold', resize.operation.id);
+      expect(await instanceOf(rt, id)).toMatchObject({ hostId: a.host.id, state: 'RUNNING' });
+    } finally {
+      await worker.shutdown();
+      await Promise.all([a.agent.stop(), b.agent.stop()]);
       await rt.close();
     }
   });

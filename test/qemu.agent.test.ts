@@ -141,7 +141,7 @@ describe.sequential('qemu VMs through real host agents over SSH (TCG)', () => {
 
   it('a migration that fails leaves the VM running on the source', async () => {
     const before = await hostA.getVm('vm1');
-    const nobody = { host: '127.0.0.1', port: 9 };
+    const nobody = { host: '127.0.0.1', port: 9, diskPort: 9 };
     await expect(hostA.call('migrateSend', { name: 'vm1', target: nobody })).rejects.toMatchObject({ code: 'HYPERVISOR_ERROR' });
     const after = await hostA.getVm('vm1');
     expect([after.state, after.pid]).toEqual(['running', before.pid]);

@@ -9,6 +9,7 @@ import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import type { AgentProcess } from './support/hostagent.js';
+import { readVolume } from '../activities/volumeRecords.js';
 import { adminCaller, hostOf, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 async function refusal(p: Promise<unknown>) {
@@ -146,6 +147,11 @@ describe.sequential('resize on sim hosts, on real Temporal, PostgreSQL and sim a
     const fillA = await boot('fill-a', 'fill.a');
     const x = await boot('mover', 'm1.tiny');
     expect(x.hostId).not.toBe(fillA.hostId);
+    // It holds a volume, which must come along when it moves.
+    const made = await commands.createVolume(rt, caller, { name: 'mover-data', sizeGb: 1 });
+    expect((await settled(rt, made.operation.id)).status).toBe('SUCCEEDED');
+    const attach = await commands.attachVolume(rt, caller, { instanceId: x.id, volumeId: made.volume.id });
+    expect((await settled(rt, attach.operation.id)).status).toBe('SUCCEEDED');
     const fillB = await boot('fill-b', 'fill.b');
     expect(fillB.hostId).toBe(x.hostId);
 
@@ -162,7 +168,8 @@ describe.sequential('resize on sim hosts, on real Temporal, PostgreSQL and sim a
     ]);
     const after = await instanceOf(rt, x.id);
     expect(after).toMatchObject({ state: 'RUNNING', task: null, hostId: third.host.id, flavor: { id: flavors['r1.mid'], vcpus: 2, memoryMb: 1536 } });
-    expect(await vmOn(third.host.id, x)).toMatchObject({ state: 'running', vcpus: 2, memoryMb: 1536 });
+    expect(await vmOn(third.host.id, x)).toMatchObject({ state: 'running', vcpus: 2, memoryMb: 1536, volumes: [{ volumeId: made.volume.id, device: 'vdb' }] });
+    expect(await readVolume(rt, made.volume.id)).toMatchObject({ state: 'IN_USE', attachedTo: x.id, device: 'vdb', task: null });
     expect(await vmOn(x.hostId!, x)).toBeUndefined();
     expect((await hostOf(rt, x.hostId!)).claims[x.id]).toBeUndefined();
     expect((await hostOf(rt, third.host.id)).claims[x.id]!.resources).toEqual({ vcpus: 2, memoryMb: 1536, diskGb: 20 });

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostAgentClient } from '../hostagent/client.js';
 import type { MethodName, ParamsOf, ResultOf } from '../hostagent/protocol.js';
-import { buildTestGuest, consoleText, killQemusUnder, waitBlock, waitBoots, waitFor, type TestGuest } from './support/guest.js';
+import { isQemuAlive } from '../hostagent/drivers/qemu/vmProcess.js';
+import { bootCount, buildTestGuest, consoleText, killQemusUnder, lastBlockLine, waitBlock, waitBoots, waitFor, type TestGuest } from './support/guest.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
 
 /**
@@ -87,6 +88,50 @@ describe.sequential('volumes in a shared pool across two qemu hosts (TCG)', () =
     await onB('attachVolume', { name: 'guest-b', volumeId, sizeGb: 1 });
     await waitBlock(consoleOf(onB), 'guest-b', 'vda');
     expect(await markerSeen(consoleOf(onB), 'guest-b', 'HOLDS', 'vda')).toBe(marker);
+  });
+
+  it('a guest with a local disk and an attached volume live-migrates: the target reopens the same volume on the same device and the guest reads its marker there', async () => {
+    const movingId = `vol-${randomUUID()}`;
+    await onA('createVolume', { volumeId: movingId, sizeGb: 1 });
+    await onA('createVm', { spec: { ...kernelSpec('mover'), diskGb: 1 } });
+    await onA('startVm', { name: 'mover' });
+    await waitBoots(consoleOf(onA), 'mover', 1);
+    await waitBlock(consoleOf(onA), 'mover', 'vda');
+    const attached = await onA('attachVolume', { name: 'mover', volumeId: movingId, sizeGb: 1 });
+    await waitBlock(consoleOf(onA), 'mover', 'vda,vdb');
+    const marker = await markerSeen(consoleOf(onA), 'mover', 'WROTE', 'vdb');
+    const device = attached.volumes.find((v) => v.volumeId === movingId)!.device;
+    const sourcePid = attached.pid;
+
+    const target = await onB('migrateReceive', { spec: { ...kernelSpec('mover'), diskGb: 1, volumes: [{ volumeId: movingId, sizeGb: 1, device }] } });
+    expect(target.diskPort).toBeGreaterThan(0);
+    const result = await onA('migrateSend', { name: 'mover', target });
+    expect(result.downtimeMs).toBeGreaterThan(0);
+    expect(isQemuAlive(sourcePid)).toBe(false);
+    await expect(onA('getVm', { name: 'mover' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+
+    const moved = await onB('getVm', { name: 'mover' });
+    expect(moved.state).toBe('running');
+    expect(moved.volumes).toEqual([{ volumeId: movingId, device, path: join(pool, `${movingId}.qcow2`) }]);
+    // The same boot on the target (it never started there), still holding both disks, and its periodic
+    // read of the volume (page cache dropped) finds the marker written on the source.
+    const text = await waitFor('the moved guest to read its volume', 60_000, async () => {
+      const t = await consoleText(consoleOf(onB), 'mover');
+      return /STRATUS-VOLUME vdb READS STRATUS-MARK-/.test(t) ? t : undefined;
+    });
+    expect(bootCount(text)).toBe(0);
+    expect([...text.matchAll(/STRATUS-VOLUME vdb READS (\S*)/g)].map((m) => m[1])).toEqual(expect.arrayContaining([marker]));
+    expect([...text.matchAll(/STRATUS-VOLUME vdb READS (\S*)/g)].every((m) => m[1] === marker)).toBe(true);
+    // The guest prints STRATUS-BLOCK whenever its set of disks changes: on the target it never did.
+    expect(lastBlockLine(text)).toBeUndefined();
+
+    // A volume the pool does not hold is refused before any VM is made.
+    await expect(onB('migrateReceive', { spec: { ...kernelSpec('stray'), volumes: [{ volumeId: 'vol-not-there', sizeGb: 1 }] } })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(existsSync(join(b.stateDir, 'vms/stray'))).toBe(false);
+
+    await onB('destroyVm', { name: 'mover' });
+    expect(existsSync(join(pool, `${movingId}.qcow2`))).toBe(true);
+    expect(await onB('deleteVolume', { volumeId: movingId, snapshotIds: [] })).toEqual({ deleted: true });
   });
 
   it('an attached volume cannot be deleted; a snapshot of the detached one carries its marker into a new volume', async () => {

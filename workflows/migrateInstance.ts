@@ -1,5 +1,6 @@
+import { patched } from '@temporalio/workflow';
 import type { MigrationPlan } from '../activities/migrationSteps.js';
-import { operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+import { COLD_MOVE_COPIES_DISK, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
  * Migrate, as an operator would run it: claim room on the target before anything moves, plug the
@@ -25,7 +26,7 @@ export async function migrateInstance(input: OperationInput): Promise<void> {
       await steps.migrateSend(ctx, plan, endpoint);
     } else {
       await steps.defineOnTarget(ctx, plan);
-      await steps.copyDisk(ctx, plan);
+      if (patched(COLD_MOVE_COPIES_DISK)) await steps.copyDisk(ctx, plan);
       await steps.removeFromSource(ctx, plan);
     }
   } catch (err) {

@@ -1,5 +1,6 @@
+import { patched } from '@temporalio/workflow';
 import type { ResizePlan } from '../activities/resizeSteps.js';
-import { Compensations, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+import { COLD_MOVE_COPIES_DISK, Compensations, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
  * Resize, as an operator would run it: claim the new flavor (in one step on the instance's own host when
@@ -30,7 +31,7 @@ export async function resizeInstance(input: OperationInput): Promise<void> {
     } else {
       await steps.plugAttachments(ctx, move);
       await steps.defineResized(ctx, plan);
-      await steps.copyDisk(ctx, move);
+      if (patched(COLD_MOVE_COPIES_DISK)) await steps.copyDisk(ctx, move);
       await steps.removeFromSource(ctx, move);
     }
   } catch (err) {

@@ -61,6 +61,13 @@ export function eventSteps(): typeof steps {
 }
 const EVENT_STEPS_LOCAL = 'event-steps-as-local-activities';
 
+/**
+ * A cold move (migration of a stopped instance, resize onto another host) copies the disk to the target
+ * (`copyDisk`) since this patch; runs recorded before it defined the VM on the target and removed it from
+ * the source with nothing between, and replay on that path.
+ */
+export const COLD_MOVE_COPIES_DISK = 'cold-move-copies-disk';
+
 /** Undo steps try harder: a leaked claim or VM outlives the operation. */
 export const undoSteps = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',

@@ -15,7 +15,8 @@ export interface DevProcess {
   output(): string;
   /** Live sim faults for the dev stack's own agent (hostagent/drivers/sim/simFaults.ts). */
   setFaults(faults: Record<string, unknown>): Promise<void>;
-  stop(): Promise<void>;
+  /** SIGINT and wait; the data dir goes too unless `keepData` (for a second start on it). */
+  stop(opts?: { keepData?: boolean }): Promise<void>;
 }
 
 /** The variables of the test run that must not reach a child: its own stack embeds Temporal and the database. */
@@ -26,8 +27,8 @@ export function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 /** `npm start` (stratus dev) as a real child process on a data dir and ports of its own, once healthy. */
-export async function startDevProcess(extraEnv: NodeJS.ProcessEnv = {}): Promise<DevProcess> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'stratus-dev-'));
+export async function startDevProcess(extraEnv: NodeJS.ProcessEnv = {}, opts: { dataDir?: string } = {}): Promise<DevProcess> {
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'stratus-dev-')));
   const port = await freePort();
   const child = spawn(process.execPath, ['cli/bin.mjs', 'dev'], {
     cwd: repoRoot,
@@ -39,14 +40,14 @@ export async function startDevProcess(extraEnv: NodeJS.ProcessEnv = {}): Promise
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
+  const stop = async (o: { keepData?: boolean } = {}) => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGINT');
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       await exited;
       clearTimeout(timer);
     }
-    await rm(dataDir, { recursive: true, force: true });
+    if (!o.keepData) await rm(dataDir, { recursive: true, force: true });
   };
   const deadline = Date.now() + 150_000;
   for (;;) {

@@ -15,6 +15,8 @@ import { gzipSync } from 'node:zlib';
  * With `stratus.burn` on its kernel command line it also spins a busy loop (a guest burning CPU).
  *   STRATUS-VOLUME vdb WROTE m   a newly plugged volume (a disk with a serial) was blank: marker m written to it
  *   STRATUS-VOLUME vdb HOLDS m   a newly plugged volume already held marker m (written by some guest before)
+ *   STRATUS-VOLUME vdb READS m   every 5 s, each volume's marker read again from the device (page cache dropped
+ *                                first), so a guest that moved shows it still reaches the same bytes
  *   STRATUS-SIZE <kB> <cpus>     once after boot: MemTotal and the online CPUs, as the guest sees them
  *   STRATUS-NET eth0 <ip>/<len>  its NIC got an address by DHCP (only with a NIC)
  *   STRATUS-PING <round> <ip> OK <ms>|FAIL  then, round after round, one ping to each of the first six
@@ -119,6 +121,13 @@ while true; do
   cur=$(ls /sys/block 2>/dev/null | grep '^vd')
   for d in $cur; do case " $seen " in *" $d "*) ;; *) markVolume $d ;; esac; done
   seen=$(echo $cur)
+  if [ $((n % 5)) = 0 ]; then
+    echo 3 > /proc/sys/vm/drop_caches
+    for d in $cur; do
+      [ -n "$(cat /sys/block/$d/serial 2>/dev/null)" ] || continue
+      echo "STRATUS-VOLUME $d READS $(dd if=/dev/$d bs=64 count=1 2>/dev/null | tr -d '\\000' | head -c 40)"
+    done
+  fi
   blk=$(ls /sys/block 2>/dev/null | grep '^vd' | tr '\\n' ',' | sed 's/,$//')
   [ -z "$blk" ] && blk=-
   [ "$blk" != "$last" ] && echo "STRATUS-BLOCK $blk" && last=$blk

@@ -8,7 +8,7 @@ import {
 } from '../../driver.js';
 import { portsByVm, type PortInfo } from '../../network.js';
 import { nextVmState, type VmAction, type VmState } from '../../vmStates.js';
-import { buildQemuArgv, vmPaths, type Accel, type QemuLaunch, type VmPaths } from './commandLine.js';
+import { buildQemuArgv, vmPaths, type Accel, type AttachedVolume, type QemuLaunch, type VmPaths } from './commandLine.js';
 import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
 import { QemuOptions } from './options.js';
 import type { QmpClient } from './qmp.js';
@@ -137,8 +137,9 @@ export class QemuDriver implements HypervisorDriver {
       mkdirSync(paths.dir, { recursive: true });
       try {
         ctx.progress({ message: 'creating the disk' });
+        const volumes = this.specVolumes(spec);
         const hasDisk = await createDisk(paths, spec);
-        const rec: VmRecord = { spec, createdAt: new Date().toISOString(), hasDisk, volumes: [], desired: 'stopped', suspended: false };
+        const rec: VmRecord = { spec: { ...spec, volumes: [] }, createdAt: new Date().toISOString(), hasDisk, volumes, desired: 'stopped', suspended: false };
         writeRecord(paths, rec);
         return this.info(spec.name, rec);
       } catch (e) {
@@ -264,6 +265,34 @@ export class QemuDriver implements HypervisorDriver {
       }
       writeRecord(this.paths(name), { ...rec, spec: { ...rec.spec, ...size } });
     });
+  }
+
+  /**
+   * The volumes a VM is made with (a moved VM's twin): files of the shared pool, each on the root port its
+   * device names (`… on rp<slot>`, as the source reported it) so a live migration finds the same bus
+   * layout; one without a usable slot takes the first free one. A volume the pool lacks is NOT_FOUND.
+   */
+  specVolumes(spec: VmSpec): AttachedVolume[] {
+    const slots = this.options.hotplugSlots;
+    const out: AttachedVolume[] = [];
+    const rest: VmSpec['volumes'] = [];
+    for (const v of spec.volumes) {
+      const slot = Number(/ on rp(\d+)$/.exec(v.device ?? '')?.[1]);
+      if (Number.isInteger(slot) && slot >= 1 && slot <= slots && !out.some((o) => o.slot === slot)) {
+        out.push({ volumeId: v.volumeId, sizeGb: v.sizeGb, path: this.pool.volumePath(v.volumeId), slot });
+      } else {
+        rest.push(v);
+      }
+    }
+    for (const v of rest) {
+      const slot = [...Array(slots).keys()].map((i) => i + 1).find((n) => !out.some((o) => o.slot === n));
+      if (!slot) throw new AgentError('INVALID_STATE', `VM ${spec.name} has no free volume slot (${slots})`);
+      out.push({ volumeId: v.volumeId, sizeGb: v.sizeGb, path: this.pool.volumePath(v.volumeId), slot });
+    }
+    for (const v of out) {
+      if (!existsSync(v.path)) throw new AgentError('NOT_FOUND', `volume ${v.volumeId} is not in the storage pool ${this.pool.dir}`);
+    }
+    return out;
   }
 
   migrateReceive(spec: VmSpec, ctx: CallContext): Promise<MigrationTarget> {

@@ -3,7 +3,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { AgentError, type CallContext, type MigrationResult, type MigrationTarget, type VmSpec } from '../../driver.js';
 import type { VmState } from '../../vmStates.js';
 import type { VmPaths } from './commandLine.js';
-import { runMigration, shellQuote, waitIncomingDone } from './migration.js';
+import { exportDisk, mirrorDisk, runMigration, shellQuote, stopMirror, unexportDisk, waitIncomingDone } from './migration.js';
 import type { QemuDriver } from './qemuDriver.js';
 import { createDisk } from './storage.js';
 import { launchQemu, readPid, waitGone, writeRecord, type VmRecord } from './vmProcess.js';
@@ -128,16 +128,29 @@ export class VmLifecycle {
     if (existsSync(paths.dir)) throw new AgentError('ALREADY_EXISTS', `VM ${spec.name} already exists`);
     mkdirSync(paths.dir, { recursive: true });
     try {
+      // The shared volumes are opened here as they are on the source (same files, same slots); QEMU keeps
+      // them inactive, unlocked and unwritten until the source lets go of them at the switch-over.
+      const volumes = this.d.specVolumes(spec);
       const hasDisk = await createDisk(paths, spec);
-      const rec: VmRecord = { spec, createdAt: new Date().toISOString(), hasDisk, volumes: [], desired: 'running', suspended: false };
+      const rec: VmRecord = { spec: { ...spec, volumes: [] }, createdAt: new Date().toISOString(), hasDisk, volumes, desired: 'running', suspended: false };
       writeRecord(paths, rec);
       ctx.progress({ message: 'starting the destination QEMU' });
       const { qmp } = await launchQemu(paths, this.d.argv(rec, paths, 'defer'));
       this.d.adopt(spec.name, qmp);
       await this.d.plugTaps(spec.name);
-      const port = await freePort(this.d.options.migrationListen);
-      await qmp.execute('migrate-incoming', { uri: `tcp:${this.d.options.migrationListen}:${port}` });
-      return { host: this.d.options.migrationAdvertise ?? this.d.options.migrationListen, port };
+      const listen = this.d.options.migrationListen;
+      let diskPort: number | undefined;
+      if (hasDisk) {
+        diskPort = await freePort(listen);
+        await exportDisk(qmp, listen, diskPort);
+        // Once the VM runs here the source's mirror has nothing more to send: the export goes.
+        void waitIncomingDone(qmp, 24 * 3600_000)
+          .then(() => unexportDisk(qmp))
+          .catch(() => undefined);
+      }
+      const port = await freePort(listen);
+      await qmp.execute('migrate-incoming', { uri: `tcp:${listen}:${port}` });
+      return { host: this.d.options.migrationAdvertise ?? listen, port, ...(diskPort ? { diskPort } : {}) };
     } catch (e) {
       await this.d.terminate(spec.name).catch(() => undefined);
       rmSync(paths.dir, { recursive: true, force: true });
@@ -147,17 +160,26 @@ export class VmLifecycle {
 
   /** Source: live migration; on success the source QEMU and files go, on failure the VM keeps running here. */
   async send(name: string, rec: VmRecord, target: MigrationTarget, ctx: CallContext): Promise<MigrationResult> {
-    if (rec.volumes.length > 0) throw new AgentError('INVALID_STATE', `VM ${name} has volumes attached: detach them before migrating`);
+    if (rec.hasDisk && !target.diskPort) throw new AgentError('BAD_REQUEST', `the target of ${name} exports no disk to mirror to`);
     const paths: VmPaths = this.d.paths(name);
     const qmp = await this.d.qmpOf(name);
     let result: MigrationResult;
+    const started = Date.now();
     try {
-      result = await runMigration(qmp, `tcp:${target.host}:${target.port}`, { block: rec.hasDisk, ctx, what: 'migration' });
+      if (rec.hasDisk) {
+        ctx.progress({ message: 'mirroring the disk to the target' });
+        await mirrorDisk(qmp, { host: target.host, port: target.diskPort! }, { ctx, timeoutMs: 60 * 60_000 });
+      }
+      result = await runMigration(qmp, `tcp:${target.host}:${target.port}`, { block: false, ctx, what: 'migration' });
     } catch (e) {
+      if (rec.hasDisk) await stopMirror(qmp, true);
       const s = await qmp.execute<{ status: string }>('query-status').catch(() => undefined);
       if (s && s.status !== 'running') await qmp.execute('cont').catch(() => undefined);
       throw e;
     }
+    if (rec.hasDisk) await stopMirror(qmp, false);
+    // QEMU's total-time counts the memory migration only; the send took the disk mirror's time too.
+    result = { ...result, totalMs: Math.max(result.totalMs, Date.now() - started) };
     ctx.progress({ percent: 100, message: `migrated (downtime ${result.downtimeMs} ms): cleaning up the source` });
     writeRecord(paths, { ...rec, desired: 'stopped' });
     const pid = readPid(paths);

@@ -16,6 +16,7 @@ import {
   type Resources,
   type SnapshotResult,
   type NetCounters,
+  type VmInfo,
   type VmSample,
   type VmSpec,
 } from '../../driver.js';
@@ -144,8 +145,7 @@ export class SimDriver implements HypervisorDriver {
       if (vm.info.volumes.some((v) => v.volumeId === opts.volumeId)) {
         throw new AgentError('ALREADY_EXISTS', `volume ${opts.volumeId} is already attached to ${name}`);
       }
-      const used = new Set(vm.info.volumes.map((v) => v.device));
-      const device = [...'bcdefghijklmnopqrstuvwxyz'].map((c) => `vd${c}`).find((d) => !used.has(d));
+      const device = freeDisk(vm.info.volumes);
       if (!device) throw new AgentError('INSUFFICIENT_CAPACITY', `${name} has no free disk slot`);
       vm.info.volumes.push({ volumeId: opts.volumeId, device });
       say(vm, `volume ${opts.volumeId} attached as ${device}`);
@@ -350,8 +350,11 @@ export class SimDriver implements HypervisorDriver {
 
   private add(spec: VmSpec, state: 'stopped' | 'paused', note: string): SimVm {
     const { name, vcpus, memoryMb, diskGb, labels } = spec;
+    // A moved VM's volumes keep the devices they had on the source; one without a device takes the next free.
+    const volumes: VmInfo['volumes'] = spec.volumes.filter((v) => v.device).map((v) => ({ volumeId: v.volumeId, device: v.device! }));
+    for (const v of spec.volumes.filter((x) => !x.device)) volumes.push({ volumeId: v.volumeId, device: freeDisk(volumes) ?? 'vdz' });
     const vm: SimVm = {
-      info: { name, state, vcpus, memoryMb, diskGb, labels, volumes: [], createdAt: new Date().toISOString() },
+      info: { name, state, vcpus, memoryMb, diskGb, labels, volumes, createdAt: new Date().toISOString() },
       console: [],
     };
     say(vm, note);
@@ -410,4 +413,10 @@ function simPortCounters(pluggedMs: readonly number[]): NetCounters {
 function say(vm: SimVm, line: string) {
   vm.console.push(`[${new Date().toISOString()}] ${vm.info.name}: ${line}`);
   if (vm.console.length > CONSOLE_LINES) vm.console.splice(0, vm.console.length - CONSOLE_LINES);
+}
+
+/** The first virtio disk name no volume of the VM holds (vda is the boot disk). */
+function freeDisk(volumes: { device: string }[]): string | undefined {
+  const used = new Set(volumes.map((v) => v.device));
+  return [...'bcdefghijklmnopqrstuvwxyz'].map((c) => `vd${c}`).find((d) => !used.has(d));
 }
