@@ -44,7 +44,8 @@ export const streamSnapshotMigrations: Migration[] = [
       stream_id text NOT NULL,
       fold text NOT NULL,
       version integer NOT NULL,
-      state jsonb NOT NULL,
+      -- json, not jsonb: the state comes back with its keys in the order the fold made them.
+      state json NOT NULL,
       PRIMARY KEY (stream_id, fold)
     );`,
   },
@@ -71,7 +72,7 @@ export async function readFolded<S, E extends DomainEvent>(
   const folded = { state, version: events.at(-1)?.version ?? version };
   if (fold.snapshotName && events.length >= SNAPSHOT_EVERY) {
     await q.query(
-      `INSERT INTO stream_snapshots (stream_id, fold, version, state) VALUES ($1, $2, $3, $4::jsonb)
+      `INSERT INTO stream_snapshots (stream_id, fold, version, state) VALUES ($1, $2, $3, $4::json)
        ON CONFLICT (stream_id, fold) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state
        WHERE stream_snapshots.version < EXCLUDED.version`,
       [streamId, fold.snapshotName, folded.version, JSON.stringify(folded.state)],

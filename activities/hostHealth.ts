@@ -7,9 +7,12 @@ import type { EventMetadata } from '../eventstore/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { activityContext, callAgent } from './agentCalls.js';
 import { decideAndAppend, readFolded } from './events.js';
+import { componentLog } from '../server/log.js';
 import { appendToHost, readHost } from './hostInventory.js';
 import { recordHeartbeat } from './hostHeartbeats.js';
 import { vmNameOf } from './instanceRecords.js';
+
+const log = componentLog('host-health');
 
 /** Why the health check turned a host DOWN; only a DOWN with this reason is turned UP by it again. */
 export const UNREACHABLE = 'agent-unreachable';
@@ -59,7 +62,9 @@ export function hostHealthSteps(rt: Runtime) {
       } catch {
         return false;
       }
-      await recordHeartbeat(rt, hostId, new Date());
+      // The agent answered: a heartbeat that cannot be stored (the database away a moment) is not a
+      // miss, and must not fail the check, whose workflow does not retry it.
+      await recordHeartbeat(rt, hostId, new Date()).catch((e: unknown) => log.warn({ err: e, hostId }, 'could not store a heartbeat'));
       return true;
     },
 

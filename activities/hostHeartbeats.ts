@@ -1,3 +1,4 @@
+import type { Migration } from '../eventstore/index.js';
 import type { Runtime } from '../server/runtime.js';
 
 /**
@@ -7,16 +8,16 @@ import type { Runtime } from '../server/runtime.js';
  * an event. The table is operational status, not a projection: rebuilding the read model does not
  * (and need not) restore it; the next heartbeat does.
  */
-const ready = new WeakSet<object>();
-
-async function ensureTable(rt: Pick<Runtime, 'db'>): Promise<void> {
-  if (ready.has(rt.db)) return;
-  await rt.db.query(`CREATE TABLE IF NOT EXISTS host_heartbeats (host_id uuid PRIMARY KEY, last_heartbeat_at timestamptz NOT NULL)`);
-  ready.add(rt.db);
-}
+export const hostHeartbeatMigrations: Migration[] = [
+  {
+    // Made once at start-up (migrations run under a lock): made lazily by the first heartbeat, 1,000
+    // health checks starting at once raced on CREATE TABLE IF NOT EXISTS and failed their workflows.
+    id: 'activities/host-heartbeats/001',
+    sql: 'CREATE TABLE IF NOT EXISTS host_heartbeats (host_id uuid PRIMARY KEY, last_heartbeat_at timestamptz NOT NULL)',
+  },
+];
 
 export async function recordHeartbeat(rt: Pick<Runtime, 'db'>, hostId: string, at: Date): Promise<void> {
-  await ensureTable(rt);
   await rt.db.query(
     `INSERT INTO host_heartbeats (host_id, last_heartbeat_at) VALUES ($1, $2)
      ON CONFLICT (host_id) DO UPDATE SET last_heartbeat_at = GREATEST(host_heartbeats.last_heartbeat_at, EXCLUDED.last_heartbeat_at)`,
@@ -26,8 +27,6 @@ export async function recordHeartbeat(rt: Pick<Runtime, 'db'>, hostId: string, a
 
 /** When the host last answered, or null (never, or health checks are off). */
 export async function lastHeartbeatOf(rt: Pick<Runtime, 'db'>, hostId: string): Promise<string | null> {
-  const [present] = await rt.db.query<{ present: boolean }>(`SELECT to_regclass('host_heartbeats') IS NOT NULL AS present`);
-  if (!present?.present) return null;
   const [row] = await rt.db.query<{ at: string | Date }>('SELECT last_heartbeat_at AS at FROM host_heartbeats WHERE host_id = $1', [hostId]);
   return row ? new Date(row.at).toISOString() : null;
 }

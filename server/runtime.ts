@@ -3,6 +3,7 @@ import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors
 import { startTracing } from './telemetry.js';
 import { eventRegistry } from '../domain/events.js';
 import { streamSnapshotMigrations } from '../activities/events.js';
+import { hostHeartbeatMigrations } from '../activities/hostHeartbeats.js';
 import { hostInventoryMigrations, refreshHostInventory } from '../activities/hostInventory.js';
 import { migrate, openDatabase, openEventStore, type Database, type EventStore } from '../eventstore/index.js';
 import { HostAgentPool } from '../hostagent/hostAgentPool.js';
@@ -28,6 +29,7 @@ export async function createRuntime(config: RuntimeConfig): Promise<Runtime> {
     const store = await openEventStore(db, eventRegistry);
     await migrate(db, hostInventoryMigrations);
     await migrate(db, streamSnapshotMigrations);
+    await migrate(db, hostHeartbeatMigrations);
     await refreshHostInventory({ db, store });
     const connection = await Connection.connect({ address: config.temporalAddress });
     const tracing = await startTracing('stratus');

@@ -84,6 +84,8 @@ describe('IPAM and networks on real Temporal, PostgreSQL and a sim host', () => 
     const events = await streamEvents(network.id);
     const plain = events.reduce((s, e) => networkDecider.evolve(s, { type: e.type, data: e.data } as never), null as Network | null);
     expect(after).toEqual(plain);
+    // In the same order too: a host is told an instance's ports in the order the fold lists them.
+    expect(Object.keys(after.addresses)).toEqual(Object.keys(plain!.addresses));
     await rt.db.query('DELETE FROM stream_snapshots WHERE stream_id = $1', [networkStream(network.id)]);
     expect(await networkOf(network.id)).toEqual(plain);
   });
