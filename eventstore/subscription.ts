@@ -130,16 +130,20 @@ function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>
           if (stopped) return;
         }
         if (events.length === batchSize) continue;
-        if (!isCaughtUp) {
+        // Committed events can be held back by a transaction that appends nothing (a projection
+        // writing its rows, or any transaction of the server, in any database), and its commit sends
+        // no NOTIFY: look again soon rather than at the next poll. Asked as "any event past the
+        // checkpoint", not "any still held back": the holder may commit between the read above and
+        // this question, and the event is then unread but no longer withheld.
+        const unread = !isCaughtUp || !notified ? await hasUnreadEvents(database, checkpoint, options.streamPrefix) : false;
+        // Caught up means nothing committed is left to read, not merely a short read: events committed
+        // before the subscription started may still have been held back.
+        if (!isCaughtUp && !unread) {
           isCaughtUp = true;
           reachedEnd();
         }
         if (notified) continue;
-        // Committed events can be held back by a transaction that appends nothing (a projection
-        // writing its rows), and its commit sends no NOTIFY: look again soon rather than at the next poll.
-        // Asked as "any event past the checkpoint", not "any still held back": the holder may commit
-        // between the read above and this question, and the event is then unread but no longer withheld.
-        backoffMs = (await hasUnreadEvents(database, checkpoint, options.streamPrefix)) ? Math.min(Math.max(backoffMs * 2, 2), 200) : 0;
+        backoffMs = unread ? Math.min(Math.max(backoffMs * 2, 2), 200) : 0;
         if (!stopped && !notified) await sleep(backoffMs || safetyPollMs);
       }
     } finally {
