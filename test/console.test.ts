@@ -674,13 +674,17 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await meters.waitFor();
     await meters.getByRole('button', { name: 'Refresh' }).click();
     for (const [key, meter] of [['cpu', 'cpu_util'], ['mem', 'memory.usage']] as const) {
-      const rows = page.locator(`figure[aria-labelledby="meter-${key}-title"] tr[data-at]`);
-      await eventually(() => rows.count()).toBeGreaterThanOrEqual(2);
-      const shown = await rows.evaluateAll((trs) => trs.map((tr) => ({ timestamp: tr.getAttribute('data-at')!, value: Number(tr.getAttribute('data-value')) })));
+      const figure = page.locator(`figure[aria-labelledby="meter-${key}-title"]`);
+      await eventually(() => figure.locator('tr[data-at]').count()).toBeGreaterThanOrEqual(2);
+      // The pollers keep sampling and the chart may redraw between two reads, so its rows and its
+      // label are read from one and the same drawing.
+      const { shown, label } = await figure.evaluate((f) => ({
+        shown: [...f.querySelectorAll('tr[data-at]')].map((tr) => ({ timestamp: tr.getAttribute('data-at')!, value: Number(tr.getAttribute('data-value')) })),
+        label: f.querySelector('svg')?.getAttribute('aria-label') ?? '',
+      }));
       const known = await samples(meter);
       for (const s of shown) expect(known).toContainEqual(s);
       // The chart says what its newest sample is, in words.
-      const label = await page.locator(`figure[aria-labelledby="meter-${key}-title"] svg`).getAttribute('aria-label');
       expect(label).toContain(`${shown.length} samples`);
     }
     await page.screenshot({ path: join(screenshots, 'instance-meters.png'), fullPage: true });
