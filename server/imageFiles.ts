@@ -1,10 +1,10 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { HashingFileSink } from './hashingFileSink.js';
 import { execFile } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { StratusError } from '../domain/errors.js';
@@ -95,17 +95,11 @@ async function receiveUpload(rt: Runtime, image: StoredImage, version: number, r
   await mkdir(store.tmpDir, { recursive: true });
   await mkdir(store.blobDir, { recursive: true });
   const tmp = join(store.tmpDir, `${image.id}-${uploadId}`);
-  const hash = createHash('sha256');
+  const sink = new HashingFileSink(tmp);
   let sizeBytes = 0;
-  const hashing = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      sizeBytes += chunk.length;
-      done(null, chunk);
-    },
-  });
   try {
-    await pipeline(req, hashing, createWriteStream(tmp, { highWaterMark: 1 << 20 }));
+    await pipeline(req, sink);
+    sizeBytes = sink.bytes;
     // A client that declared a length and sent less went away half way, even if the stream ended cleanly.
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (req.aborted || (Number.isFinite(declared) && declared !== sizeBytes)) throw new Error(`got ${sizeBytes} of ${declared} bytes`);
@@ -120,7 +114,7 @@ async function receiveUpload(rt: Runtime, image: StoredImage, version: number, r
     await record((at) => ({ type: 'rejectUpload', data: { uploadId, reason: problem, at } }), version + 1);
     throw new StratusError('BAD_USER_INPUT', `image ${image.id}: ${problem}`);
   }
-  const checksum = hash.digest('hex');
+  const checksum = sink.checksum!;
   await rename(tmp, store.blobPath(checksum));
   await record((at) => ({ type: 'finishUpload', data: { uploadId, checksum, sizeBytes, at } }), version + 1);
   return current;

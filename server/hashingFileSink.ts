@@ -1,0 +1,185 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+
+/**
+ * The worker's whole program: it writes each batch it is handed at its offset, hashes it, and hands the
+ * slot back for reuse.
+ * Plain CommonJS evaluated from a string, so it runs the same under tsx, in tests and in a build.
+ */
+const HASHER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { writeSync } = require('node:fs');
+const hash = createHash('sha256');
+let position = 0;
+let failed = false;
+const ring = new Uint8Array(workerData.ring);
+parentPort.on('message', (m) => {
+  if (m.slot !== undefined) {
+    const bytes = ring.subarray(m.slot * workerData.batch, m.slot * workerData.batch + m.length);
+    if (!failed) {
+      try {
+        for (let at = 0; at < m.length; ) at += writeSync(workerData.fd, bytes, at, m.length - at, position + at);
+      } catch (e) {
+        failed = true;
+        parentPort.postMessage({ error: e.message });
+      }
+      position += m.length;
+      hash.update(bytes);
+    }
+    parentPort.postMessage({ slot: m.slot });
+  } else parentPort.postMessage({ digest: hash.digest('hex') });
+});`;
+
+/** Bytes per batch handed to the worker. */
+const BATCH = 1 << 20;
+/** Batches that may be in flight at once (handed over, not yet stored): the most this sink holds in memory. */
+const BATCHES = 8;
+
+/**
+ * A writable that stores what it is given in a file and computes its sha256, both on a worker thread.
+ *
+ * An upload used to hash on the event loop beside receiving, so the two took turns on one core. Here
+ * the event loop only copies the bytes once, into a 1 MB slot of a buffer it shares with a worker, and
+ * tells the worker the slot; the worker writes the slot at its offset, hashes it and hands the slot back.
+ * The slots are allocated once: moving a new buffer per batch made the garbage collector run a full
+ * mark for every few tens of megabytes, which in a process with a large heap (the API beside a worker
+ * and projections) cost more than the hashing. At most BATCHES slots are in flight, so a worker (or a
+ * disk) that falls behind slows the upload down instead of growing memory.
+ */
+export class HashingFileSink extends Writable {
+  readonly #path: string;
+  #file: FileHandle | undefined;
+  #worker: Worker | undefined;
+  /** The batches, in one buffer shared with the worker: nothing is allocated or moved per batch. */
+  readonly #ring = new SharedArrayBuffer(BATCH * BATCHES);
+  #free = Array.from({ length: BATCHES }, (_, slot) => slot);
+  #slot: number | undefined;
+  #batch: Buffer | undefined;
+  #filled = 0;
+  #wake: (() => void) | undefined;
+  #digest: ((hex: string) => void) | undefined;
+  #failure: Error | undefined;
+  /** Bytes taken so far. */
+  bytes = 0;
+  /** The hex sha256 of everything written, once the stream has finished. */
+  checksum: string | undefined;
+
+  constructor(path: string) {
+    super({ highWaterMark: BATCH });
+    this.#path = path;
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    open(this.#path, 'wx').then(
+      (file) => {
+        this.#file = file;
+        const worker = new Worker(HASHER, { eval: true, workerData: { fd: file.fd, ring: this.#ring, batch: BATCH } });
+        worker.on('message', (m: { slot?: number; digest?: string; error?: string }) => {
+          if (m.slot !== undefined) this.#free.push(m.slot);
+          else if (m.error) this.#fail(new Error(`cannot write ${this.#path}: ${m.error}`));
+          else if (m.digest) this.#digest?.(m.digest);
+          const wake = this.#wake;
+          this.#wake = undefined;
+          wake?.();
+        });
+        worker.on('error', (e) => this.#fail(e));
+        this.#worker = worker;
+        callback();
+      },
+      (e: Error) => callback(e),
+    );
+  }
+
+  #fail(e: Error) {
+    this.#failure ??= e;
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** Resolves at the worker's next message (a batch handed back, a digest, a failure). */
+  #nextMessage(): Promise<void> {
+    return new Promise<void>((resolve) => (this.#wake = resolve));
+  }
+
+  /** A slot to fill: a free one, or the next one the worker hands back. */
+  async #nextBatch(): Promise<Buffer> {
+    for (;;) {
+      if (this.#failure) throw this.#failure;
+      const slot = this.#free.pop();
+      if (slot !== undefined) {
+        this.#slot = slot;
+        return Buffer.from(this.#ring, slot * BATCH, BATCH);
+      }
+      await this.#nextMessage();
+    }
+  }
+
+  /** Hands the filled part of the current slot to the worker. */
+  #handOver(): void {
+    const slot = this.#slot;
+    const length = this.#filled;
+    this.#slot = undefined;
+    this.#batch = undefined;
+    this.#filled = 0;
+    if (slot === undefined) return;
+    if (length === 0) this.#free.push(slot);
+    else this.#worker!.postMessage({ slot, length });
+  }
+
+  async #take(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      this.#batch ??= await this.#nextBatch();
+      const n = chunk.copy(this.#batch, this.#filled, offset);
+      this.#filled += n;
+      offset += n;
+      if (this.#filled === BATCH) this.#handOver();
+    }
+    this.bytes += chunk.length;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    // A chunk that fits the current batch is taken at once, with no promise in between.
+    if (!this.#failure && this.#batch && this.#filled + chunk.length < BATCH) {
+      chunk.copy(this.#batch, this.#filled);
+      this.#filled += chunk.length;
+      this.bytes += chunk.length;
+      callback();
+      return;
+    }
+    this.#take(chunk).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    (async () => {
+      this.#handOver();
+      // Every batch back means every byte is written; the digest is asked for after them.
+      while (this.#free.length < BATCHES) {
+        if (this.#failure) throw this.#failure;
+        await this.#nextMessage();
+      }
+      if (this.#failure) throw this.#failure;
+      const digest = new Promise<string>((resolve) => (this.#digest = resolve));
+      this.#worker!.postMessage({ digest: true });
+      this.checksum = await digest;
+      await this.#file!.close();
+      this.#file = undefined;
+    })().then(() => callback(), callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#fail(error ?? new Error('the sink was closed'));
+    const file = this.#file;
+    this.#file = undefined;
+    const worker = this.#worker;
+    this.#worker = undefined;
+    // The worker goes first: it may still be writing to the file.
+    (async () => {
+      await worker?.terminate().catch(() => {});
+      await file?.close().catch(() => {});
+    })().then(() => callback(error));
+  }
+}
