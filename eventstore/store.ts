@@ -172,6 +172,26 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
     else send();
   };
 
+  /**
+   * The feed as subscriptions read it. Every projection of a process follows the whole feed, so after a
+   * wake-up they all ask for the page after the same checkpoint at the same moment: a read already in
+   * flight for that checkpoint answers them all. What it returns is the start of what a read of their
+   * own would return, since the feed only grows at its end (invariant 2); a commit that landed after the
+   * shared read began is caught by the subscription's unread check, like any read that lost that race.
+   * Nothing is kept once the read is back: a page kept for later askers made them apply shorter pages,
+   * which cost more transactions than the reads it saved.
+   */
+  const feedReads = new Map<string, Promise<TypedEvent<R>[]>>();
+  const readFeed = async (o: { after: Checkpoint; limit: number; streamPrefix?: string }): Promise<TypedEvent<R>[]> => {
+    const key = `${o.after.transactionId}/${o.after.position}/${o.limit}/${o.streamPrefix ?? ''}`;
+    let read = feedReads.get(key);
+    if (!read) {
+      read = store.readAll({ after: o.after, limit: o.limit, streamPrefix: o.streamPrefix }).finally(() => feedReads.delete(key));
+      feedReads.set(key, read);
+    }
+    return (await read).slice();
+  };
+
   const store = {
     database,
 
@@ -272,12 +292,12 @@ function eventStoreOn<R extends EventRegistry>(database: Database, registry: R) 
 
     /** Catch up from `after`, then follow live. See subscription.ts. */
     subscribe(options: SubscribeOptions, handler: (event: TypedEvent<R>) => Promise<void> | void): Subscription {
-      return subscribe(database, store.readAll, options, handler);
+      return subscribe(database, readFeed, options, handler);
     },
 
     /** The same, a page of events per handler call (see subscription.ts). */
     subscribePages(options: SubscribeOptions, handler: (events: readonly TypedEvent<R>[]) => Promise<void> | void): Subscription {
-      return subscribePages(database, store.readAll, options, handler);
+      return subscribePages(database, readFeed, options, handler);
     },
   };
   return store;

@@ -18,6 +18,12 @@ export interface SubscribeOptions {
    * connection was down.
    */
   safetyPollMs?: number;
+  /**
+   * While events keep coming, read at most once per this many ms (none by default): the events of the
+   * gap arrive as one page, so a handler that writes a transaction per page writes fewer, larger ones.
+   * A read after a quiet spell is never delayed.
+   */
+  minPageGapMs?: number;
 }
 
 export interface Subscription {
@@ -88,6 +94,11 @@ type Deliver<E> = (events: E[], isStopped: () => boolean, advance: (last: E) => 
 function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>, options: SubscribeOptions, deliver: Deliver<E>): Subscription {
   const batchSize = options.batchSize ?? 500;
   const safetyPollMs = options.safetyPollMs ?? 3000;
+  const minPageGapMs = options.minPageGapMs ?? 0;
+  /** When the last read that returned events began; -Infinity after a read that found nothing. */
+  let busySince = -Infinity;
+  /** A wake-up does not cut the gap short (stop does). */
+  let inGap = false;
   let checkpoint = options.after ?? START;
   let stopped = false;
   let isCaughtUp = false;
@@ -114,13 +125,23 @@ function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>
     // Listen before the first read: a commit between that read and LISTEN would otherwise go unnoticed.
     const unlisten = await database.listen(EVENTS_CHANNEL, () => {
       notified = true;
-      wake?.();
+      if (!inGap) wake?.();
     });
     let backoffMs = 0;
     try {
       while (!stopped) {
+        const gap = busySince + minPageGapMs - performance.now();
+        if (gap > 0) {
+          inGap = true;
+          await sleep(gap).finally(() => (inGap = false));
+        }
+        if (stopped) return;
         notified = false;
+        const readStartedAt = performance.now();
         const events = await readAll({ after: checkpoint, limit: batchSize, streamPrefix: options.streamPrefix });
+        // A full page means a backlog: read on at once. A short one means live events: let a few gather.
+        busySince = events.length > 0 && events.length < batchSize ? readStartedAt : -Infinity;
+        const readAt = performance.now();
         if (events.length > 0) {
           await deliver(
             events,
@@ -135,7 +156,7 @@ function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>
         // no NOTIFY: look again soon rather than at the next poll. Asked as "any event past the
         // checkpoint", not "any still held back": the holder may commit between the read above and
         // this question, and the event is then unread but no longer withheld.
-        const unread = !isCaughtUp || !notified ? await hasUnreadEvents(database, checkpoint, options.streamPrefix) : false;
+        const unread = !isCaughtUp || !notified ? await hasUnreadEvents(database, checkpoint, options.streamPrefix, readAt) : false;
         // Caught up means nothing committed is left to read, not merely a short read: events committed
         // before the subscription started may still have been held back.
         if (!isCaughtUp && !unread) {
@@ -176,8 +197,28 @@ function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>
   };
 }
 
-/** Committed events past `after` that the last read did not return: held back then, or since released. */
-async function hasUnreadEvents(database: Database, after: Checkpoint, streamPrefix?: string): Promise<boolean> {
+/**
+ * Committed events past `after` that the last read did not return: held back then, or since released.
+ * Subscriptions in lockstep ask this about the same checkpoint at once, so they share one query; but
+ * only one that started after `readAt` (when the asker's own read came back), so a shared answer is never
+ * older than the read it checks.
+ */
+const unreadQuestions = new WeakMap<Database, Map<string, { startedAt: number; answer: Promise<boolean> }>>();
+function hasUnreadEvents(database: Database, after: Checkpoint, streamPrefix: string | undefined, readAt: number): Promise<boolean> {
+  let asked = unreadQuestions.get(database);
+  if (!asked) unreadQuestions.set(database, (asked = new Map()));
+  const key = `${after.transactionId}/${after.position}/${streamPrefix ?? ''}`;
+  const pending = asked.get(key);
+  if (pending && pending.startedAt >= readAt) return pending.answer;
+  const question = { startedAt: performance.now(), answer: askUnread(database, after, streamPrefix) };
+  asked.set(key, question);
+  void question.answer.finally(() => {
+    if (asked.get(key) === question) asked.delete(key);
+  }).catch(() => {});
+  return question.answer;
+}
+
+async function askUnread(database: Database, after: Checkpoint, streamPrefix?: string): Promise<boolean> {
   const [row] = await database.query<{ unread: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM events
        WHERE (transaction_id, position) > ($1::xid8, $2::bigint)

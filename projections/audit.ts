@@ -1,5 +1,5 @@
 import type { Queryable } from '../eventstore/index.js';
-import type { Projection, StratusEvent } from './projection.js';
+import type { Change, Projection, StratusEvent } from './projection.js';
 
 /** The project a stream's first event names, for the streams that belong to a project. */
 function projectNamedBy(event: StratusEvent): string | null {
@@ -16,17 +16,48 @@ function projectNamedBy(event: StratusEvent): string | null {
   }
 }
 
-async function projectOf(tx: Queryable, event: StratusEvent): Promise<string | null> {
-  const named = projectNamedBy(event);
-  if (named !== null) {
-    await tx.query('INSERT INTO rm_audit_streams (stream_id, project_id) VALUES ($1, $2) ON CONFLICT (stream_id) DO NOTHING', [
-      event.streamId,
-      named,
-    ]);
+/**
+ * A page of events into rm_audit in three statements whatever its length: the stored projects of its
+ * streams, the streams it names, its rows. Each event gets the project it would get applied alone, in
+ * order: a naming event its own, any other the one its stream was named with first (stored, or earlier
+ * in the page).
+ */
+async function applyAudit(tx: Queryable, events: readonly StratusEvent[]): Promise<Change[]> {
+  if (events.length === 0) return [];
+  const streams = [...new Set(events.map((e) => e.streamId))];
+  const stored = await tx.query<{ stream_id: string; project_id: string }>('SELECT stream_id, project_id FROM rm_audit_streams WHERE stream_id = ANY($1::text[])', [streams]);
+  const current = new Map(stored.map((r) => [r.stream_id, r.project_id]));
+  const naming = new Map<string, string>();
+  const projects = events.map((event) => {
+    const named = projectNamedBy(event);
+    if (named === null) return current.get(event.streamId) ?? null;
+    if (!current.has(event.streamId)) current.set(event.streamId, named);
+    if (!naming.has(event.streamId)) naming.set(event.streamId, named);
     return named;
+  });
+  if (naming.size > 0) {
+    await tx.query(
+      `INSERT INTO rm_audit_streams (stream_id, project_id) SELECT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT (stream_id) DO NOTHING`,
+      [[...naming.keys()], [...naming.values()]],
+    );
   }
-  const [row] = await tx.query<{ project_id: string }>('SELECT project_id FROM rm_audit_streams WHERE stream_id = $1', [event.streamId]);
-  return row?.project_id ?? null;
+  await tx.query(
+    `INSERT INTO rm_audit (position, id, stream_id, version, project_id, type, data, metadata, recorded_at)
+     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::integer[], $5::uuid[], $6::text[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])
+     ON CONFLICT (position) DO NOTHING`,
+    [
+      events.map((e) => e.position),
+      events.map((e) => e.id),
+      events.map((e) => e.streamId),
+      events.map((e) => e.version),
+      projects,
+      events.map((e) => e.type),
+      events.map((e) => JSON.stringify(e.data)),
+      events.map((e) => JSON.stringify(e.metadata)),
+      events.map((e) => e.recordedAt),
+    ],
+  );
+  return events.map((e, i) => ({ kind: 'event', id: e.id, projectId: projects[i]!, streamId: e.streamId, position: e.position }));
 }
 
 /**
@@ -59,23 +90,6 @@ export const auditProjection: Projection = {
       CREATE INDEX rm_audit_project ON rm_audit (project_id, position);`,
     },
   ],
-  async apply(tx, event) {
-    const projectId = await projectOf(tx, event);
-    await tx.query(
-      `INSERT INTO rm_audit (position, id, stream_id, version, project_id, type, data, metadata, recorded_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (position) DO NOTHING`,
-      [
-        event.position,
-        event.id,
-        event.streamId,
-        event.version,
-        projectId,
-        event.type,
-        JSON.stringify(event.data),
-        JSON.stringify(event.metadata),
-        event.recordedAt,
-      ],
-    );
-    return [{ kind: 'event', id: event.id, projectId, streamId: event.streamId, position: event.position }];
-  },
+  apply: (tx, event) => applyAudit(tx, [event]),
+  applyBatch: (tx, events) => applyAudit(tx, events),
 };

@@ -23,11 +23,16 @@ export interface StoredCheckpoint {
 
 /** The projection's stored position, creating its row on first use. `lock` holds the row until the transaction ends. */
 export async function readCheckpoint(tx: Queryable, name: string, lock = false): Promise<StoredCheckpoint> {
-  await tx.query('INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
-  const [row] = await tx.query<{ checkpoint: string | null; generation: number }>(
-    `SELECT checkpoint, generation FROM projection_checkpoints WHERE name = $1${lock ? ' FOR UPDATE' : ''}`,
-    [name],
-  );
+  const select = () =>
+    tx.query<{ checkpoint: string | null; generation: number }>(`SELECT checkpoint, generation FROM projection_checkpoints WHERE name = $1${lock ? ' FOR UPDATE' : ''}`, [
+      name,
+    ]);
+  // The row exists after a projection's first page: one query then, not an insert attempt every time.
+  let [row] = await select();
+  if (!row) {
+    await tx.query('INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
+    [row] = await select();
+  }
   return { checkpoint: row?.checkpoint ? checkpointFromString(row.checkpoint) : START, generation: row?.generation ?? 0 };
 }
 
