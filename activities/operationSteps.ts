@@ -4,6 +4,7 @@ import { operationStream } from '../domain/events.js';
 import { decideOperation, operationDecider, type Operation, type OperationEvent } from '../domain/operation.js';
 import { AgentError } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
+import { inSpan } from '../server/telemetry.js';
 import { decideAndAppend, operationMetadata, type Folded } from './events.js';
 
 /**
@@ -94,12 +95,24 @@ const failureOf = (e: unknown) => {
  * OperationSucceeded in the same append. A step that fails for good is recorded FAILED here; one that will
  * be retried stays RUNNING (the retry's start is then a no-op), and recordFailed closes it if retries run out.
  */
-export async function runStep<T>(
+export function runStep<T>(
   rt: Pick<Runtime, 'store'>,
   ctx: OperationContext,
   step: string,
   work: () => Promise<T>,
   options: { succeedsOperation?: boolean } = {},
+): Promise<T> {
+  // A span per step, so a trace shows the operation's steps even where one activity runs several
+  // (setUpOnHost); the agent calls made in the step are its children.
+  return inSpan(`step ${step}`, { attributes: { 'stratus.operation_id': ctx.operationId, 'stratus.step': step } }, () => recordedStep(rt, ctx, step, work, options));
+}
+
+async function recordedStep<T>(
+  rt: Pick<Runtime, 'store'>,
+  ctx: OperationContext,
+  step: string,
+  work: () => Promise<T>,
+  options: { succeedsOperation?: boolean },
 ): Promise<T> {
   const succeeded = (op: Operation | null) => op?.status === 'SUCCEEDED' && op.runId === ctx.runId;
   const started = await recordOnOperation(rt, ctx, writeKey(ctx, step, 'started'), (op) =>

@@ -138,6 +138,16 @@ async function main() {
     const c1 = await run(C1_BOOTS, 1);
     say(`concurrency 1: ${C1_BOOTS} boots, p50 ${c1.p50} ms, p99 ${c1.p99} ms, ${c1.perSec} boots/s`);
     const stepTimes = await stepBreakdown(rt, operationIds.splice(0));
+    // The floor under c1P50Ms: the engine alone, one workflow at a time, with as many no-op activities.
+    const bareC1: number[] = [];
+    for (let i = 0; i < C1_BOOTS; i++) {
+      const t0 = performance.now();
+      await rt.temporal.workflow.execute(bareWorkflow, { taskQueue, workflowId: `bench-bare-c1-${randomUUID()}`, args: [BOOT_ACTIVITIES] });
+      bareC1.push(performance.now() - t0);
+    }
+    bareC1.sort((a, b) => a - b);
+    const bareC1P50Ms = round(percentile(bareC1, 50));
+    say(`bare workflow at concurrency 1 (${BOOT_ACTIVITIES} no-op activities): p50 ${bareC1P50Ms} ms`);
     // Boots and the engine alone (the same number of workflows, each with as many no-op activities as a
     // boot) alternate in rounds, so a burst of load on this noisy machine falls on both sides alike.
     const bare = async (total: number) => {
@@ -177,6 +187,7 @@ async function main() {
           c1P50Ms: c1.p50,
           c1P99Ms: c1.p99,
           c1BootsPerSec: c1.perSec,
+          bareC1P50Ms,
           c32P50Ms: c32.p50,
           c32P99Ms: c32.p99,
           c32BootsPerSec: c32.perSec,

@@ -46,7 +46,9 @@ describe('tracing: one OpenTelemetry trace from the mutation to the hypervisor',
       'graphql mutation Boot',
       'StartWorkflow:bootInstance',
       'RunWorkflow:bootInstance',
-      ...['schedule', 'createVm', 'startVm', 'recordRunning'].flatMap((a) => [`StartActivity:${a}`, `RunActivity:${a}`]),
+      // schedule and recordRunning are local activities; the host's steps run as one (setUpOnHost).
+      ...['schedule', 'setUpOnHost', 'recordRunning'].flatMap((a) => [`StartActivity:${a}`, `RunActivity:${a}`]),
+      ...['schedule', 'plugPort', 'createVm', 'startVm', 'recordRunning'].map((step) => `step ${step}`),
       'hostagent createVm',
       'driver createVm',
       'hostagent startVm',
@@ -67,12 +69,15 @@ describe('tracing: one OpenTelemetry trace from the mutation to the hypervisor',
     for (const s of spans.filter((s) => s.parentSpanId)) expect(byId.has(s.parentSpanId), `${s.name}'s parent`).toBe(true);
     expect(parentOf('StartWorkflow:bootInstance')).toBe('graphql mutation Boot');
     expect(parentOf('RunWorkflow:bootInstance')).toBe('StartWorkflow:bootInstance');
-    expect(parentOf('RunActivity:createVm')).toBe('StartActivity:createVm');
-    expect(parentOf('hostagent createVm')).toBe('RunActivity:createVm');
+    expect(parentOf('RunActivity:setUpOnHost')).toBe('StartActivity:setUpOnHost');
+    for (const step of ['plugPort', 'createVm', 'startVm']) expect(parentOf(`step ${step}`)).toBe('RunActivity:setUpOnHost');
+    expect(parentOf('step schedule')).toBe('RunActivity:schedule');
+    expect(parentOf('hostagent createVm')).toBe('step createVm');
+    expect(parentOf('hostagent startVm')).toBe('step startVm');
     expect(parentOf('driver createVm')).toBe('hostagent createVm');
     // The agent's spans come from the agent process, the rest from the controller.
     expect(spans.find((s) => s.name === 'hostagent createVm')!.service).toBe('stratus-hostagent');
-    expect(spans.find((s) => s.name === 'RunActivity:createVm')!.service).toBe('stratus');
+    expect(spans.find((s) => s.name === 'RunActivity:setUpOnHost')!.service).toBe('stratus');
 
     // The event log names the trace: the command's events and every activity's.
     for (const stream of [instanceStream(instanceId), operationStream(operationId)]) {

@@ -32,6 +32,8 @@ describe('recorded workflow histories replay against the current workflow code',
     expect(histories).toEqual(
       expect.arrayContaining(['bootInstance.v1.json', 'bootInstance-failed.v1.json', 'stopInstance.v1.json', 'rebootInstance.v1.json', 'deleteInstance.v1.json']),
     );
+    // Boots recorded before the host's steps ran as one activity (BOOT_HOST_STEPS_AS_ONE).
+    expect(histories).toEqual(expect.arrayContaining(['bootInstance.v2.json', 'bootInstance-failed.v2.json']));
     // Cold moves recorded before they copied the disk (COLD_MOVE_COPIES_DISK), and since.
     expect(histories).toEqual(
       expect.arrayContaining(['migrateInstance-cold.v1.json', 'resizeInstance-cold.v1.json', 'migrateInstance-cold.json', 'resizeInstance-cold.json']),

@@ -1,6 +1,9 @@
 import { patched } from '@temporalio/workflow';
 import { Compensations, eventSteps, failureOf, holdForOperator, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
+/** Boots that set up the host (port, VM, start) in one activity when there is no image to fetch. */
+export const BOOT_HOST_STEPS_AS_ONE = 'boot-host-steps-as-one-activity';
+
 /**
  * Boot, as an operator would run it: schedule (pick a host and claim its capacity), allocate its fixed
  * address, plug its port on the host, fetch the image to the host when it lacks it, create the VM,
@@ -17,19 +20,30 @@ export async function bootInstance(input: OperationInput): Promise<void> {
     undo.add(() => undoSteps.releaseClaim(ctx));
     await record.schedule(ctx);
     // Versioned: boots recorded before networking replay without the address step.
-    if (patched('boot-allocates-address')) {
+    const withAddress = patched('boot-allocates-address');
+    // With nothing to fetch, the host's three steps run as one activity (setUpOnHost), each still its
+    // own step of the operation. Boots recorded before that replay with one activity per step.
+    const hostStepsAsOne = withAddress && input.fetchImage === false && patched(BOOT_HOST_STEPS_AS_ONE);
+    if (withAddress) {
       undo.add(() => undoSteps.releaseFixedAddress(ctx));
       await record.allocateFixedAddress(ctx);
       undo.add(() => undoSteps.unplugBootPort(ctx));
-      await steps.plugBootPort(ctx);
+      if (!hostStepsAsOne) await steps.plugBootPort(ctx);
     }
-    // Histories recorded before hosts fetched images have no such activity; they replay without it.
-    // Boots started before the command said whether there is anything to fetch (no fetchImage in
-    // their input) run the step, as they did.
-    if (patched('boot-fetches-image') && input.fetchImage !== false) await steps.fetchImage(ctx);
-    undo.add(() => undoSteps.destroyVm(ctx));
-    await steps.createVm(ctx);
-    await steps.startVm(ctx);
+    if (hostStepsAsOne) {
+      // Destroying a VM that was never made, or unplugging a port never plugged, is a no-op: both undos
+      // are in place before the activity that may have done either.
+      undo.add(() => undoSteps.destroyVm(ctx));
+      await steps.setUpOnHost(ctx);
+    } else {
+      // Histories recorded before hosts fetched images have no such activity; they replay without it.
+      // Boots started before the command said whether there is anything to fetch (no fetchImage in
+      // their input) run the step, as they did.
+      if (patched('boot-fetches-image') && input.fetchImage !== false) await steps.fetchImage(ctx);
+      undo.add(() => undoSteps.destroyVm(ctx));
+      await steps.createVm(ctx);
+      await steps.startVm(ctx);
+    }
     await record.recordRunning(ctx);
   } catch (err) {
     await holdForOperator(ctx, input, err);
