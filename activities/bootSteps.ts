@@ -1,6 +1,5 @@
 import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
-import { AgentError } from '../hostagent/driver.js';
 import { callAgent } from './agentCalls.js';
 import { bootSourceOf } from './imageFetch.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
@@ -42,31 +41,22 @@ export function bootSteps(rt: Runtime) {
         const instance = await readInstance(rt, ctx.instanceId);
         const { vcpus, memoryMb, diskGb } = instance.flavor;
         const boot = await bootSourceOf(rt, placedHost(instance), instance.imageId);
-        try {
-          await callAgent(
-            rt,
-            placedHost(instance),
-            'createVm',
-            {
-              spec: {
-                name: vmNameOf(instance),
-                vcpus,
-                memoryMb,
-                diskGb,
-                ...(boot ? { boot } : {}),
-                labels: { instanceId: instance.id, projectId: instance.projectId, imageId: instance.imageId },
-              },
+        await callAgent(
+          rt,
+          placedHost(instance),
+          'createVm',
+          {
+            spec: {
+              name: vmNameOf(instance),
+              vcpus,
+              memoryMb,
+              diskGb,
+              ...(boot ? { boot } : {}),
+              labels: { instanceId: instance.id, projectId: instance.projectId, imageId: instance.imageId },
             },
-            { idempotencyKey: agentKey(ctx, 'createVm') },
-          );
-        } catch (e) {
-          // A VM of this very instance is there already: this boot made it before an operator's reset
-          // sent it back into the activity that holds this step (setUpOnHost), under a new key. Its
-          // disk and definition are the ones this step would make. Any other VM of that name is a refusal.
-          if (!(e instanceof AgentError && e.code === 'ALREADY_EXISTS')) throw e;
-          const existing = await callAgent(rt, placedHost(instance), 'getVm', { name: vmNameOf(instance) });
-          if (existing.labels.instanceId !== instance.id) throw e;
-        }
+          },
+          { idempotencyKey: agentKey(ctx, 'createVm') },
+        );
       });
     },
 

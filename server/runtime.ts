@@ -18,6 +18,13 @@ export interface Runtime {
   db: Database;
   store: EventStore<typeof eventRegistry>;
   temporal: Client;
+  /**
+   * Set while a worker on the runtime's task queue runs in this process (`npm start`, tests, benches):
+   * a client on that worker's own connection, so operations start with Temporal's eager workflow start
+   * (the first workflow task comes back in the start's reply, to this worker, instead of through the
+   * server's matching). Absent in an API process without a worker: starts go through `temporal`.
+   */
+  eagerStarter?: Client;
   agents: HostAgentPool;
   close(): Promise<void>;
 }

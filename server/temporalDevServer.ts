@@ -13,10 +13,13 @@ const SQLITE_PRAGMAS = (process.env.STRATUS_TEMPORAL_SQLITE_PRAGMAS ?? 'journal_
 /**
  * Eager activity dispatch: when a workflow task schedules an activity on the worker's own task queue,
  * the server hands the activity back in its reply instead of queueing it for a poll, saving a round
- * trip per step (the SDK asks for it by default; the server needs the flag). Production clusters
- * set the same flag in their dynamic config.
+ * trip per step (the SDK asks for it by default; the server needs the flag). Eager workflow start: an
+ * operation started beside an in-process worker gets its first workflow task in the start's reply
+ * (server/worker.ts). Production clusters set the same flags in their dynamic config.
  */
-const DYNAMIC_CONFIG = (process.env.STRATUS_TEMPORAL_DYNAMIC_CONFIG ?? 'system.enableActivityEagerExecution=true').split(',').filter(Boolean);
+const DYNAMIC_CONFIG = (process.env.STRATUS_TEMPORAL_DYNAMIC_CONFIG ?? 'system.enableActivityEagerExecution=true,system.enableEagerWorkflowStart=true')
+  .split(',')
+  .filter(Boolean);
 
 export interface TemporalDevServer {
   address: string;

@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { loadConfig } from './config.js';
@@ -30,6 +31,9 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
+/** Eager workflow start for operations started beside an in-process worker; STRATUS_EAGER_START=0 turns it off. */
+const EAGER_START = process.env.STRATUS_EAGER_START !== '0';
+
 /** A worker on the runtime's task queue running every Stratus workflow and activity. */
 export async function startWorker(rt: Runtime, options: WorkerOptions = {}): Promise<RunningWorker> {
   const connection = await NativeConnection.connect({ address: rt.config.temporalAddress });
@@ -49,12 +53,20 @@ export async function startWorker(rt: Runtime, options: WorkerOptions = {}): Pro
     await connection.close().catch(() => {});
     throw e;
   }
-  const run = worker.run().finally(() => connection.close().catch(() => {}));
+  // Operations started in this process on this worker's queue start eagerly on it (Runtime.eagerStarter).
+  const ownsQueue = (options.taskQueue ?? rt.config.taskQueue) === rt.config.taskQueue && !rt.eagerStarter && EAGER_START;
+  const starter = ownsQueue ? new Client({ connection, namespace: rt.config.temporalNamespace, interceptors: rt.temporal.options.interceptors }) : undefined;
+  if (starter) rt.eagerStarter = starter;
+  const run = worker.run().finally(() => {
+    if (starter && rt.eagerStarter === starter) delete rt.eagerStarter;
+    return connection.close().catch(() => {});
+  });
   // Observed by shutdown() or the caller; a failed run must not also be an unhandled rejection.
   run.catch((err: unknown) => log.error({ err }, 'worker stopped with an error'));
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     (stopping ??= (async () => {
+      if (starter && rt.eagerStarter === starter) delete rt.eagerStarter;
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await run.catch(() => {});
     })());

@@ -46,8 +46,8 @@ describe('tracing: one OpenTelemetry trace from the mutation to the hypervisor',
       'graphql mutation Boot',
       'StartWorkflow:bootInstance',
       'RunWorkflow:bootInstance',
-      // schedule and recordRunning are local activities; the host's steps run as one (setUpOnHost).
-      ...['schedule', 'setUpOnHost', 'recordRunning'].flatMap((a) => [`StartActivity:${a}`, `RunActivity:${a}`]),
+      // schedule is a local activity; the host's steps and recordRunning run as one (setUpOnHost).
+      ...['schedule', 'setUpOnHost'].flatMap((a) => [`StartActivity:${a}`, `RunActivity:${a}`]),
       ...['schedule', 'plugPort', 'createVm', 'startVm', 'recordRunning'].map((step) => `step ${step}`),
       'hostagent createVm',
       'driver createVm',
@@ -70,7 +70,7 @@ describe('tracing: one OpenTelemetry trace from the mutation to the hypervisor',
     expect(parentOf('StartWorkflow:bootInstance')).toBe('graphql mutation Boot');
     expect(parentOf('RunWorkflow:bootInstance')).toBe('StartWorkflow:bootInstance');
     expect(parentOf('RunActivity:setUpOnHost')).toBe('StartActivity:setUpOnHost');
-    for (const step of ['plugPort', 'createVm', 'startVm']) expect(parentOf(`step ${step}`)).toBe('RunActivity:setUpOnHost');
+    for (const step of ['plugPort', 'createVm', 'startVm', 'recordRunning']) expect(parentOf(`step ${step}`)).toBe('RunActivity:setUpOnHost');
     expect(parentOf('step schedule')).toBe('RunActivity:schedule');
     expect(parentOf('hostagent createVm')).toBe('step createVm');
     expect(parentOf('hostagent startVm')).toBe('step startVm');

@@ -1,7 +1,7 @@
 import { patched } from '@temporalio/workflow';
 import { Compensations, eventSteps, failureOf, holdForOperator, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
-/** Boots that set up the host (port, VM, start) in one activity when there is no image to fetch. */
+/** Boots that set up the host (port, VM, start, RUNNING recorded) in one activity when there is no image to fetch. */
 export const BOOT_HOST_STEPS_AS_ONE = 'boot-host-steps-as-one-activity';
 
 /**
@@ -21,9 +21,12 @@ export async function bootInstance(input: OperationInput): Promise<void> {
     await record.schedule(ctx);
     // Versioned: boots recorded before networking replay without the address step.
     const withAddress = patched('boot-allocates-address');
-    // With nothing to fetch, the host's three steps run as one activity (setUpOnHost), each still its
-    // own step of the operation. Boots recorded before that replay with one activity per step.
-    const hostStepsAsOne = withAddress && input.fetchImage === false && patched(BOOT_HOST_STEPS_AS_ONE);
+    // With nothing to fetch, the host's three steps and recordRunning run as one activity
+    // (setUpOnHost), each still its own step of the operation. Not when a failed run is held for an
+    // operator's reset (failureHoldMs): a reset resumes at the failed step's activity, so there each
+    // step keeps an activity of its own and nothing before the failed one runs twice. Boots recorded
+    // before this replay with one activity per step.
+    const hostStepsAsOne = withAddress && input.fetchImage === false && !input.failureHoldMs && patched(BOOT_HOST_STEPS_AS_ONE);
     if (withAddress) {
       undo.add(() => undoSteps.releaseFixedAddress(ctx));
       await record.allocateFixedAddress(ctx);
@@ -32,7 +35,7 @@ export async function bootInstance(input: OperationInput): Promise<void> {
     }
     if (hostStepsAsOne) {
       // Destroying a VM that was never made, or unplugging a port never plugged, is a no-op: both undos
-      // are in place before the activity that may have done either.
+      // are in place before the activity that may have done either. It records RUNNING too.
       undo.add(() => undoSteps.destroyVm(ctx));
       await steps.setUpOnHost(ctx);
     } else {
@@ -43,8 +46,8 @@ export async function bootInstance(input: OperationInput): Promise<void> {
       undo.add(() => undoSteps.destroyVm(ctx));
       await steps.createVm(ctx);
       await steps.startVm(ctx);
+      await record.recordRunning(ctx);
     }
-    await record.recordRunning(ctx);
   } catch (err) {
     await holdForOperator(ctx, input, err);
     // NO_VALID_HOST is the scheduler's refusal: it claimed nothing, so there is nothing to undo.

@@ -147,12 +147,16 @@ export async function startOperationWorkflow(
   const workflowType = workflowTypeOf[kind];
   if (!workflowType) throw new StratusError('INTERNAL', `no workflow runs ${kind} operations`);
   try {
-    const handle = await rt.temporal.workflow.start(workflowType, {
+    // Beside an in-process worker the first workflow task comes straight back to it (eager start);
+    // when that worker has no free slot the server dispatches the task as usual.
+    const starter = rt.eagerStarter ?? rt.temporal;
+    const handle = await starter.workflow.start(workflowType, {
       taskQueue: rt.config.taskQueue,
       workflowId: workflowIdOf(input.operationId),
       // The hold is the deployment's setting at start: a run keeps the window it began with.
       args: [rt.config.failureHoldMs ? { ...input, failureHoldMs: rt.config.failureHoldMs } : input],
       workflowIdReusePolicy: reuse,
+      ...(rt.eagerStarter ? { requestEagerStart: true } : {}),
     });
     return handle.firstExecutionRunId;
   } catch (e) {
