@@ -18,12 +18,6 @@ export interface SubscribeOptions {
    * connection was down.
    */
   safetyPollMs?: number;
-  /**
-   * While events keep coming, read at most once per this many ms (none by default): the events of the
-   * gap arrive as one page, so a handler that writes a transaction per page writes fewer, larger ones.
-   * A read after a quiet spell is never delayed.
-   */
-  minPageGapMs?: number;
 }
 
 export interface Subscription {
@@ -94,11 +88,6 @@ type Deliver<E> = (events: E[], isStopped: () => boolean, advance: (last: E) => 
 function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>, options: SubscribeOptions, deliver: Deliver<E>): Subscription {
   const batchSize = options.batchSize ?? 500;
   const safetyPollMs = options.safetyPollMs ?? 3000;
-  const minPageGapMs = options.minPageGapMs ?? 0;
-  /** When the last read that returned events began; -Infinity after a read that found nothing. */
-  let busySince = -Infinity;
-  /** A wake-up does not cut the gap short (stop does). */
-  let inGap = false;
   let checkpoint = options.after ?? START;
   let stopped = false;
   let isCaughtUp = false;
@@ -125,22 +114,13 @@ function follow<E extends RecordedEvent>(database: Database, readAll: ReadAll<E>
     // Listen before the first read: a commit between that read and LISTEN would otherwise go unnoticed.
     const unlisten = await database.listen(EVENTS_CHANNEL, () => {
       notified = true;
-      if (!inGap) wake?.();
+      wake?.();
     });
     let backoffMs = 0;
     try {
       while (!stopped) {
-        const gap = busySince + minPageGapMs - performance.now();
-        if (gap > 0) {
-          inGap = true;
-          await sleep(gap).finally(() => (inGap = false));
-        }
-        if (stopped) return;
         notified = false;
-        const readStartedAt = performance.now();
         const events = await readAll({ after: checkpoint, limit: batchSize, streamPrefix: options.streamPrefix });
-        // A full page means a backlog: read on at once. A short one means live events: let a few gather.
-        busySince = events.length > 0 && events.length < batchSize ? readStartedAt : -Infinity;
         const readAt = performance.now();
         if (events.length > 0) {
           await deliver(

@@ -9,13 +9,6 @@ import { migrateProjections, projectionNamed, projectionNames } from './registry
 
 const log = componentLog('projections');
 
-/**
- * While appends keep coming, a projection reads a page at most every PAGE_GAP_MS: under 32 concurrent
- * boots its transactions then carry a few boots' events each rather than one or two (bench:boot). The
- * first event after a quiet spell is read at once.
- */
-const PAGE_GAP_MS = 10;
-
 // The first key of the two-key advisory lock; the second is the projection name's hash.
 const PROJECTION_LOCK_CLASS = 726_1004;
 
@@ -161,7 +154,7 @@ function runProjection(rt: Runtime, projection: Projection) {
         while (!stopped && lock.held) {
           const { checkpoint, generation } = await readCheckpoint(rt.db, name);
           // The handler runs only after subscribe returns (the first read awaits LISTEN), so `sub` is set by then.
-          const sub: Subscription = rt.store.subscribePages({ after: checkpoint, minPageGapMs: PAGE_GAP_MS }, (page) => applyPage(page, generation, () => sub));
+          const sub: Subscription = rt.store.subscribePages({ after: checkpoint }, (page) => applyPage(page, generation, () => sub));
           current = sub;
           void sub.caughtUp.then(firstCaughtUp, () => {});
           try {
