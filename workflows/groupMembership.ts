@@ -13,7 +13,11 @@ export interface GroupMembershipInput {
 export const membersChanged = defineSignal<[{ groupIds: string[] }]>('membersChanged');
 export const membershipState = defineQuery<{ rounds: number; changed: string[]; behind: string[]; pushing: boolean }>('membershipState');
 
-/** A round waits this long after the first news, so a burst of boots is one round, not one each. */
+/**
+ * A round waits this long after the first news, so a burst of boots is one round, not one each; and at
+ * least as long as the last round took, so pushing never takes more than about half of the hosts' and
+ * the worker's time however busy the project is (a round to 1,000 hosts takes seconds).
+ */
 const GATHER_MS = 250;
 /** Rounds per run before continue-as-new, so the history stays short however busy the project is. */
 const ROUNDS_PER_RUN = 100;
@@ -49,6 +53,7 @@ export async function groupMembership(input: GroupMembershipInput): Promise<void
   let seq = input.seq ?? 0;
   let rounds = input.rounds ?? 0;
   let pushing = false;
+  let lastRoundMs = 0;
   setHandler(membersChanged, ({ groupIds }) => groupIds.forEach((g) => changed.add(g)));
   setHandler(membershipState, () => ({ rounds, changed: [...changed].sort(), behind: [...behind].sort(), pushing }));
 
@@ -64,12 +69,13 @@ export async function groupMembership(input: GroupMembershipInput): Promise<void
 
   for (let run = 0; run < ROUNDS_PER_RUN && !workflowInfo().continueAsNewSuggested; run++) {
     await condition(() => changed.size > 0);
-    await sleep(GATHER_MS);
+    await sleep(Math.min(30_000, Math.max(GATHER_MS, lastRoundMs)));
     const groupIds = [...changed].sort();
     changed.clear();
     pushing = true;
     const result = await pushMembershipRound({ projectId, groupIds, chain, seq: ++seq, skip: [...behind].sort() });
     pushing = false;
+    lastRoundMs = result.ms;
     rounds++;
     for (const hostId of result.skipped) stale.add(hostId);
     for (const hostId of result.failed) if (!behind.has(hostId)) void catchUp(hostId);
