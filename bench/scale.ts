@@ -185,14 +185,20 @@ async function bootMany(rt: Runtime, total: number) {
   // every host has every member, and in how many rounds it got there.
   const fanOut = rt.temporal.workflow.getHandle(membershipWorkflowId(caller.projectId));
   const state = () => fanOut.query<{ rounds: number; changed: string[]; behind: string[]; pushing: boolean }>('membershipState');
+  // A query waits for the worker to take a workflow task; a worker busy with a round at 1,000 hosts can
+  // miss the query's deadline, which is no answer, not a failure: asked again, for up to ten minutes.
   const settleT0 = performance.now();
-  for (;;) {
-    const s = await state();
-    if (!s.pushing && s.changed.length === 0 && s.behind.length === 0) break;
+  let membershipRounds = NaN;
+  let membershipSettleMs = NaN;
+  while (performance.now() - settleT0 < 600_000) {
+    const s = await state().catch((err: unknown) => (say(`membership state not read: ${(err as Error).message}`), undefined));
+    if (s && !s.pushing && s.changed.length === 0 && s.behind.length === 0) {
+      membershipSettleMs = Math.round(performance.now() - settleT0);
+      membershipRounds = s.rounds;
+      break;
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
-  const membershipSettleMs = Math.round(performance.now() - settleT0);
-  const { rounds: membershipRounds } = await state();
   const rows = await rt.db.query<{ steps: Array<{ name: string; startedAt?: string; finishedAt?: string }> }>(
     'SELECT steps FROM rm_operations WHERE id = ANY($1)',
     [operationIds],
