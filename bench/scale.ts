@@ -146,6 +146,9 @@ async function cloudOf(hosts: number, pgUrl: string, temporalAddress: string, di
     rt,
     worker,
     stop: async () => {
+      // Both clouds share one Temporal and one project id: the next cloud's boots must start a fan-out
+      // of their own on their own task queue, not signal this one's, whose worker is gone.
+      await rt.temporal.workflow.getHandle(membershipWorkflowId(bootstrapAdminCaller.projectId)).terminate('cloud stopped').catch(() => {});
       await projections.stop();
       await worker.stop();
       await rt.close();
