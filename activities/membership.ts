@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Runtime } from '../server/runtime.js';
 import { componentLog } from '../server/log.js';
-import { callAgent } from './agentCalls.js';
+import { activityContext, callAgent } from './agentCalls.js';
 import { groupsNamedOnHost, hostsNamingGroups } from './portIndex.js';
 import { groupMembers, unlessUnsupported } from './ports.js';
 
@@ -63,6 +64,9 @@ export function membershipSteps(rt: Runtime) {
      */
     async pushMembershipRound(round: MembershipRound): Promise<{ hosts: number; members: number; failed: string[]; skipped: string[]; ms: number }> {
       const t0 = performance.now();
+      // Every call in flight listens on the activity's cancellation signal: ROUND_CONCURRENCY of them is no leak.
+      const signal = activityContext()?.cancellationSignal;
+      if (signal) setMaxListeners(ROUND_CONCURRENCY + 10, signal);
       const byHost = await hostsNamingGroups(rt, round.projectId, round.groupIds);
       const named = [...new Set([...byHost.values()].flat())].sort();
       const members = new Map((await groupMembers(rt, round.projectId, named)).map((g) => [g.groupId, g]));
