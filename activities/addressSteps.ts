@@ -7,7 +7,9 @@ import { callAgent } from './agentCalls.js';
 import { readInstance } from './instanceRecords.js';
 import { addressesOfInstance, decideOnNetwork, networksVisibleTo, requireNetwork } from './ipam.js';
 import { agentKey, failOperation, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
-import { groupsOf, portSpecOf, projectHosts, pushGroupMembers, remoteGroupsOf, unlessUnsupported } from './ports.js';
+import { announceMembershipChange } from './membership.js';
+import { forgetPort, indexPort } from './portIndex.js';
+import { groupsOf, portSpecOf, pushGroupMembers, remoteGroupsOf, unlessUnsupported } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -57,15 +59,14 @@ async function pushFloating(rt: Runtime, ctx: OperationContext, instance: Instan
   }
 }
 
-/** The instance's addresses are gone: every host of its project learns it left its groups. */
-async function leftGroupsOn(rt: Runtime, ctx: OperationContext, instance: Instance, step: string): Promise<void> {
-  const hosts = [...(instance.hostId ? [instance.hostId] : []), ...(await projectHosts(rt, instance.projectId))];
-  await pushGroupMembers(rt, instance.projectId, await groupsOf(rt, instance), hosts, agentKey(ctx, step));
+/** The instance's addresses are gone: the hosts whose ports name its groups learn it left them, from the project's fan-out. */
+async function leftGroupsOn(rt: Runtime, instance: Instance): Promise<void> {
+  await announceMembershipChange(rt, instance.projectId, await groupsOf(rt, instance));
 }
 
 /** The steps of allocateIp, releaseIp, associateIp, disassociateIp, and the address steps of boot and delete. */
 export function addressSteps(rt: Runtime) {
-  const leftGroups = (ctx: OperationContext, instance: Instance, step: string) => leftGroupsOn(rt, ctx, instance, step);
+  const leftGroups = (instance: Instance) => leftGroupsOn(rt, instance);
   return {
     /** IPAM: take the next free address of the network, appended with the network's version expected. */
     async allocateAddress(ctx: OperationContext, request: AddressRequest & { last: boolean }): Promise<{ address: string }> {
@@ -182,7 +183,7 @@ export function addressSteps(rt: Runtime) {
           (n) => (n && !n.deleted ? { type: 'release', data: { addressId: bootAddressId(ctx.operationId), operationId: ctx.operationId, at: now() } } : null),
           { key: writeKey(ctx, 'releaseAddress'), metadata: metadataOf(ctx) },
         );
-        await leftGroups(ctx, instance, 'releaseAddress:members');
+        await leftGroups(instance);
       });
     },
 
@@ -195,11 +196,12 @@ export function addressSteps(rt: Runtime) {
         const address = network.addresses[bootAddressId(ctx.operationId)];
         if (!address) throw new StratusError('INTERNAL', `boot ${ctx.operationId} has no address to plug`);
         const port = await portSpecOf(rt, instance, address, network);
+        await indexPort(rt, { portId: port.portId, hostId: instance.hostId, projectId: instance.projectId, rules: port.rules });
         await unlessUnsupported(callAgent(rt, instance.hostId, 'plugPort', { port }, { idempotencyKey: agentKey(ctx, 'plugPort') }));
-        // Its host needs the members of the groups its rules name; every host of the project needs to
-        // know it joined its groups.
-        const groups = [...new Set([...remoteGroupsOf(port.rules), ...(await groupsOf(rt, instance))])];
-        await pushGroupMembers(rt, instance.projectId, groups, [instance.hostId, ...(await projectHosts(rt, instance.projectId))], agentKey(ctx, 'plugPort:members'));
+        // Its own host needs the members of the groups its rules name before the boot goes on, so the
+        // instance's filtering is right when it runs. The other hosts whose ports name the groups it
+        // joined hear of it from the project's fan-out, after this step, not in it.
+        await pushGroupMembers(rt, instance.projectId, remoteGroupsOf(port.rules), [instance.hostId], agentKey(ctx, 'plugPort:members'), await groupsOf(rt, instance));
       });
     },
 
@@ -209,6 +211,7 @@ export function addressSteps(rt: Runtime) {
         const instance = await readInstance(rt, ctx.instanceId);
         if (!instance.hostId) return;
         await unlessUnsupported(callAgent(rt, instance.hostId, 'unplugPort', { portId: bootAddressId(ctx.operationId) }, { idempotencyKey: agentKey(ctx, 'unplugPort') }));
+        await forgetPort(rt, bootAddressId(ctx.operationId), instance.hostId);
       });
     },
 
@@ -221,6 +224,7 @@ export function addressSteps(rt: Runtime) {
           for (const held of Object.values(network.addresses).filter((a) => a.instanceId === instance.id)) {
             if (held.kind === 'FIXED' && instance.hostId) {
               await unlessUnsupported(callAgent(rt, instance.hostId, 'unplugPort', { portId: held.id }, { idempotencyKey: agentKey(ctx, `unplugPort:${held.id}`) }));
+              await forgetPort(rt, held.id, instance.hostId);
             }
             await decideOnNetwork(
               rt,
@@ -233,7 +237,7 @@ export function addressSteps(rt: Runtime) {
             );
           }
         }
-        await leftGroups(ctx, instance, 'releaseAddresses:members');
+        await leftGroups(instance);
       });
     },
   };

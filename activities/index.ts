@@ -17,6 +17,7 @@ import { evacuationSteps } from './evacuationSteps.js';
 import { hostHealthSteps } from './hostHealth.js';
 import { resizeSteps } from './resizeSteps.js';
 import type { OperationContext } from './operationSteps.js';
+import { membershipSteps } from './membership.js';
 
 export type { OperationContext } from './operationSteps.js';
 export type { VmAction } from './actionSteps.js';
@@ -49,6 +50,7 @@ export function createActivities(rt: Runtime) {
     ...hostOperationSteps(rt),
     ...evacuationSteps(rt),
     ...hostHealthSteps(rt),
+    ...membershipSteps(rt),
     /** The benchmark's baseline: a round trip through Temporal that does nothing. */
     async noop(): Promise<void> {},
   };

@@ -8,7 +8,7 @@ import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type Operat
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
 import { attachedVolumesOf, plugVolumesOnTarget } from './movingVolumes.js';
-import { plugInstancePorts, unplugInstancePorts } from './ports.js';
+import { forgetInstancePorts, plugInstancePorts, unplugInstancePorts } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -55,9 +55,12 @@ export async function plugPortsOnTarget(rt: Runtime, instance: Instance, targetH
   await plugInstancePorts(rt, instance, targetHostId, key);
 }
 
-/** A host that is DOWN (an evacuation's source) cannot be asked: its ports go when it is cleaned up. */
+/**
+ * A host that is DOWN (an evacuation's source) cannot be asked: its ports go when it is cleaned up, but
+ * the controller forgets them now, so membership news stops going there for them.
+ */
 export async function unplugPortsFrom(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<void> {
-  if ((await readHost(rt, hostId)).state?.state === 'DOWN') return;
+  if ((await readHost(rt, hostId)).state?.state === 'DOWN') return forgetInstancePorts(rt, instance, hostId);
   await unplugInstancePorts(rt, instance, hostId, key);
 }
 

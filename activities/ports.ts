@@ -10,6 +10,8 @@ import { readInstance, vmNameOf } from './instanceRecords.js';
 import { EXTERNAL_SCOPE } from '../domain/networkIndex.js';
 import { callAgent } from './agentCalls.js';
 import { networksOfScope } from './ipam.js';
+import { forgetPort, indexPort } from './portIndex.js';
+import { announceMembershipChange } from './membership.js';
 
 /**
  * How the controller describes a NIC to a host: one port per FIXED address (the port id is the address
@@ -92,21 +94,19 @@ export async function groupMembers(rt: Pick<Runtime, 'store' | 'db'>, projectId:
 export const remoteGroupsOf = (rules: CompiledRule[]): string[] => [...new Set(rules.flatMap((r) => (r.remoteGroupId ? [r.remoteGroupId] : [])))].sort();
 
 /**
- * The hosts where the project has instances, from the read model (one query; its lag only delays the
- * news for a port plugged a moment ago, whose own plug read the members fresh), or none without it.
+ * Tells `hostIds` the current members of `groupIds`, one call each, in turn: for the host a port was
+ * just plugged on, whose rules need them now. Every other host hears of a membership change from the
+ * project's fan-out workflow (activities/membership.ts). Then it announces the groups pushed, and
+ * `changed` (groups the instance joined), to that fan-out: a round that read the members before this
+ * push may land after it, and the announcement makes a later round read them after. `key` prefixes
+ * the agent idempotency keys.
  */
-export async function projectHosts(rt: Pick<Runtime, 'db'>, projectId: string): Promise<string[]> {
-  const [table] = await rt.db.query<{ present: boolean }>(`SELECT to_regclass('rm_instances') IS NOT NULL AS present`);
-  if (!table?.present) return [];
-  const rows = await rt.db.query<{ host_id: string }>(`SELECT DISTINCT host_id FROM rm_instances WHERE project_id = $1 AND host_id IS NOT NULL AND state <> 'DELETED'`, [projectId]);
-  return rows.map((r) => r.host_id);
+export async function pushGroupMembers(rt: Runtime, projectId: string, groupIds: string[], hostIds: string[], key: string, changed: string[] = []): Promise<void> {
+  await pushMembersNow(rt, projectId, groupIds, hostIds, key);
+  await announceMembershipChange(rt, projectId, [...groupIds, ...changed]);
 }
 
-/**
- * Tells `hostIds` the current members of `groupIds` (an instance joined or left them). `key` prefixes
- * the agent idempotency keys, one per host.
- */
-export async function pushGroupMembers(rt: Runtime, projectId: string, groupIds: string[], hostIds: string[], key: string): Promise<void> {
+async function pushMembersNow(rt: Runtime, projectId: string, groupIds: string[], hostIds: string[], key: string): Promise<void> {
   if (groupIds.length === 0 || hostIds.length === 0) return;
   const groups = await groupMembers(rt, projectId, groupIds);
   // The member lists change while other instances boot, so a retried step may push different lists:
@@ -158,6 +158,7 @@ export async function plugInstancePorts(rt: Runtime, instance: Instance, hostId:
     for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) {
       const floating = (await floatingTo(rt, address.address)).filter((f) => f.instanceId === instance.id).map((f) => f.address);
       const spec = await portSpecOf(rt, instance, address, network, floating);
+      await indexPort(rt, { portId: spec.portId, hostId, projectId: instance.projectId, rules: spec.rules });
       await unlessUnsupported(callAgent(rt, hostId, 'plugPort', { port: spec }, { idempotencyKey: `${key}:${address.id}` }));
       plugged.push(spec);
     }
@@ -171,7 +172,15 @@ export async function unplugInstancePorts(rt: Runtime, instance: Instance, hostI
   for (const network of await networksOfScope(rt, instance.projectId)) {
     for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) {
       await unlessUnsupported(callAgent(rt, hostId, 'unplugPort', { portId: address.id }, { idempotencyKey: `${key}:${address.id}` }));
+      await forgetPort(rt, address.id, hostId);
     }
+  }
+}
+
+/** The controller stops counting the instance's ports as on `hostId` (a DOWN host it cannot ask): no more membership news goes there for them. */
+export async function forgetInstancePorts(rt: Runtime, instance: Instance, hostId: string): Promise<void> {
+  for (const network of await networksOfScope(rt, instance.projectId)) {
+    for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) await forgetPort(rt, address.id, hostId);
   }
 }
 

@@ -5,7 +5,9 @@ import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { decideAndAppend } from './events.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
-import { compileRules, groupMembers, projectPorts, remoteGroupsOf, unlessUnsupported } from './ports.js';
+import { indexPort } from './portIndex.js';
+import { announceMembershipChange } from './membership.js';
+import { compileRules, groupMembers, groupsOf, projectPorts, remoteGroupsOf, unlessUnsupported } from './ports.js';
 
 const now = () => new Date().toISOString();
 
@@ -26,6 +28,7 @@ export function securityGroupSteps(rt: Runtime) {
   return {
     async setInstanceGroups(ctx: OperationContext, request: Required<SecurityGroupsRequest>): Promise<void> {
       await runStep(rt, ctx, 'setGroups', async () => {
+        const before = await groupsOf(rt, { id: request.instanceId, projectId: request.projectId });
         await decideAndAppend(
           rt,
           instanceGroupsStream(request.instanceId),
@@ -33,6 +36,8 @@ export function securityGroupSteps(rt: Runtime) {
           (s) => instanceGroupsDecider.decide({ type: 'set', data: { ...request, operationId: ctx.operationId, at: now() } }, s),
           { key: writeKey(ctx, 'setGroups'), metadata: metadataOf(ctx), rounds: 10 },
         );
+        // The groups it left and joined changed members: hosts whose ports name them hear it from the fan-out.
+        await announceMembershipChange(rt, request.projectId, [...before, ...request.securityGroupIds]);
       });
     },
 
@@ -52,10 +57,14 @@ export function securityGroupSteps(rt: Runtime) {
       await runStep(rt, ctx, step, async () => {
         const here = (await projectPorts(rt, request.projectId)).filter((p) => p.instance.hostId === request.hostId);
         const ports = await Promise.all(here.map(async (p) => ({ portId: p.address.id, rules: await compileRules(rt, p.instance) })));
+        // Indexed before the host is told: the fan-out must find this host for the groups these rules name.
+        for (const p of ports) await indexPort(rt, { portId: p.portId, hostId: request.hostId, projectId: request.projectId, rules: p.rules });
         const groups = remoteGroupsOf(ports.flatMap((p) => p.rules));
         if (groups.length > 0) {
           const members = await groupMembers(rt, request.projectId, groups);
           await unlessUnsupported(callAgent(rt, request.hostId, 'setGroupMembers', { groups: members }, { idempotencyKey: agentKey(ctx, `${step}:members`) }));
+          // A fan-out round that read before this push may land after it: one more reads after.
+          await announceMembershipChange(rt, request.projectId, groups);
         }
         await unlessUnsupported(callAgent(rt, request.hostId, 'setPortRules', { ports }, { idempotencyKey: agentKey(ctx, step) }));
       });

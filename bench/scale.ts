@@ -6,6 +6,9 @@
  * (2,000) at concurrency 32. Then, on the cloud the boots filled, placement alone (claimHostCapacity,
  * one at a time) gives placementP50Ms; scheduleStepP50Ms is the boots' whole `schedule` step as the
  * operations record it (read the instance, place, record the placement), contended at concurrency 32.
+ * plugPortStep is the boots' `plugPort` step; membershipRounds and membershipSettleMs are the project's
+ * membership fan-out: its rounds for all the boots, and how long after the last boot every host had
+ * every member.
  *
  *   npm run bench:scale            figures
  *   npm run bench:scale -- --json  exactly one JSON line on stdout
@@ -17,6 +20,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { membershipWorkflowId } from '../activities/membership.js';
 import { claimHostCapacity, releaseHostClaims } from '../activities/placement.js';
 import { flavorIdFor } from '../domain/catalog.js';
 import { CHANGES_CHANNEL, startProjections, type Change } from '../projections/index.js';
@@ -142,6 +146,9 @@ async function cloudOf(hosts: number, pgUrl: string, temporalAddress: string, di
     rt,
     worker,
     stop: async () => {
+      // Both clouds share one Temporal and one project id: the next cloud's boots must start a fan-out
+      // of their own on their own task queue, not signal this one's, whose worker is gone.
+      await rt.temporal.workflow.getHandle(membershipWorkflowId(bootstrapAdminCaller.projectId)).terminate('cloud stopped').catch(() => {});
       await projections.stop();
       await worker.stop();
       await rt.close();
@@ -177,15 +184,45 @@ async function bootMany(rt: Runtime, total: number) {
   );
   const seconds = (performance.now() - t0) / 1000;
   await watcher.close();
+  // The membership fan-out (workflows/groupMembership.ts) runs on after the last boot: how long until
+  // every host has every member, and in how many rounds it got there.
+  const fanOut = rt.temporal.workflow.getHandle(membershipWorkflowId(caller.projectId));
+  const state = () => fanOut.query<{ rounds: number; changed: string[]; behind: string[]; pushing: boolean }>('membershipState');
+  // A query waits for the worker to take a workflow task; a worker busy with a round at 1,000 hosts can
+  // miss the query's deadline, which is no answer, not a failure: asked again, for up to ten minutes.
+  const settleT0 = performance.now();
+  let membershipRounds = NaN;
+  let membershipSettleMs = NaN;
+  while (performance.now() - settleT0 < 600_000) {
+    const s = await state().catch((err: unknown) => (say(`membership state not read: ${(err as Error).message}`), undefined));
+    if (s && !s.pushing && s.changed.length === 0 && s.behind.length === 0) {
+      membershipSettleMs = Math.round(performance.now() - settleT0);
+      membershipRounds = s.rounds;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
   const rows = await rt.db.query<{ steps: Array<{ name: string; startedAt?: string; finishedAt?: string }> }>(
     'SELECT steps FROM rm_operations WHERE id = ANY($1)',
     [operationIds],
   );
-  const placement = rows
-    .map((r) => r.steps.find((s) => s.name === 'schedule'))
-    .flatMap((s) => (s?.startedAt && s.finishedAt ? [Date.parse(s.finishedAt) - Date.parse(s.startedAt)] : []))
-    .sort((a, b) => a - b);
-  return { bootsPerSec: round(total / seconds), scheduleStepP50Ms: percentile(placement, 50), scheduleStepP99Ms: percentile(placement, 99), errors };
+  const stepMs = (name: string) =>
+    rows
+      .map((r) => r.steps.find((s) => s.name === name))
+      .flatMap((s) => (s?.startedAt && s.finishedAt ? [Date.parse(s.finishedAt) - Date.parse(s.startedAt)] : []))
+      .sort((a, b) => a - b);
+  const placement = stepMs('schedule');
+  const plug = stepMs('plugPort');
+  return {
+    bootsPerSec: round(total / seconds),
+    scheduleStepP50Ms: percentile(placement, 50),
+    scheduleStepP99Ms: percentile(placement, 99),
+    plugPortStepP50Ms: percentile(plug, 50),
+    plugPortStepP99Ms: percentile(plug, 99),
+    membershipRounds,
+    membershipSettleMs,
+    errors,
+  };
 }
 
 /**
@@ -236,6 +273,12 @@ async function main() {
       scheduleStepP50MsSmall: small.scheduleStepP50Ms,
       scheduleStepP50MsLarge: large.scheduleStepP50Ms,
       scheduleStepFlatRatio: round(Math.max(1, small.scheduleStepP50Ms) / Math.max(1, large.scheduleStepP50Ms), 2),
+      plugPortStepP50MsSmall: small.plugPortStepP50Ms,
+      plugPortStepP50MsLarge: large.plugPortStepP50Ms,
+      plugPortStepP99MsLarge: large.plugPortStepP99Ms,
+      membershipRoundsSmall: small.membershipRounds,
+      membershipRoundsLarge: large.membershipRounds,
+      membershipSettleMsLarge: large.membershipSettleMs,
       bootsPerSecSmall: small.bootsPerSec,
       bootsPerSec: large.bootsPerSec,
       workerPeakRssMb: large.workerPeakRssMb,

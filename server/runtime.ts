@@ -4,6 +4,7 @@ import { startTracing } from './telemetry.js';
 import { eventRegistry } from '../domain/events.js';
 import { streamSnapshotMigrations } from '../activities/events.js';
 import { hostHeartbeatMigrations } from '../activities/hostHeartbeats.js';
+import { portIndexMigrations } from '../activities/portIndex.js';
 import { hostInventoryMigrations, refreshHostInventory } from '../activities/hostInventory.js';
 import { migrate, openDatabase, openEventStore, type Database, type EventStore } from '../eventstore/index.js';
 import { HostAgentPool } from '../hostagent/hostAgentPool.js';
@@ -37,6 +38,7 @@ export async function createRuntime(config: RuntimeConfig): Promise<Runtime> {
     await migrate(db, hostInventoryMigrations);
     await migrate(db, streamSnapshotMigrations);
     await migrate(db, hostHeartbeatMigrations);
+    await migrate(db, portIndexMigrations);
     await refreshHostInventory({ db, store });
     const connection = await Connection.connect({ address: config.temporalAddress });
     const tracing = await startTracing('stratus');

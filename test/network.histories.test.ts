@@ -3,12 +3,14 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
+import { membershipWorkflowId } from '../activities/membership.js';
 import { defaultSecurityGroupId } from '../domain/securityGroup.js';
 import { workflowIdOf } from '../domain/operation.js';
 import * as commands from '../schema/commands/index.js';
 import { findTemporalCli } from '../server/temporalCli.js';
 import { startWorker } from '../server/worker.js';
-import { adminCaller, lifecycleRuntime, settled, simHost } from './support/lifecycleStack.js';
+import { eventually } from './support/eventually.js';
+import { adminCaller, instanceOf, lifecycleRuntime, settled, simHost } from './support/lifecycleStack.js';
 
 /**
  * Records real runs of the networking workflows (and of boot and delete with their address steps) into
@@ -23,6 +25,48 @@ describe('networking workflow histories', () => {
     expect(readdirSync(historiesDir)).toEqual(
       expect.arrayContaining(['allocateIp.json', 'releaseIp.json', 'associateIp.json', 'disassociateIp.json', 'updateSecurityGroups.json', 'bootInstance-network.json', 'deleteInstance-network.json']),
     );
+    // The membership fan-out (an open workflow: its history so far), with a round and a host's catch-up.
+    expect(readdirSync(historiesDir)).toContain('groupMembership.json');
+  });
+
+  it.runIf(process.env.RECORD_MEMBERSHIP_HISTORY)('records a history of the membership fan-out: rounds, a host that misses one and catches up', async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'record_membership_history');
+    const { rt } = stack;
+    const worker = await startWorker(rt);
+    const caller = adminCaller();
+    const hosts = [await simHost(rt, caller, stack.key.publicKey, 'sim-fan-rec-1'), await simHost(rt, caller, stack.key.publicKey, 'sim-fan-rec-2')];
+    const handle = rt.temporal.workflow.getHandle(membershipWorkflowId(caller.projectId));
+    const quiet = () =>
+      eventually(async () => {
+        const s = await handle.query<{ changed: string[]; behind: string[]; pushing: boolean }>('membershipState');
+        return !s.pushing && s.changed.length === 0 && s.behind.length === 0;
+      }).toBe(true);
+    try {
+      const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+      const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const boot = await commands.bootInstance(rt, caller, { name: `rec-fan-${i}`, flavorId, imageId });
+        expect((await settled(rt, boot.operation.id)).status).toBe('SUCCEEDED');
+        ids.push(boot.instance!.id);
+      }
+      await quiet();
+      // Three boots alternate over the two hosts: one on the first goes while the second is down.
+      const gone = (await Promise.all(ids.map(async (id) => ((await instanceOf(rt, id)).hostId === hosts[0]!.host.id ? [id] : [])))).flat()[0]!;
+      await hosts[1]!.agent.kill();
+      expect((await settled(rt, (await commands.deleteInstance(rt, caller, { id: gone })).operation.id)).status).toBe('SUCCEEDED');
+      await eventually(async () => (await handle.query<{ behind: string[] }>('membershipState')).behind.length).toBe(1);
+      await hosts[1]!.agent.restart();
+      await quiet();
+      const cli = (await findTemporalCli()).path;
+      const json = execFileSync(cli, ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', membershipWorkflowId(caller.projectId), '--output', 'json'], { maxBuffer: 64 << 20 });
+      writeFileSync(join(historiesDir, 'groupMembership.json'), JSON.stringify(JSON.parse(json.toString()), null, 1) + '\n');
+      await handle.terminate('recorded');
+    } finally {
+      await worker.shutdown();
+      await Promise.all(hosts.map((h) => h.agent.stop()));
+      await rt.close();
+    }
   });
 
   it.runIf(process.env.RECORD_NETWORK_HISTORIES)('records fresh histories of the networking runbooks from a real run', async () => {

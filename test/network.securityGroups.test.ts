@@ -13,6 +13,7 @@ import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import type { AgentProcess } from './support/hostagent.js';
+import { eventually } from './support/eventually.js';
 import { adminCaller, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 const member = (projectId = randomUUID()): Caller => ({ tokenId: `member-${projectId}`, projectId, role: 'MEMBER' });
@@ -91,11 +92,13 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     expect(ports.get(fa.id)).toMatchObject({ hostId: ia.hostId, address: fa.address, networkId: ia.networkId, vni: vniOf(ia.networkId!), gateway: '10.0.0.1', cidr: '10.0.0.0/24' });
     expect(ports.get(fa.id)!.mac).toMatch(/^fa:16:3e(:[0-9a-f]{2}){3}$/);
     expect(ports.get(fa.id)!.tap.length).toBeLessThanOrEqual(15);
-    // The default group: ingress from its members, all egress; both hosts know both members, though a
-    // was plugged before b existed.
+    // The default group: ingress from its members, all egress; both hosts come to know both members,
+    // though a was plugged before b existed (a's host hears of b from the project's fan-out).
     const dflt = defaultSecurityGroupId(caller.projectId);
     expect(rulesText(ports.get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - group ${dflt}`]);
-    for (const h of hosts) expect(members.get(h.id)![dflt]).toEqual([fa.address, fb.address].sort());
+    // b's own host knows its members when b's boot is done, without waiting for the fan-out.
+    expect(members.get(ib.hostId!)![dflt]).toEqual([fa.address, fb.address].sort());
+    for (const h of hosts) await eventually(async () => (await portsEverywhere(), members.get(h.id)![dflt])).toEqual([fa.address, fb.address].sort());
 
     const added = await commands.addSecurityGroupRule(rt, caller, { securityGroupId: defaultSecurityGroupId(caller.projectId), direction: 'INGRESS', protocol: 'ICMP', remoteCidr: '0.0.0.0/0' });
     const op = await settled(rt, added.operation!.id);
@@ -114,7 +117,7 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     ports = await portsEverywhere();
     expect(rulesText(ports.get(fa.id))).toEqual(['INGRESS TCP 22-22 0.0.0.0/0']);
     expect(rulesText(ports.get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - group ${dflt}`, 'INGRESS ICMP - 0.0.0.0/0']);
-    expect(members.get(ib.hostId!)![dflt]).toEqual([fb.address]);
+    await eventually(async () => (await portsEverywhere(), members.get(ib.hostId!)![dflt])).toEqual([fb.address]);
 
     // Removing a rule finds its group through the read model.
     await waitForProjections(rt);
@@ -124,10 +127,15 @@ describe('ports, security groups and floating NAT on the sim data plane, over re
     expect((await settled(rt, removed.operation!.id)).status).toBe('SUCCEEDED');
     expect(rulesText((await portsEverywhere()).get(fb.id))).toEqual([`EGRESS ANY - 0.0.0.0/0`, `INGRESS ANY - group ${dflt}`]);
 
-    // Deleting b: every host of the project learns it left the default group.
+    // Deleting b: every host whose ports name the default group learns it left. c and d, in the default
+    // group, one on each host, make both hosts such hosts (a is in web now and names no group).
+    const c = await boot(caller, 'sg-c');
+    const d = await boot(caller, 'sg-d');
+    const [ic, id] = [await instanceOf(rt, c.id), await instanceOf(rt, d.id)];
+    expect(new Set([ic.hostId, id.hostId])).toEqual(new Set(hosts.map((h) => h.id)));
+    const [fc, fd] = [await fixedOf(ic.networkId!, c.id), await fixedOf(id.networkId!, d.id)];
     await settled(rt, (await commands.deleteInstance(rt, caller, { id: b.id })).operation.id);
-    await portsEverywhere();
-    for (const h of hosts) expect(members.get(h.id)![dflt]).toEqual([]);
+    for (const h of hosts) await eventually(async () => (await portsEverywhere(), members.get(h.id)![dflt])).toEqual([fc.address, fd.address].sort());
   });
 
   it('bad rules are BAD_USER_INPUT, another project\'s groups do not exist, and neither writes anything', async () => {

@@ -28,5 +28,6 @@ export { releaseIp } from './releaseIp.js';
 export { associateIp } from './associateIp.js';
 export { disassociateIp } from './disassociateIp.js';
 export { updateSecurityGroups } from './updateSecurityGroups.js';
+export { groupMembership } from './groupMembership.js';
 export type { OperationInput } from './runbook.js';
 export type { VolumeOperationInput } from './volumeRunbook.js';

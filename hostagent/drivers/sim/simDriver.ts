@@ -67,7 +67,7 @@ export class SimDriver implements HypervisorDriver {
 
   async init() {
     this.store = await SimStore.load(this.stateDir);
-    this.network = new SimNetwork(this.store);
+    this.network = new SimNetwork(this.store, this.faults);
   }
 
   async hostInfo(): Promise<HostCapacity> {

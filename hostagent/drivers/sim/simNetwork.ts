@@ -1,5 +1,6 @@
 import { AgentError, type CallContext } from '../../driver.js';
 import { tapNameOf, type NetworkDataPlane, type PortInfo, type PortSpec } from '../../network.js';
+import type { SimFaultInjector } from './simFaults.js';
 import type { SimStore } from './simStore.js';
 
 /**
@@ -7,7 +8,10 @@ import type { SimStore } from './simStore.js';
  * every sim change, so a test (or the controller) can see what a real host would have plumbed.
  */
 export class SimNetwork implements NetworkDataPlane {
-  constructor(private readonly store: SimStore) {}
+  constructor(
+    private readonly store: SimStore,
+    private readonly faults?: SimFaultInjector,
+  ) {}
 
   private get ports(): Record<string, PortInfo> {
     return this.store.state.ports;
@@ -29,7 +33,9 @@ export class SimNetwork implements NetworkDataPlane {
     return { ports: Object.values(this.ports).map((p) => structuredClone(p)), groups: structuredClone(this.store.state.groups) };
   }
 
-  setGroupMembers(groups: { groupId: string; addresses: string[] }[], ctx: CallContext) {
+  /** Subject to the sim's faults (latency, failures; the name a pattern sees is the first group's id), so a test can hold a fan-out round in flight. */
+  async setGroupMembers(groups: { groupId: string; addresses: string[] }[], ctx: CallContext) {
+    if (!this.store.appliedResult(ctx.idempotencyKey)) await this.faults?.apply('setGroupMembers', groups[0]?.groupId ?? '', ctx);
     return this.once(ctx, () => {
       for (const g of groups) this.store.state.groups[g.groupId] = [...g.addresses].sort();
       return { updated: groups.length };
