@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -47,6 +48,10 @@ export interface TemporalDevServerOptions {
 export async function startTemporalDevServer(opts: TemporalDevServerOptions): Promise<TemporalDevServer> {
   const say = opts.say ?? ((m: string) => log.info(m));
   const cli = await findTemporalCli(say);
+  // A dev server left running on this data dir by a controller that was killed outright (its own
+  // process group outlives it) still holds the database file: a second one on it exits at start.
+  const pidFile = join(opts.dataDir, 'temporal.pid');
+  await stopLeftover(pidFile, join(opts.dataDir, 'temporal.db'), say);
   const preferred = opts.port ?? 7233;
   let port = preferred;
   if (port === 0) port = await freePort();
@@ -67,6 +72,8 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   // Its own process group: a terminal's Ctrl-C must not stop Temporal before the worker has drained.
   const child = spawn(cli.path, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   killWithParent(child);
+  if (child.pid) writeFileSync(pidFile, `${child.pid}\n`);
+  child.once('exit', () => rmSync(pidFile, { force: true }));
   let output = '';
   const keep = (d: Buffer) => {
     output = (output + d.toString()).slice(-8000);
@@ -74,6 +81,7 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('exit', (code, signal) => keep(Buffer.from(`(exited with ${signal ?? `code ${code}`})\n`)));
   const gone = () => child.exitCode !== null || child.signalCode !== null;
 
   const stop = async (graceMs = 10_000) => {
@@ -95,6 +103,36 @@ export async function startTemporalDevServer(opts: TemporalDevServerOptions): Pr
     throw e;
   }
   return { address, port, uiUrl: withUi ? `http://127.0.0.1:${uiPort}` : undefined, pid: child.pid!, stop };
+}
+
+/**
+ * Stops the dev server a pid file names if it is still alive and serves this data dir's database (the
+ * pid may have been reused by an unrelated process: its command line must name the file).
+ */
+async function stopLeftover(pidFile: string, dbFile: string, say: (m: string) => void): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  const alive = () => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(dbFile);
+    } catch {
+      return false;
+    }
+  };
+  if (!Number.isInteger(pid) || pid <= 0 || !alive()) {
+    rmSync(pidFile, { force: true });
+    return;
+  }
+  say(`a Temporal dev server left running on this data dir (pid ${pid}) is stopped first`);
+  process.kill(pid, 'SIGTERM');
+  for (let waited = 0; alive() && waited < 10_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+  if (alive()) process.kill(pid, 'SIGKILL');
+  for (let waited = 0; alive() && waited < 5_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+  rmSync(pidFile, { force: true });
 }
 
 /** Polls getSystemInfo until the frontend answers; fails at once if the process died (with its output). */
