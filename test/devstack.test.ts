@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../server/temporalDevServer.js';
+import { isAlive as alive } from './support/processes.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
@@ -77,14 +78,6 @@ function descendants(pid: number): number[] {
   return found;
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const commandOf = (pid: number) => {
   try {

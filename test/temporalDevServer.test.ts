@@ -5,15 +5,8 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { startTemporalDevServer } from '../server/temporalDevServer.js';
+import { isAlive } from './support/processes.js';
 
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('the embedded Temporal dev server', () => {
   // A controller killed outright (SIGKILL) leaves its dev server running, in its own process group,
