@@ -10,30 +10,63 @@ import { Worker } from 'node:worker_threads';
 const HASHER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { writeSync } = require('node:fs');
+const { fdatasync, writeSync } = require('node:fs');
 const hash = createHash('sha256');
 let position = 0;
 let failed = false;
+let flushing = false;
+let flushedTo = 0;
+let digestAsked = false;
 const ring = new Uint8Array(workerData.ring);
+function fail(e) {
+  if (!failed) parentPort.postMessage({ error: e.message });
+  failed = true;
+}
+function sendDigest() {
+  parentPort.postMessage({ digest: hash.digest('hex') });
+}
 parentPort.on('message', (m) => {
-  if (m.slot !== undefined) {
-    const bytes = ring.subarray(m.slot * workerData.batch, m.slot * workerData.batch + m.length);
-    if (!failed) {
-      try {
-        for (let at = 0; at < m.length; ) at += writeSync(workerData.fd, bytes, at, m.length - at, position + at);
-      } catch (e) {
-        failed = true;
-        parentPort.postMessage({ error: e.message });
-      }
-      position += m.length;
-      hash.update(bytes);
+  if (m.slot === undefined) {
+    // The digest waits for a flush under way, so that its failure is reported before the upload succeeds.
+    if (flushing) digestAsked = true;
+    else sendDigest();
+    return;
+  }
+  const bytes = ring.subarray(m.slot * workerData.batch, m.slot * workerData.batch + m.length);
+  if (!failed) {
+    try {
+      for (let at = 0; at < m.length; ) at += writeSync(workerData.fd, bytes, at, Math.min(workerData.piece, m.length - at), position + at);
+    } catch (e) {
+      fail(e);
     }
-    parentPort.postMessage({ slot: m.slot });
-  } else parentPort.postMessage({ digest: hash.digest('hex') });
+    position += m.length;
+    hash.update(bytes);
+    // Written back while the upload goes on, one flush at a time on a pool thread, so the fsync at the end has little left.
+    if (!flushing && position - flushedTo >= workerData.flushEvery) {
+      flushing = true;
+      const upTo = position;
+      fdatasync(workerData.fd, (e) => {
+        flushing = false;
+        if (e) fail(e);
+        else flushedTo = upTo;
+        if (digestAsked) sendDigest();
+      });
+    }
+  }
+  parentPort.postMessage({ slot: m.slot });
 });`;
 
 /** Bytes per batch handed to the worker. */
 const BATCH = 1 << 20;
+/**
+ * The most one buffered write() hands the kernel. On this project's development machines (Linux 6.18,
+ * ext4, a VM) writing 512 MB into a new file 1 MiB per call ran at 80 to 2,100 MB/s, and 256 KiB per
+ * call at 2,700 to 4,200 MB/s, in six alternating rounds of one process; `dd bs=1M` against `bs=256K`
+ * shows the same. Smaller pieces cost nothing measurable.
+ */
+const WRITE_PIECE = 256 << 10;
+/** Bytes written between two flushes to disk while an upload goes on. */
+const FLUSH_EVERY = 32 << 20;
 /** Batches that may be in flight at once (handed over, not yet stored): the most this sink holds in memory. */
 const BATCHES = 8;
 
@@ -47,6 +80,11 @@ const BATCHES = 8;
  * mark for every few tens of megabytes, which in a process with a large heap (the API beside a worker
  * and projections) cost more than the hashing. At most BATCHES slots are in flight, so a worker (or a
  * disk) that falls behind slows the upload down instead of growing memory.
+ *
+ * The file is on disk when the stream finishes: the worker flushes every FLUSH_EVERY bytes while the
+ * upload goes on, and the end waits for one last fsync. An image whose upload is recorded as finished
+ * must not lose its bytes to a crash; flushing only at the end cost about a quarter of the upload's
+ * speed (0.30 to 0.33 of a plain copy, against 0.41 to 0.48 flushing along the way).
  */
 export class HashingFileSink extends Writable {
   readonly #path: string;
@@ -72,22 +110,24 @@ export class HashingFileSink extends Writable {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
-    open(this.#path, 'wx').then(
-      (file) => {
-        this.#file = file;
-        const worker = new Worker(HASHER, { eval: true, workerData: { fd: file.fd, ring: this.#ring, batch: BATCH } });
-        worker.on('message', (m: { slot?: number; digest?: string; error?: string }) => {
-          if (m.slot !== undefined) this.#free.push(m.slot);
-          else if (m.error) this.#fail(new Error(`cannot write ${this.#path}: ${m.error}`));
-          else if (m.digest) this.#digest?.(m.digest);
-          const wake = this.#wake;
-          this.#wake = undefined;
-          wake?.();
-        });
-        worker.on('error', (e) => this.#fail(e));
-        this.#worker = worker;
-        callback();
-      },
+    (async () => {
+      this.#file = await open(this.#path, 'wx');
+      const worker = new Worker(HASHER, {
+        eval: true,
+        workerData: { fd: this.#file.fd, ring: this.#ring, batch: BATCH, piece: WRITE_PIECE, flushEvery: FLUSH_EVERY },
+      });
+      worker.on('message', (m: { slot?: number; digest?: string; error?: string }) => {
+        if (m.slot !== undefined) this.#free.push(m.slot);
+        else if (m.error) this.#fail(new Error(`cannot write ${this.#path}: ${m.error}`));
+        else if (m.digest) this.#digest?.(m.digest);
+        const wake = this.#wake;
+        this.#wake = undefined;
+        wake?.();
+      });
+      worker.on('error', (e) => this.#fail(e));
+      this.#worker = worker;
+    })().then(
+      () => callback(),
       (e: Error) => callback(e),
     );
   }
@@ -164,7 +204,12 @@ export class HashingFileSink extends Writable {
       if (this.#failure) throw this.#failure;
       const digest = new Promise<string>((resolve) => (this.#digest = resolve));
       this.#worker!.postMessage({ digest: true });
-      this.checksum = await digest;
+      const checksum = await digest;
+      // A write or flush that failed after the last batch came back is reported before the digest.
+      if (this.#failure) throw this.#failure;
+      this.checksum = checksum;
+      // On disk before the file is taken into the store: an image turns ACTIVE only once its bytes would survive a crash.
+      await this.#file!.sync();
       await this.#file!.close();
       this.#file = undefined;
     })().then(() => callback(), callback);
