@@ -197,11 +197,15 @@ export function addressSteps(rt: Runtime) {
         if (!address) throw new StratusError('INTERNAL', `boot ${ctx.operationId} has no address to plug`);
         const port = await portSpecOf(rt, instance, address, network);
         await indexPort(rt, { portId: port.portId, hostId: instance.hostId, projectId: instance.projectId, rules: port.rules });
-        await unlessUnsupported(callAgent(rt, instance.hostId, 'plugPort', { port }, { idempotencyKey: agentKey(ctx, 'plugPort') }));
-        // Its own host needs the members of the groups its rules name before the boot goes on, so the
-        // instance's filtering is right when it runs. The other hosts whose ports name the groups it
-        // joined hear of it from the project's fan-out, after this step, not in it.
-        await pushGroupMembers(rt, instance.projectId, remoteGroupsOf(port.rules), [instance.hostId], agentKey(ctx, 'plugPort:members'), await groupsOf(rt, instance));
+        const plugged = await unlessUnsupported(callAgent(rt, instance.hostId, 'plugPort', { port }, { idempotencyKey: agentKey(ctx, 'plugPort') }));
+        // Its own host needs a member list for each group its rules name before the boot goes on, so
+        // the instance's filtering holds when it runs: the lists it lacks are set here. A list the host
+        // already holds (another port there names the group) is kept current by the project's fan-out,
+        // like every other host's: pushing it here too would make each boot read and send its whole
+        // project's membership, and boots slower as the project grows. The groups the instance joined
+        // go to the fan-out, after this step, not in it.
+        const missing = plugged?.groupsMissing ?? remoteGroupsOf(port.rules);
+        await pushGroupMembers(rt, instance.projectId, missing, [instance.hostId], agentKey(ctx, 'plugPort:members'), await groupsOf(rt, instance));
       });
     },
 

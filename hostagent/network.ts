@@ -45,6 +45,19 @@ export type PortSpec = z.infer<typeof PortSpec>;
 export const PortInfo = PortSpec.extend({ tap: z.string(), createdAt: z.string() });
 export type PortInfo = z.infer<typeof PortInfo>;
 
+/**
+ * What plugging a port answers: the port, and the remote groups its rules name that this host holds no
+ * member list for yet. The controller sets those before the instance runs; the lists the host already
+ * holds are kept up to date by the project's membership fan-out, as for the host's other ports.
+ * Absent (an agent from before it was added): every group the rules name.
+ */
+export const PluggedPort = PortInfo.extend({ groupsMissing: z.array(z.uuid()).optional() });
+export type PluggedPort = z.infer<typeof PluggedPort>;
+
+/** The remote groups of `rules` that `held` (a host's member lists, by group) has no list for. */
+export const groupsMissingFrom = (rules: readonly CompiledRule[], held: Record<string, unknown>): string[] =>
+  [...new Set(rules.flatMap((r) => (r.remoteGroupId && !(r.remoteGroupId in held) ? [r.remoteGroupId] : [])))].sort();
+
 export const PortId = z.object({ portId: z.uuid() });
 export const PortRules = z.object({ ports: z.array(z.object({ portId: z.uuid(), rules: z.array(CompiledRule).max(1000) })).max(1000) });
 export const PortFloating = z.object({ portId: z.uuid(), floatingAddresses: z.array(z.ipv4()).max(16) });
@@ -55,7 +68,7 @@ export type GroupMembers = z.infer<typeof GroupMembers>;
 export interface NetworkDataPlane {
   listPorts(): Promise<{ ports: PortInfo[]; groups: Record<string, string[]> }>;
   /** Creates (or, the same port again, keeps) the NIC: the hook live migration uses to recreate it on the destination. */
-  plugPort(port: PortSpec, ctx: CallContext): Promise<PortInfo>;
+  plugPort(port: PortSpec, ctx: CallContext): Promise<PluggedPort>;
   unplugPort(portId: string, ctx: CallContext): Promise<{ unplugged: boolean }>;
   setPortRules(ports: z.infer<typeof PortRules>['ports'], ctx: CallContext): Promise<{ updated: number }>;
   setFloatingAddresses(portId: string, floatingAddresses: string[], ctx: CallContext): Promise<PortInfo>;

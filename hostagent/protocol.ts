@@ -13,7 +13,7 @@ import {
   VmSpec,
   VolumeId,
 } from './driver.js';
-import { GroupMembers, PortFloating, PortId, PortInfo, PortRules, PortSpec } from './network.js';
+import { GroupMembers, PluggedPort, PortFloating, PortId, PortInfo, PortRules, PortSpec } from './network.js';
 
 /**
  * Host-agent protocol v1: newline-delimited JSON over the SSH subsystem `stratus-agent-v1`.
@@ -131,7 +131,7 @@ export const methods = {
   migrateSend: method(byName.extend({ target: MigrationTarget }), MigrationResult, true),
   // Networking (hostagent/network.ts).
   listPorts: method(z.object({}).default({}), z.object({ ports: z.array(PortInfo), groups: z.record(z.string(), z.array(z.string())) }), false),
-  plugPort: method(z.object({ port: PortSpec }), PortInfo, true),
+  plugPort: method(z.object({ port: PortSpec }), PluggedPort, true),
   unplugPort: method(PortId, z.object({ unplugged: z.boolean() }), true),
   setPortRules: method(PortRules, z.object({ updated: z.number().int() }), true),
   setFloatingAddresses: method(PortFloating, PortInfo, true),

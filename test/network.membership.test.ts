@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFolded } from '../activities/events.js';
 import { membershipWorkflowId } from '../activities/membership.js';
@@ -114,6 +116,40 @@ describe('security-group membership reaches the hosts that name the group, throu
     const { rounds } = await stateOf(caller.projectId);
     expect(rounds).toBeGreaterThan(0);
     expect(rounds).toBeLessThan(BOOTS / 2);
+  });
+
+  it("a boot sets its host's member lists only where the host has none; one it holds gets the new member from the fan-out", async () => {
+    const caller = member();
+    projects.push(caller.projectId);
+    const dflt = defaultSecurityGroupId(caller.projectId);
+    /** The keys of the setGroupMembers calls a boot's plugPort step made, from the host's own record of applied calls. */
+    const ownPushes = (h: { agent: AgentProcess }, operationId: string): string[] => {
+      const state = JSON.parse(readFileSync(join(h.agent.stateDir, 'sim', 'state.json'), 'utf8')) as { applied: { key: string }[] };
+      return state.applied.map((a) => a.key).filter((k) => k.startsWith(`${operationId}:plugPort:members:`));
+    };
+    const seen = new Set<string>();
+    const ids: string[] = [];
+    let reused = 0;
+    // Four boots on the two roomy hosts (the third is full): at least one lands where the project already has a port.
+    for (let i = 0; i < 4; i++) {
+      const b = await commands.bootInstance(rt, caller, { name: `fan-own-${i}`, flavorId, imageId });
+      expect((await settled(rt, b.operation.id)).status).toBe('SUCCEEDED');
+      ids.push(b.instance!.id);
+      const hostId = (await instanceOf(rt, b.instance!.id)).hostId!;
+      const host = hosts.find((h) => h.id === hostId)!;
+      if (seen.has(hostId)) {
+        reused++;
+        expect(ownPushes(host, b.operation.id)).toEqual([]);
+      } else {
+        // The host had no list for the group: the step set it, before the VM was made.
+        expect(ownPushes(host, b.operation.id)).toHaveLength(1);
+      }
+      seen.add(hostId);
+    }
+    expect(reused).toBeGreaterThan(0);
+    const expected = (await Promise.all(ids.map(addressOf))).sort();
+    for (const hostId of seen) await eventually(async () => (await groupsOn(hosts.find((h) => h.id === hostId)!))[dflt]).toEqual(expected);
+    await quiet(caller.projectId);
   });
 
   it('a host that is unreachable during a round gets the members once it is back, and the other hosts are not held up by it', async () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../atomicFile.js';
 import { AgentError, type CallContext } from '../../driver.js';
-import { PortInfo, tapNameOf, type NetworkDataPlane, type PortSpec } from '../../network.js';
+import { groupsMissingFrom, PortInfo, tapNameOf, type NetworkDataPlane, type PluggedPort, type PortSpec } from '../../network.js';
 import { serveHosts, hostsLine, stopDhcp } from '../../linuxNet/dnsmasq.js';
 import {
   attachToBridge, deleteLink, ensureAddress, ensureBridge, ensureNamespace, ensureVxlan, linkExists, linkUp, moveIntoNs,
@@ -168,7 +168,7 @@ export class QemuNetwork implements NetworkDataPlane {
     await serveHosts({ dir, ns: this.ns, bridge: bridgeNameOf(p.networkId), network, netmask, gateway: p.gateway, mtu: GUEST_MTU }, ports.map((x) => hostsLine(x.mac, x.address)).sort());
   }
 
-  plugPort(spec: PortSpec, _ctx: CallContext): Promise<PortInfo> {
+  plugPort(spec: PortSpec, _ctx: CallContext): Promise<PluggedPort> {
     return this.serial(async (s) => {
       const existing = s.ports[spec.portId];
       if (existing && (existing.mac !== spec.mac || existing.address !== spec.address)) {
@@ -182,7 +182,7 @@ export class QemuNetwork implements NetworkDataPlane {
       await this.serveDhcp(s, port);
       await this.applyFloating(s);
       await this.attachTap(port);
-      return port;
+      return { ...port, groupsMissing: groupsMissingFrom(spec.rules, s.groups) };
     });
   }
 

@@ -1,5 +1,5 @@
 import { AgentError, type CallContext } from '../../driver.js';
-import { tapNameOf, type NetworkDataPlane, type PortInfo, type PortSpec } from '../../network.js';
+import { groupsMissingFrom, tapNameOf, type NetworkDataPlane, type PluggedPort, type PortInfo, type PortSpec } from '../../network.js';
 import type { SimFaultInjector } from './simFaults.js';
 import type { SimStore } from './simStore.js';
 
@@ -42,7 +42,7 @@ export class SimNetwork implements NetworkDataPlane {
     });
   }
 
-  plugPort(spec: PortSpec, ctx: CallContext) {
+  plugPort(spec: PortSpec, ctx: CallContext): Promise<PluggedPort> {
     return this.once(ctx, () => {
       const existing = this.ports[spec.portId];
       if (existing && (existing.mac !== spec.mac || existing.address !== spec.address)) {
@@ -50,7 +50,7 @@ export class SimNetwork implements NetworkDataPlane {
       }
       const port: PortInfo = { ...spec, tap: tapNameOf(spec.portId), createdAt: existing?.createdAt ?? new Date().toISOString() };
       this.ports[spec.portId] = port;
-      return port;
+      return { ...port, groupsMissing: groupsMissingFrom(spec.rules, this.store.state.groups) };
     });
   }
 
