@@ -19,6 +19,11 @@ export const portIndexMigrations: Migration[] = [
       PRIMARY KEY (port_id, host_id))`,
   },
   { id: 'activities/port-index/002', sql: 'CREATE INDEX IF NOT EXISTS port_remote_groups_project ON port_remote_groups (project_id)' },
+  // Membership news a step has announced and no worker has yet signalled to its project's fan-out (activities/membership.ts).
+  {
+    id: 'activities/port-index/003-membership-outbox',
+    sql: 'CREATE TABLE IF NOT EXISTS membership_outbox (id bigserial PRIMARY KEY, project_id text NOT NULL, group_ids text[] NOT NULL)',
+  },
 ];
 
 export async function indexPort(rt: Pick<Runtime, 'db'>, port: { portId: string; hostId: string; projectId: string; rules: CompiledRule[] }): Promise<void> {

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
+import { startMembershipOutbox } from '../activities/membership.js';
 import { loadConfig } from './config.js';
 import { componentLog } from './log.js';
 import { createRuntime, type Runtime } from './runtime.js';
@@ -57,8 +58,11 @@ export async function startWorker(rt: Runtime, options: WorkerOptions = {}): Pro
   const ownsQueue = (options.taskQueue ?? rt.config.taskQueue) === rt.config.taskQueue && !rt.eagerStarter && EAGER_START;
   const starter = ownsQueue ? new Client({ connection, namespace: rt.config.temporalNamespace, interceptors: rt.temporal.options.interceptors }) : undefined;
   if (starter) rt.eagerStarter = starter;
-  const run = worker.run().finally(() => {
+  // Membership news the activities announce goes to the fan-out from here (activities/membership.ts).
+  const outbox = startMembershipOutbox(rt);
+  const run = worker.run().finally(async () => {
     if (starter && rt.eagerStarter === starter) delete rt.eagerStarter;
+    await outbox.stop();
     return connection.close().catch(() => {});
   });
   // Observed by shutdown() or the caller; a failed run must not also be an unhandled rejection.

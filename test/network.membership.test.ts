@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFolded } from '../activities/events.js';
-import { membershipWorkflowId } from '../activities/membership.js';
+import { announceMembershipChange, membershipWorkflowId } from '../activities/membership.js';
 import { networkStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
 import { networkDecider, type Network } from '../domain/network.js';
@@ -37,9 +37,11 @@ describe('security-group membership reaches the hosts that name the group, throu
   };
   const fanOut = (projectId: string) => rt.temporal.workflow.getHandle(membershipWorkflowId(projectId));
   const stateOf = (projectId: string) => fanOut(projectId).query<{ rounds: number; changed: string[]; behind: string[]; pushing: boolean }>('membershipState');
-  /** Nothing gathered, no round running, no host catching up: what the fan-out will push, it has. */
+  const unsent = async (projectId: string) => (await rt.db.query('SELECT 1 FROM membership_outbox WHERE project_id = $1', [projectId])).length;
+  /** No news left unsent, nothing gathered, no round running, no host catching up: what the fan-out will push, it has. */
   const quiet = (projectId: string) =>
     eventually(async () => {
+      if ((await unsent(projectId)) > 0) return false;
       const s = await stateOf(projectId);
       return !s.pushing && s.changed.length === 0 && s.behind.length === 0;
     }).toBe(true);
@@ -150,6 +152,19 @@ describe('security-group membership reaches the hosts that name the group, throu
     const expected = (await Promise.all(ids.map(addressOf))).sort();
     for (const hostId of seen) await eventually(async () => (await groupsOn(hosts.find((h) => h.id === hostId)!))[dflt]).toEqual(expected);
     await quiet(caller.projectId);
+  });
+
+  it('news announced where no dispatcher runs (another process, a dead worker) reaches the fan-out from a worker that looks', async () => {
+    const caller = member();
+    projects.push(caller.projectId);
+    const dflt = defaultSecurityGroupId(caller.projectId);
+    await boot(caller, 'fan-outbox');
+    await quiet(caller.projectId);
+    const { rounds } = await stateOf(caller.projectId);
+    // This process runs no worker, so nothing here wakes a dispatcher: the row waits for the worker process's look.
+    await announceMembershipChange(rt, caller.projectId, [dflt]);
+    await quiet(caller.projectId);
+    expect((await stateOf(caller.projectId)).rounds).toBeGreaterThan(rounds);
   });
 
   it('a host that is unreachable during a round gets the members once it is back, and the other hosts are not held up by it', async () => {
