@@ -9,6 +9,7 @@
  *   npm run bench:boot -- --json  exactly one JSON line on stdout
  */
 import { randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,51 @@ const say = (m: string) => (json ? process.stderr.write(m + '\n') : console.log(
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+const ROLES = ['controller', 'temporal', 'postgres', 'hostagent'] as const;
+type Role = (typeof ROLES)[number];
+const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/**
+ * CPU time so far of each process this bench runs, by role, in ms: this process (worker, projections,
+ * commands), the Temporal dev server, PostgreSQL's processes (every `postgres` process on the machine:
+ * run it where no other PostgreSQL runs) and the host agent. A process that exits between two readings
+ * is not counted; none of these do during a run.
+ */
+function cpuByRole(): Record<Role, number> {
+  const totals: Record<Role, number> = { controller: 0, temporal: 0, postgres: 0, hostagent: 0 };
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ms = (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_MS;
+    const role: Role | undefined =
+      Number(pid) === process.pid ? 'controller'
+      : cmdline.includes('start-dev') ? 'temporal'
+      : comm === 'postgres' ? 'postgres'
+      : cmdline.includes('hostagent') ? 'hostagent'
+      : undefined;
+    if (role) totals[role] += ms;
+  }
+  return totals;
+}
+const cpuSince = (before: Record<Role, number>): Record<Role, number> => {
+  const now = cpuByRole();
+  return Object.fromEntries(ROLES.map((r) => [r, now[r] - before[r]])) as Record<Role, number>;
+};
+const addCpu = (into: Record<Role, number>, more: Record<Role, number>) => ROLES.forEach((r) => (into[r] += more[r]));
+const perItem = (cpu: Record<Role, number>, n: number) => {
+  const out: Record<string, number> = Object.fromEntries(ROLES.map((r) => [r, round(cpu[r] / n)]));
+  out.total = round(ROLES.reduce((t, r) => t + cpu[r], 0) / n);
+  return out;
+};
 
 /** Resolves when an instance reads RUNNING in rm_instances, woken by the projections' NOTIFY. */
 function runningWatcher(rt: Runtime) {
@@ -166,10 +212,20 @@ async function main() {
     const perRound = Math.ceil(C32_BOOTS / ROUNDS);
     const c32Rounds: Awaited<ReturnType<typeof run>>[] = [];
     let bareSeconds = 0;
+    const bootCpu: Record<Role, number> = { controller: 0, temporal: 0, postgres: 0, hostagent: 0 };
+    const bareCpu: Record<Role, number> = { ...bootCpu };
     for (let r = 0; r < ROUNDS; r++) {
+      let cpu0 = cpuByRole();
       c32Rounds.push(await run(perRound, CONCURRENCY));
+      addCpu(bootCpu, cpuSince(cpu0));
+      cpu0 = cpuByRole();
       bareSeconds += await bare(perRound);
+      addCpu(bareCpu, cpuSince(cpu0));
     }
+    // Where the concurrency-32 time goes: CPU per boot and per baseline workflow, by process. The two
+    // cores are saturated in both, so the ratio of these totals is about the inverse of engineRatio.
+    const cpuPerBootMs = perItem(bootCpu, perRound * ROUNDS);
+    const cpuPerBareMs = perItem(bareCpu, perRound * ROUNDS);
     const c32 = {
       p50: median(c32Rounds.map((x) => x.p50)),
       p99: Math.max(...c32Rounds.map((x) => x.p99)),
@@ -180,6 +236,8 @@ async function main() {
     say(`bare workflows (${BOOT_ACTIVITIES} no-op activities) at concurrency ${CONCURRENCY}: ${bareWorkflowsPerSec}/s`);
     const engineRatio = round(c32.perSec / bareWorkflowsPerSec, 2);
     say(`engineRatio ${engineRatio} (target >= 0.7), c1P50Ms ${c1.p50} (target <= 250)`);
+    say(`CPU ms per boot at concurrency ${CONCURRENCY}, by process: ${JSON.stringify(cpuPerBootMs)}`);
+    say(`CPU ms per baseline workflow, by process: ${JSON.stringify(cpuPerBareMs)}`);
     say(`where a concurrency-1 boot's time goes (mean ms per step, from the operation's steps): ${JSON.stringify(stepTimes)}`);
 
     if (json) {
@@ -195,6 +253,8 @@ async function main() {
           bareWorkflowsPerSec,
           engineRatio,
           stepMeanMs: stepTimes,
+          cpuPerBootMs,
+          cpuPerBareMs,
         }),
       );
     }
