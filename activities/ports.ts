@@ -154,16 +154,20 @@ export async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefi
  */
 export async function plugInstancePorts(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<PortSpec[]> {
   const plugged: PortSpec[] = [];
+  // As for a boot (addressSteps.ts plugBootPort): the lists the host lacks are set here; the ones it
+  // holds are kept current by the fan-out. An agent that does not say what it lacks gets them all.
+  const missing = new Set<string>();
   for (const network of await networksOfScope(rt, instance.projectId)) {
     for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) {
       const floating = (await floatingTo(rt, address.address)).filter((f) => f.instanceId === instance.id).map((f) => f.address);
       const spec = await portSpecOf(rt, instance, address, network, floating);
       await indexPort(rt, { portId: spec.portId, hostId, projectId: instance.projectId, rules: spec.rules });
-      await unlessUnsupported(callAgent(rt, hostId, 'plugPort', { port: spec }, { idempotencyKey: `${key}:${address.id}` }));
+      const answer = await unlessUnsupported(callAgent(rt, hostId, 'plugPort', { port: spec }, { idempotencyKey: `${key}:${address.id}` }));
+      for (const g of answer?.groupsMissing ?? remoteGroupsOf(spec.rules)) missing.add(g);
       plugged.push(spec);
     }
   }
-  await pushGroupMembers(rt, instance.projectId, remoteGroupsOf(plugged.flatMap((p) => p.rules)), [hostId], `${key}:members`);
+  await pushGroupMembers(rt, instance.projectId, [...missing].sort(), [hostId], `${key}:members`);
   return plugged;
 }
 

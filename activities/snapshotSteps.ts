@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratusError } from '../domain/errors.js';
 import { imageStream } from '../domain/events.js';
@@ -138,7 +138,7 @@ async function pullSnapshot(rt: Runtime, hostId: string, imageId: string, tmpNam
     const checksum = hash.digest('hex');
     const blob = store.blobPath(checksum);
     if (existsSync(blob)) await rm(tmp, { force: true });
-    else await rename(tmp, blob);
+    else await store.takeIn(tmp, checksum);
     return { checksum, sizeBytes: offset };
   } catch (e) {
     await rm(tmp, { force: true });

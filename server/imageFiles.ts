@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { HashingFileSink } from './hashingFileSink.js';
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -115,7 +115,7 @@ async function receiveUpload(rt: Runtime, image: StoredImage, version: number, r
     throw new StratusError('BAD_USER_INPUT', `image ${image.id}: ${problem}`);
   }
   const checksum = sink.checksum!;
-  await rename(tmp, store.blobPath(checksum));
+  await store.takeIn(tmp, checksum);
   await record((at) => ({ type: 'finishUpload', data: { uploadId, checksum, sizeBytes, at } }), version + 1);
   return current;
 }

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageStream } from '../domain/events.js';
 import type { Runtime } from './runtime.js';
@@ -14,6 +14,19 @@ export function imageStore(rt: Pick<Runtime, 'config'>) {
     tmpDir: join(root, 'tmp'),
     blobDir: join(root, 'sha256'),
     blobPath: (checksum: string) => join(root, 'sha256', checksum),
+    /**
+     * Takes a checked file (flushed already) into the store under its checksum, and flushes the
+     * directory too, so the rename survives a crash before the upload is recorded as finished.
+     */
+    async takeIn(tmp: string, checksum: string): Promise<void> {
+      await rename(tmp, join(root, 'sha256', checksum));
+      const dir = await open(join(root, 'sha256'), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    },
   };
 }
 
