@@ -103,11 +103,17 @@ export function startMembershipOutbox(rt: Pick<Runtime, 'db' | 'temporal' | 'con
         try {
           while ((await dispatchOutbox(rt)) === OUTBOX_BATCH && !stopped);
         } catch (err) {
-          log.warn({ err }, 'could not signal membership news to the fan-out; the next dispatch retries it');
+          log.warn({ err }, 'could not signal membership news to the fan-out; the next look retries it');
+          // Not at once: a Temporal that is down would be asked again for every announcement.
+          again = false;
           return;
         }
       } while (again && !stopped);
-    })().finally(() => (current = undefined));
+    })().finally(() => {
+      current = undefined;
+      // News that woke it after its last look but before it was done: look again now, not at the next poll.
+      if (again && !stopped) wake();
+    });
   };
   const timer = setInterval(wake, OUTBOX_POLL_MS);
   const outbox: Outbox = {
