@@ -1,5 +1,5 @@
 import type { Migration } from '../eventstore/index.js';
-import type { CompiledRule } from '../hostagent/network.js';
+import { remoteGroupsOf, type CompiledRule } from '../hostagent/network.js';
 import type { Runtime } from '../server/runtime.js';
 
 /**
@@ -30,7 +30,7 @@ export async function indexPort(rt: Pick<Runtime, 'db'>, port: { portId: string;
   await rt.db.query(
     `INSERT INTO port_remote_groups (port_id, host_id, project_id, group_ids) VALUES ($1, $2, $3, $4)
      ON CONFLICT (port_id, host_id) DO UPDATE SET project_id = EXCLUDED.project_id, group_ids = EXCLUDED.group_ids`,
-    [port.portId, port.hostId, port.projectId, [...new Set(port.rules.flatMap((r) => (r.remoteGroupId ? [r.remoteGroupId] : [])))].sort()],
+    [port.portId, port.hostId, port.projectId, remoteGroupsOf(port.rules)],
   );
 }
 

@@ -3,7 +3,7 @@ import { instanceGroupsStream, securityGroupStream } from '../domain/events.js';
 import type { Instance } from '../domain/instance.js';
 import type { Address, Network } from '../domain/network.js';
 import { defaultSecurityGroupId, instanceGroupsDecider, securityGroupDecider, type SecurityGroup } from '../domain/securityGroup.js';
-import type { CompiledRule, PortSpec } from '../hostagent/network.js';
+import { remoteGroupsOf, type CompiledRule, type PortSpec } from '../hostagent/network.js';
 import type { Runtime } from '../server/runtime.js';
 import { readFolded } from './events.js';
 import { readInstance, vmNameOf } from './instanceRecords.js';
@@ -90,8 +90,7 @@ export async function groupMembers(rt: Pick<Runtime, 'store' | 'db'>, projectId:
   return groupIds.map((groupId) => ({ groupId, addresses: fixed.filter((a) => groups.get(a.instanceId!)?.includes(groupId)).map((a) => a.address).sort() }));
 }
 
-/** The remote groups a set of rules refers to. */
-export const remoteGroupsOf = (rules: CompiledRule[]): string[] => [...new Set(rules.flatMap((r) => (r.remoteGroupId ? [r.remoteGroupId] : [])))].sort();
+export { remoteGroupsOf };
 
 /**
  * Tells `hostIds` the current members of `groupIds`, one call each, in turn: for the host a port was
@@ -152,20 +151,27 @@ export async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefi
  * its address. Call it on the destination before the VM moves, and `unplugInstancePorts` on the source
  * after. `key` names the call (an agent idempotency key prefix, one per step).
  */
+/** The instance's ports: each FIXED address it holds, with its network. */
+async function portsOfInstance(rt: Pick<Runtime, 'store'>, instance: Instance): Promise<{ network: Network; address: Address }[]> {
+  return (await networksOfScope(rt, instance.projectId)).flatMap((network) =>
+    Object.values(network.addresses)
+      .filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)
+      .map((address) => ({ network, address })),
+  );
+}
+
 export async function plugInstancePorts(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<PortSpec[]> {
   const plugged: PortSpec[] = [];
   // As for a boot (addressSteps.ts plugBootPort): the lists the host lacks are set here; the ones it
   // holds are kept current by the fan-out. An agent that does not say what it lacks gets them all.
   const missing = new Set<string>();
-  for (const network of await networksOfScope(rt, instance.projectId)) {
-    for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) {
-      const floating = (await floatingTo(rt, address.address)).filter((f) => f.instanceId === instance.id).map((f) => f.address);
-      const spec = await portSpecOf(rt, instance, address, network, floating);
-      await indexPort(rt, { portId: spec.portId, hostId, projectId: instance.projectId, rules: spec.rules });
-      const answer = await unlessUnsupported(callAgent(rt, hostId, 'plugPort', { port: spec }, { idempotencyKey: `${key}:${address.id}` }));
-      for (const g of answer?.groupsMissing ?? remoteGroupsOf(spec.rules)) missing.add(g);
-      plugged.push(spec);
-    }
+  for (const { network, address } of await portsOfInstance(rt, instance)) {
+    const floating = (await floatingTo(rt, address.address)).filter((f) => f.instanceId === instance.id).map((f) => f.address);
+    const spec = await portSpecOf(rt, instance, address, network, floating);
+    await indexPort(rt, { portId: spec.portId, hostId, projectId: instance.projectId, rules: spec.rules });
+    const answer = await unlessUnsupported(callAgent(rt, hostId, 'plugPort', { port: spec }, { idempotencyKey: `${key}:${address.id}` }));
+    for (const g of answer?.groupsMissing ?? remoteGroupsOf(spec.rules)) missing.add(g);
+    plugged.push(spec);
   }
   await pushGroupMembers(rt, instance.projectId, [...missing].sort(), [hostId], `${key}:members`);
   return plugged;
@@ -173,19 +179,15 @@ export async function plugInstancePorts(rt: Runtime, instance: Instance, hostId:
 
 /** Removes the instance's ports from `hostId` (the source host after a move); ports it does not have are fine. */
 export async function unplugInstancePorts(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<void> {
-  for (const network of await networksOfScope(rt, instance.projectId)) {
-    for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) {
-      await unlessUnsupported(callAgent(rt, hostId, 'unplugPort', { portId: address.id }, { idempotencyKey: `${key}:${address.id}` }));
-      await forgetPort(rt, address.id, hostId);
-    }
+  for (const { address } of await portsOfInstance(rt, instance)) {
+    await unlessUnsupported(callAgent(rt, hostId, 'unplugPort', { portId: address.id }, { idempotencyKey: `${key}:${address.id}` }));
+    await forgetPort(rt, address.id, hostId);
   }
 }
 
 /** The controller stops counting the instance's ports as on `hostId` (a DOWN host it cannot ask): no more membership news goes there for them. */
 export async function forgetInstancePorts(rt: Runtime, instance: Instance, hostId: string): Promise<void> {
-  for (const network of await networksOfScope(rt, instance.projectId)) {
-    for (const address of Object.values(network.addresses).filter((a) => a.kind === 'FIXED' && a.instanceId === instance.id)) await forgetPort(rt, address.id, hostId);
-  }
+  for (const { address } of await portsOfInstance(rt, instance)) await forgetPort(rt, address.id, hostId);
 }
 
 /** The floating addresses (on the external networks) that NAT to `fixedAddress`. */

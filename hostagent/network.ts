@@ -54,9 +54,11 @@ export type PortInfo = z.infer<typeof PortInfo>;
 export const PluggedPort = PortInfo.extend({ groupsMissing: z.array(z.uuid()).optional() });
 export type PluggedPort = z.infer<typeof PluggedPort>;
 
+/** The remote groups a set of rules refers to, sorted, each once. */
+export const remoteGroupsOf = (rules: readonly CompiledRule[]): string[] => [...new Set(rules.flatMap((r) => (r.remoteGroupId ? [r.remoteGroupId] : [])))].sort();
+
 /** The remote groups of `rules` that `held` (a host's member lists, by group) has no list for. */
-export const groupsMissingFrom = (rules: readonly CompiledRule[], held: Record<string, unknown>): string[] =>
-  [...new Set(rules.flatMap((r) => (r.remoteGroupId && !(r.remoteGroupId in held) ? [r.remoteGroupId] : [])))].sort();
+export const groupsMissingFrom = (rules: readonly CompiledRule[], held: Record<string, unknown>): string[] => remoteGroupsOf(rules).filter((g) => !(g in held));
 
 export const PortId = z.object({ portId: z.uuid() });
 export const PortRules = z.object({ ports: z.array(z.object({ portId: z.uuid(), rules: z.array(CompiledRule).max(1000) })).max(1000) });
