@@ -80,6 +80,15 @@ describe('meters: a durable pollster per host stores samples; meters() reads the
     expect(cpu[0]!.unit).toBe('ns');
     expect(cpu.at(-1)!.value).toBeGreaterThan(cpu[0]!.value);
     expect((await read('memory.usage'))[0]).toMatchObject({ value: 256, unit: 'MB' });
+    // Disk counters, cumulative: the sim reads 4 and writes 2 bytes per ms of the VM's life.
+    const [reads, writes] = await Promise.all([read('disk.read.bytes'), read('disk.write.bytes')]);
+    expect([reads[0]!.unit, writes[0]!.unit]).toEqual(['B', 'B']);
+    expect(writes.at(-1)!.value).toBeGreaterThan(writes[0]!.value);
+    for (const w of writes) {
+      const r = reads.find((x) => x.timestamp === w.timestamp);
+      if (r) expect(r.value).toBe(2 * w.value);
+    }
+    expect(writes.filter((w) => reads.some((r) => r.timestamp === w.timestamp)).length).toBeGreaterThan(0);
     expect(cpu.map((s) => s.timestamp)).toEqual([...cpu.map((s) => s.timestamp)].sort());
   });
 

@@ -123,4 +123,26 @@ describe('GET /metrics: Prometheus text from the OpenTelemetry metrics SDK', () 
     const again = parsePrometheusText(await (await scrape(METRICS_TOKEN)).text());
     expect(again.get('stratus_operation_duration_seconds')!.samples.find((s) => s.name.endsWith('_count') && s.labels.kind === 'BOOT')?.value).toBe(1);
   });
+
+  it('projection lag counts the events a projection has not applied yet, and falls to 0 once it has', async () => {
+    const lagOf = async () => {
+      const families = parsePrometheusText(await (await scrape(METRICS_TOKEN)).text());
+      return new Map(families.get('stratus_projection_lag_events')!.samples.map((s) => [s.labels.projection!, s.value]));
+    };
+    await waitForProjections(rt);
+    await runner.stop();
+    const stream = `project-${randomUUID()}`;
+    for (let i = 0; i < 3; i++) {
+      const id = randomUUID();
+      await rt.store.append(stream, [{ id, type: 'ProjectCreated', data: { id: stream.slice(8), name: `lag-${id.slice(0, 8)}`, createdAt: new Date().toISOString() }, metadata: { actor: 'test' } }], {
+        expectedVersion: i === 0 ? 'noStream' : i,
+      });
+    }
+    const behind = await lagOf();
+    expect([...behind.keys()].sort()).toEqual([...projectionNames].sort());
+    for (const [name, n] of behind) expect(n, name).toBeGreaterThanOrEqual(3);
+    runner = await startProjections(rt);
+    await waitForProjections(rt);
+    for (const [name, n] of await lagOf()) expect(n, name).toBe(0);
+  });
 });

@@ -59,8 +59,15 @@ describe('QEMU meters: CPU time of the QEMU process, memory and block stats', ()
     // scheduler gives it (15% measured then, 90% on a quiet machine), the idle one a few % for TCG's timers.
     expect(busy - idle, `busy ${busy}%, idle ${idle}%`).toBeGreaterThan(5);
     expect(busy, `busy ${busy}%, idle ${idle}%`).toBeGreaterThan(2 * idle);
+    // The idle guest's heartbeats start after it read its disk's marker sector and wrote one (a blank
+    // disk): query-blockstats counts both, and counters only grow.
+    const idleDisk = second.get('idle')!;
+    expect(idleDisk.diskReadBytes).toBeGreaterThanOrEqual(512);
+    expect(idleDisk.diskWriteBytes).toBeGreaterThanOrEqual(512);
     for (const s of second.values()) {
       expect(s.cpuNs).toBeGreaterThan(first.get(s.name)!.cpuNs - 1);
+      expect(s.diskReadBytes).toBeGreaterThanOrEqual(first.get(s.name)!.diskReadBytes);
+      expect(s.diskWriteBytes).toBeGreaterThanOrEqual(first.get(s.name)!.diskWriteBytes);
       expect(s.memoryMb).toBeGreaterThan(10);
       expect(s.labels.instanceId).toBeDefined();
       // No port is plugged (this driver has no data plane yet): no network counters, and no error for it.

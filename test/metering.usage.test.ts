@@ -5,7 +5,7 @@ import { usageFor } from '../schema/usageReads.js';
 import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { testRuntime } from './support/projectionFixtures.js';
-import { dumpUsage, FLAVOR, usageTimeline } from './support/usageTimeline.js';
+import { dumpUsage, usageTimeline } from './support/usageTimeline.js';
 
 const t = (hhmm: string, day = '2026-11-30') => `${day}T${hhmm}:00.000Z`;
 const admin = { tokenId: 'test-admin', projectId: randomUUID(), role: 'ADMIN' as const };
@@ -216,7 +216,7 @@ describe('the metering consumer folds lifecycle events into hourly usage records
     await timeline.delete(id, t('13:10', '2026-11-27'));
     await timeline.price('RUNNING_VM', 0.1, t('00:00', '2026-11-27'));
     await timeline.price('RUNNING_VM', 0.2, t('12:30', '2026-11-27'));
-    await timeline.price('RUNNING_VM', 0.5, t('00:00', '2026-11-27'), FLAVOR.id === id ? null : randomUUID());
+    await timeline.price('RUNNING_VM', 0.5, t('00:00', '2026-11-27'), randomUUID());
     await waitForProjections(rt);
     const window = { from: t('00:00', '2026-11-27'), to: t('00:00', '2026-11-28') };
     const report = (await usageFor(rt, member(projectId), window))!;
@@ -233,6 +233,36 @@ describe('the metering consumer folds lifecycle events into hourly usage records
     expect(Date.parse(price.effectiveFrom)).toBeGreaterThan(Date.parse(t('13:10', '2026-11-27')));
     await waitForProjections(rt);
     expect((await usageFor(rt, member(projectId), window))!.cost).toBeCloseTo(report.cost, 12);
+  });
+
+  it("a price set for an instance's own flavor beats the price for every flavor, from its own effective time", async () => {
+    const day = '2026-11-26';
+    const projectId = await timeline.project();
+    const big = { id: randomUUID(), vcpus: 4, memoryMb: 4096, diskGb: 20 };
+    const small = await timeline.boot(projectId, t('10:00', day));
+    const large = await timeline.boot(projectId, t('10:00', day), big);
+    await timeline.delete(small, t('12:00', day));
+    await timeline.delete(large, t('12:00', day));
+    await timeline.price('RUNNING_VM', 0.1, t('00:00', day));
+    // The flavor's own price starts at 11:00 and is older than the every-flavor price set at 11:30:
+    // it still wins for that flavor from 11:00 on, and never touches the other flavor.
+    await timeline.price('RUNNING_VM', 0.4, t('11:00', day), big.id);
+    await timeline.price('RUNNING_VM', 0.2, t('11:30', day));
+    await waitForProjections(rt);
+    const report = (await usageFor(rt, member(projectId), { from: t('00:00', day), to: t('00:00', '2026-11-27') }))!;
+    const running = (id: string) => report.records.filter((r) => r.resourceId === id && r.usageType === 'RUNNING_VM');
+    const cost = (id: string) => running(id).reduce((sum, r) => sum + r.cost, 0);
+    // Records are cut at hours (10:00-11:00, 11:00-12:00); a price change inside one costs it in pieces.
+    expect(running(large).map((r) => [r.start, r.rate])).toEqual([
+      [t('10:00', day), 0.1],
+      [t('11:00', day), 0.4],
+    ]);
+    expect(cost(large)).toBeCloseTo(0.1 + 0.4, 12);
+    // The other flavor: 0.1 until 11:30, then the newer every-flavor price 0.2.
+    expect(running(small).map((r) => r.start)).toEqual([t('10:00', day), t('11:00', day)]);
+    expect(running(small)[0]!.rate).toBe(0.1);
+    expect(running(small)[1]!.rate).toBeCloseTo(0.15, 12);
+    expect(cost(small)).toBeCloseTo(0.1 + 0.05 + 0.1, 12);
   });
 
   it('prices per usage type apply to GB-hours and address hours too', async () => {

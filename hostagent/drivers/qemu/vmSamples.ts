@@ -68,7 +68,9 @@ export async function sampleQemuVm(
   const [cpuNs, memoryMb, blocks, network] = await Promise.all([
     processCpuNs(vm.pid),
     processRssMb(vm.pid),
-    qmp.execute<BlockStats[]>('query-blockstats', undefined, 5000).catch((): BlockStats[] => []),
+    // No catch: counters read as zeros would look like a reset to every rate computed from them, so a
+    // VM whose QMP does not answer drops out of this round's samples instead (the driver skips it).
+    qmp.execute<BlockStats[]>('query-blockstats', undefined, 5000),
     readTapCounters(taps),
   ]);
   return {
