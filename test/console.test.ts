@@ -199,10 +199,16 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await context.close();
   });
 
-  it('a bad input in the boot dialog shows the API message next to its field, and boots nothing', async () => {
+  it('a bad input in the boot dialog shows the API message next to its field, and boots nothing; only ACTIVE images are offered', async () => {
+    // An image whose bytes never came: QUEUED, listed by the API, and no image to boot from.
+    const queued = (await admin(`mutation { createImage(input: {name: "half-uploaded", format: "qcow2", visibility: "PUBLIC"}) { image { id status } } }`)).createImage.image;
+    expect(queued.status).toBe('QUEUED');
     const { context, page } = await signedIn(tokens.aMember);
     await page.getByRole('button', { name: 'Boot instance' }).click();
     const dialog = page.getByRole('dialog', { name: 'Boot an instance' });
+    const images = (await gql(api.url, tokens.aMember, '{ images { name status } }')).data!.images as { name: string; status: string }[];
+    expect(images.map((i) => i.name)).toContain('half-uploaded');
+    await eventually(() => dialog.getByLabel('Image').locator('option').allTextContents()).toEqual(images.filter((i) => i.status === 'ACTIVE').map((i) => i.name));
     await dialog.getByLabel('Name').fill('no spaces allowed!');
     await dialog.getByRole('button', { name: 'Boot' }).click();
 
@@ -221,6 +227,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const listed = await gql(api.url, tokens.aMember, '{ instances { edges { node { id } } } }');
     expect(listed.data!.instances.edges).toEqual([]);
     await context.close();
+    await admin('mutation($id: ID!) { deleteImage(input: {id: $id}) { image { id } } }', { id: queued.id });
   });
 
   it('boots from the dialog and the row goes BUILDING -> RUNNING without a reload; another project never sees it', async () => {
@@ -348,7 +355,10 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.screenshot({ path: join(screenshots, 'hosts.png'), fullPage: true });
 
     await card.getByRole('button', { name: 'Enter maintenance' }).click();
-    await page.getByRole('dialog', { name: 'Enter maintenance on sim-1?' }).getByRole('button', { name: 'Enter maintenance on' }).click();
+    const drain = page.getByRole('dialog', { name: 'Enter maintenance on sim-1?' });
+    // It says what maintenance does: the host is drained, not merely closed to new instances.
+    expect(await drain.locator('p').textContent()).toMatch(/^Every instance on it is migrated to another host .* DRAIN_HOST operation/);
+    await drain.getByRole('button', { name: 'Enter maintenance on' }).click();
     await card.getByText('MAINTENANCE', { exact: true }).waitFor();
     expect((await admin('{ hosts { state } }')).hosts).toEqual([{ state: 'MAINTENANCE' }]);
     await card.getByRole('button', { name: 'Leave maintenance' }).click();
@@ -388,10 +398,11 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
 
   it('measures the time from navigation to the instances table showing data, and reads well on a phone', async () => {
     const { context, page } = await signedIn(tokens.aMember);
-    const ids = (await gql(api.url, tokens.aMember, '{ flavors { id name } images { id } }')).data!;
+    const ids = (await gql(api.url, tokens.aMember, '{ flavors { id name } images { id name } }')).data!;
     const small = ids.flavors.find((f: { name: string }) => f.name === 'm1.small').id;
+    const cirros = ids.images.find((i: { name: string }) => i.name === 'cirros-0.6').id;
     const booted = await gql(api.url, tokens.aMember, 'mutation($i: BootInstanceInput!) { bootInstance(input: $i) { instance { id } } }', {
-      i: { name: 'db-1', flavorId: small, imageId: ids.images[0].id },
+      i: { name: 'db-1', flavorId: small, imageId: cirros },
     });
     expect(booted.errors).toBeUndefined();
     const db = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'db-1' }) });
