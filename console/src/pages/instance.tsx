@@ -6,7 +6,7 @@ import { useQuery, useSubscription } from '../live';
 import { href } from '../router';
 import { useSession } from '../session';
 import { INSTANCE_ROW, type InstanceRow } from './instanceRow';
-import { ActionMenu, useInstanceAction } from './instances';
+import { ActionMenu, useInstanceAction } from './instanceActionMenu';
 import { OPERATION_FIELDS, OperationTimeline, type OperationView } from './operationTimeline';
 
 interface InstanceDetail extends InstanceRow {
@@ -144,7 +144,7 @@ export function InstancePage({ id }: { id: string }) {
   useSubscription<{ instanceChanged: { id: string; version: number } }>(`subscription InstanceLive($id: ID) { instanceChanged(id: $id) { id version } }`, { id }, () => detail.reload(), [id]);
   // The audit log is a projection of its own and may fold an event after the instance's: it says so itself.
   useSubscription(`subscription InstanceAudit($prefix: String) { events(streamPrefix: $prefix) { id } }`, { prefix: `instance-${id}` }, () => detail.reload(), [id]);
-  const { begin, dialog, error } = useInstanceAction();
+  const { begin, dialog, error, notice } = useInstanceAction();
   const session = useSession();
   const i = detail.data?.instance;
 
@@ -174,6 +174,7 @@ export function InstancePage({ id }: { id: string }) {
         </div>
       </header>
       <ErrorNote error={error} />
+      {notice}
       <dl class="details">
         <dt>ID</dt>
         <dd class="mono">{i.id}</dd>
