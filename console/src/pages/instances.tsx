@@ -74,7 +74,7 @@ export function InstancesPage() {
               {shown.length === 0 && (
                 <tr>
                   <td colSpan={8} class="muted">
-                    No instances{filter ? ` in ${filter}` : ''} yet.
+                    {filter ? `No instances in ${filter}.` : 'No instances yet.'}
                   </td>
                 </tr>
               )}
