@@ -61,8 +61,11 @@ export function HostsPage() {
                 <h2 id={`host-${h.id}`}>{h.name}</h2>
                 <Badge value={h.state} />
               </header>
-              <p class="muted mono">
-                {h.address}:{h.port} · {h.hypervisor} · {h.instances.length} instance{h.instances.length === 1 ? '' : 's'}
+              <p class="muted host-meta">
+                <span class="mono">
+                  {h.address}:{h.port}
+                </span>{' '}
+                · {h.hypervisor} · {h.instances.length} instance{h.instances.length === 1 ? '' : 's'}
               </p>
               <Bar label="vCPU" used={h.allocated.vcpus} total={h.capacity.vcpus} />
               <Bar label="Memory" used={h.allocated.memoryMb} total={h.capacity.memoryMb} format={memory} />

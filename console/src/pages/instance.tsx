@@ -19,6 +19,9 @@ interface InstanceDetail extends InstanceRow {
   events: { id: string; type: string; version: number; recordedAt: string; metadata: { actor?: string } }[];
 }
 
+/** Who did it: a token id shortened the way git shortens a hash (the whole is in the title); a named actor (bootstrap) as it is. */
+const actorName = (actor: string | undefined): string => (!actor ? '—' : /^[0-9a-f]{8}-[0-9a-f-]{27}$/i.test(actor) ? actor.slice(0, 8) : actor);
+
 const DETAIL = `${INSTANCE_ROW} launchedAt errorReason image { name } flavor { name vcpus memoryMb diskGb }
   operations { ${OPERATION_FIELDS} } events { id type version recordedAt metadata }`;
 
@@ -258,7 +261,7 @@ export function InstancePage({ id }: { id: string }) {
                     <td>{e.version}</td>
                     <td>{e.type}</td>
                     <td class="mono" title={e.metadata?.actor}>
-                      {e.metadata?.actor?.slice(0, 8) ?? '—'}
+                      {actorName(e.metadata?.actor)}
                     </td>
                     <td title={dateTime(e.recordedAt)}>{time(e.recordedAt)}</td>
                   </tr>
