@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callAgent } from '../activities/agentCalls.js';
+import { vmNameOf } from '../activities/instanceRecords.js';
 import { startProjections, waitForProjections, type ProjectionRunner } from '../projections/index.js';
 import * as commands from '../schema/commands/index.js';
 import { startApi } from '../server/api.js';
@@ -100,6 +102,38 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
       { selector, key },
     );
   const recorded = (page: Page, key: string) => page.evaluate((key) => (window as unknown as Record<string, string[]>)[key] ?? [], key);
+
+  /**
+   * Records each drawing of an operation's step timeline from now on, as its steps' names and statuses
+   * ('' while the operation is not on the page), so a test can tell that it was drawn step by step.
+   */
+  const recordSteps = (page: Page, selector: string, key: string) =>
+    page.evaluate(
+      ({ selector, key }) => {
+        const seen: string[] = [];
+        (window as unknown as Record<string, string[]>)[key] = seen;
+        const note = () => {
+          const steps = [...document.querySelectorAll(`${selector} li.step`)].map((li) => `${li.querySelector('.step-name')?.textContent}:${li.querySelector('.badge')?.textContent}`);
+          const drawing = steps.join(' ');
+          if (seen.length === 0 || seen.at(-1) !== drawing) seen.push(drawing);
+        };
+        note();
+        new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
+      },
+      { selector, key },
+    );
+  /** The row of a table whose row header is `name`. */
+  const rowOf = (page: Page, name: string) => page.getByRole('row').filter({ has: page.getByRole('rowheader', { name, exact: true }) });
+  /** The message the API gives for `input` on `mutation`'s first issue, to compare with what a field shows. */
+  const issueOf = async (token: string, mutation: string, input: Record<string, unknown>) => {
+    const r = await gql(api.url, token, mutation, { i: input });
+    expect(r.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    return (r.errors![0]!.extensions!.issues as { path: string[]; message: string }[])[0]!;
+  };
+  const fieldError = async (page: Page, field: ReturnType<Page['getByLabel']>) => {
+    await eventually(() => field.getAttribute('aria-invalid')).toBe('true');
+    return page.locator(`#${await field.getAttribute('aria-describedby')}`).textContent();
+  };
 
   beforeAll(async () => {
     await ensureFreshConsole();
@@ -199,10 +233,16 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await context.close();
   });
 
-  it('a bad input in the boot dialog shows the API message next to its field, and boots nothing', async () => {
+  it('a bad input in the boot dialog shows the API message next to its field, and boots nothing; only ACTIVE images are offered', async () => {
+    // An image whose bytes never came: QUEUED, listed by the API, and no image to boot from.
+    const queued = (await admin(`mutation { createImage(input: {name: "half-uploaded", format: "qcow2", visibility: "PUBLIC"}) { image { id status } } }`)).createImage.image;
+    expect(queued.status).toBe('QUEUED');
     const { context, page } = await signedIn(tokens.aMember);
     await page.getByRole('button', { name: 'Boot instance' }).click();
     const dialog = page.getByRole('dialog', { name: 'Boot an instance' });
+    const images = (await gql(api.url, tokens.aMember, '{ images { name status } }')).data!.images as { name: string; status: string }[];
+    expect(images.map((i) => i.name)).toContain('half-uploaded');
+    await eventually(() => dialog.getByLabel('Image').locator('option').allTextContents()).toEqual(images.filter((i) => i.status === 'ACTIVE').map((i) => i.name));
     await dialog.getByLabel('Name').fill('no spaces allowed!');
     await dialog.getByRole('button', { name: 'Boot' }).click();
 
@@ -221,6 +261,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const listed = await gql(api.url, tokens.aMember, '{ instances { edges { node { id } } } }');
     expect(listed.data!.instances.edges).toEqual([]);
     await context.close();
+    await admin('mutation($id: ID!) { deleteImage(input: {id: $id}) { image { id } } }', { id: queued.id });
   });
 
   it('boots from the dialog and the row goes BUILDING -> RUNNING without a reload; another project never sees it', async () => {
@@ -263,8 +304,10 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await other.context.close();
   });
 
-  it('stops from the row menu with a confirmation, and the open instance page shows the operation steps live', async () => {
-    faults({ latencyMs: 800, latencyMethods: ['stopVm'] });
+  it('stops from the row menu with a confirmation, and the open instance page draws the operation step by step', async () => {
+    // stopVm is held on the agent until the test lets it go, so the page can be seen in the middle of the
+    // operation however slow the machine: no latency to outlast, nothing to race.
+    faults({ holdMethods: ['stopVm'] });
     const { page } = await signedIn(tokens.aMember);
     // The instance page, open in its own tab before the stop, must show the new operation as it runs.
     const { page: detail } = await signedIn(tokens.aMember);
@@ -272,18 +315,24 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await detail.getByRole('heading', { name: /web-1/, level: 1 }).waitFor();
     await detail.evaluate(() => ((window as unknown as { consoleTestMark: string }).consoleTestMark = 'same document'));
     expect(await detail.getByRole('article', { name: /^STOP operation/ }).count()).toBe(0);
-    await recordTexts(detail, 'article[aria-label^="STOP operation"] ol', 'stopSteps');
+    await recordSteps(detail, 'article[aria-label^="STOP operation"]', 'stopSteps');
+
+    // An admin is offered Migrate as well; a member never is, since the API keeps it for admins.
+    const asAdmin = await signedIn(ADMIN);
+    await asAdmin.page.getByRole('button', { name: 'Actions for web-1' }).click();
+    expect(await asAdmin.page.getByRole('menu', { name: 'Actions for web-1' }).getByRole('menuitem').allTextContents()).toEqual([
+      'Stop', 'Reboot', 'Hard reboot', 'Pause', 'Suspend', 'Resize…', 'Migrate', 'Snapshot…', 'Delete',
+    ]);
+    await asAdmin.context.close();
 
     // By keyboard alone: Enter opens the menu on its first item (Stop, for a running instance), Enter
     // picks it, and the confirmation's focused button is the action itself.
     await page.getByRole('button', { name: 'Actions for web-1' }).focus();
     await page.keyboard.press('Enter');
     await eventually(() => page.evaluate(() => document.activeElement?.textContent)).toBe('Stop');
-    // What a running instance allows, by the domain's table (migrate and the rest join as their mutations land).
+    // Exactly what a running instance allows a member, by the domain's table and the API's roles, in the table's order.
     const items = await page.getByRole('menu', { name: 'Actions for web-1' }).getByRole('menuitem').allTextContents();
-    expect(items).toEqual(expect.arrayContaining(['Stop', 'Reboot', 'Hard reboot', 'Pause', 'Suspend', 'Delete']));
-    expect(items).not.toContain('Start');
-    expect(items).not.toContain('Resume');
+    expect(items).toEqual(['Stop', 'Reboot', 'Hard reboot', 'Pause', 'Suspend', 'Resize…', 'Snapshot…', 'Delete']);
     await page.keyboard.press('Enter');
     const confirm = page.getByRole('dialog', { name: 'Stop web-1?' });
     await confirm.waitFor();
@@ -291,16 +340,24 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.keyboard.press('Enter');
     await confirm.waitFor({ state: 'hidden' });
 
+    // The page shows the operation while it is still in stopVm: the hold ends only once this is drawn.
+    const running = detail.getByRole('article', { name: 'STOP operation RUNNING' });
+    await running.locator('li.step-running').filter({ hasText: 'stopVm' }).waitFor({ timeout: 60_000 });
+    faults({});
     const op = detail.getByRole('article', { name: 'STOP operation SUCCEEDED' });
     await op.waitFor({ timeout: 60_000 });
     const steps = await op.locator('li .step-name').allTextContents();
-    expect(steps.length).toBeGreaterThan(0);
+    expect(steps).toEqual(['stopVm', 'recordStopped']);
     expect(await op.locator('li.step-succeeded').count()).toBe(steps.length);
     const seen = await recorded(detail, 'stopSteps');
-    // Not there when the stop began, then there on the same document: it came live, step by step.
+    // Not there when the stop began; then drawn with stopVm running and nothing after it; then finished,
+    // every step SUCCEEDED: one timeline drawn over and over on the same document, not read once at the end.
     expect(seen[0]).toBe('');
-    expect(seen.at(-1)).toBe(await op.locator('ol').textContent());
-    console.log(JSON.stringify({ stopTimelineViews: seen.length - 1 }));
+    expect(seen).toContain('stopVm:RUNNING');
+    expect(seen.indexOf('stopVm:RUNNING')).toBeLessThan(seen.length - 1);
+    expect(seen.at(-1)).toBe('stopVm:SUCCEEDED recordStopped:SUCCEEDED');
+    expect(seen.filter((drawing) => drawing !== '').length).toBeGreaterThan(1);
+    console.log(JSON.stringify({ stopTimelineViews: seen }));
     expect(await sameDocument(detail)).toBe('same document');
     await detail.getByRole('heading', { name: /web-1\s*STOPPED/, level: 1 }).waitFor();
     await page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'web-1' }) }).getByText('STOPPED', { exact: true }).waitFor();
@@ -310,8 +367,61 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     const log = (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { consoleLog(lines: 50) } }', { id: instanceId })).data!.instance.consoleLog as string;
     expect(log).toContain('stopped');
     await eventually(() => detail.getByRole('region', { name: 'Serial console' }).locator('pre').textContent()).toBe(log);
-    await detail.screenshot({ path: join(screenshots, 'instance.png'), fullPage: true });
-    faults({});
+  });
+
+  it('resize and snapshot ask for their input in a dialog, show the API refusal next to the field, and run', async () => {
+    const { context, page } = await signedIn(tokens.aMember);
+    const row = rowOf(page, 'web-1');
+    await row.getByText('STOPPED', { exact: true }).waitFor();
+    const openMenu = async () => {
+      await page.getByRole('button', { name: 'Actions for web-1' }).click();
+      return page.getByRole('menu', { name: 'Actions for web-1' });
+    };
+    // What a stopped instance allows a member (no Stop, no Migrate).
+    expect(await (await openMenu()).getByRole('menuitem').allTextContents()).toEqual(['Start', 'Hard reboot', 'Resize…', 'Snapshot…', 'Delete']);
+
+    // Resizing to the flavor it has: the API refuses, and the dialog says why under the flavor.
+    await page.getByRole('menuitem', { name: 'Resize…' }).click();
+    const resize = page.getByRole('dialog', { name: 'Resize web-1' });
+    const flavor = resize.getByLabel('New flavor');
+    await flavor.selectOption({ label: 'm1.tiny — 1 vCPU, 512 MB, 1 GB (current)' });
+    await resize.getByRole('button', { name: 'Resize' }).click();
+    const flavors = (await gql(api.url, tokens.aMember, '{ flavors { id name } }')).data!.flavors as { id: string; name: string }[];
+    const RESIZE = 'mutation($i: ResizeInstanceInput!) { resizeInstance(input: $i) { operation { id } } }';
+    const refused = await gql(api.url, tokens.aMember, RESIZE, { i: { id: instanceId, flavorId: flavors.find((f) => f.name === 'm1.tiny')!.id } });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(await fieldError(page, flavor)).toBe(refused.errors![0]!.message);
+    await page.screenshot({ path: join(screenshots, 'resize-dialog-error.png') });
+    await flavor.selectOption({ label: 'm1.small — 1 vCPU, 2 GB, 20 GB' });
+    await resize.getByRole('button', { name: 'Resize' }).click();
+    await resize.waitFor({ state: 'hidden' });
+    await eventually(() => row.getByRole('cell').nth(2).textContent()).toBe('m1.small');
+    await eventually(async () => (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state task flavor { name } } }', { id: instanceId })).data!.instance).toEqual({
+      state: 'STOPPED', task: null, flavor: { name: 'm1.small' },
+    });
+    await row.getByRole('button', { name: 'Actions for web-1' }).waitFor();
+
+    // A snapshot's image name the API refuses shows under the field; a good one names the image it becomes.
+    await (await openMenu()).getByRole('menuitem', { name: 'Snapshot…' }).click();
+    const snap = page.getByRole('dialog', { name: 'Snapshot web-1' });
+    const name = snap.getByLabel('Image name');
+    const tooLong = 'x'.repeat(65);
+    await name.fill(tooLong);
+    await snap.getByRole('button', { name: 'Take snapshot' }).click();
+    const issue = await issueOf(tokens.aMember, 'mutation($i: SnapshotInstanceInput!) { snapshotInstance(input: $i) { operation { id } } }', { id: instanceId, imageName: tooLong });
+    expect(issue.path).toEqual(['imageName']);
+    expect(await fieldError(page, name)).toBe(issue.message);
+    await name.fill('web-1-snap');
+    await snap.getByRole('button', { name: 'Take snapshot' }).click();
+    await snap.waitFor({ state: 'hidden' });
+    await eventually(() => page.getByRole('status').filter({ hasText: 'Snapshot of web-1' }).textContent()).toContain('image web-1-snap is QUEUED');
+    const image = async () =>
+      ((await gql(api.url, tokens.aMember, '{ images { name status sourceInstance { name } } }')).data!.images as { name: string }[]).find((i) => i.name === 'web-1-snap');
+    await eventually(image).toEqual({ name: 'web-1-snap', status: 'ACTIVE', sourceInstance: { name: 'web-1' } });
+    await row.getByRole('button', { name: 'Actions for web-1' }).waitFor();
+    await page.screenshot({ path: join(screenshots, 'instances-snapshot.png'), fullPage: true });
+    expect(await sameDocument(page)).toBe('same document');
+    await context.close();
   });
 
   it('a reader sees the instances but no boot button, no row actions, no changes on the resource pages and no admin pages', async () => {
@@ -343,12 +453,15 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await page.getByRole('link', { name: 'Hosts' }).click();
     const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'sim-1' }) });
     await card.getByText('UP', { exact: true }).waitFor();
-    // web-1 is stopped but keeps its claim on the host: one m1.tiny allocated.
-    await eventually(() => card.getByRole('meter', { name: 'Memory allocated' }).getAttribute('aria-valuetext')).toBe('512 MB of 16 GB');
+    // web-1 is stopped but keeps its claim on the host: one m1.small (it was resized) allocated.
+    await eventually(() => card.getByRole('meter', { name: 'Memory allocated' }).getAttribute('aria-valuetext')).toBe('2 GB of 16 GB');
     await page.screenshot({ path: join(screenshots, 'hosts.png'), fullPage: true });
 
     await card.getByRole('button', { name: 'Enter maintenance' }).click();
-    await page.getByRole('dialog', { name: 'Enter maintenance on sim-1?' }).getByRole('button', { name: 'Enter maintenance on' }).click();
+    const drain = page.getByRole('dialog', { name: 'Enter maintenance on sim-1?' });
+    // It says what maintenance does: the host is drained, not merely closed to new instances.
+    expect(await drain.locator('p').textContent()).toMatch(/^Every instance on it is migrated to another host .* DRAIN_HOST operation/);
+    await drain.getByRole('button', { name: 'Enter maintenance on' }).click();
     await card.getByText('MAINTENANCE', { exact: true }).waitFor();
     expect((await admin('{ hosts { state } }')).hosts).toEqual([{ state: 'MAINTENANCE' }]);
     await card.getByRole('button', { name: 'Leave maintenance' }).click();
@@ -388,15 +501,29 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
 
   it('measures the time from navigation to the instances table showing data, and reads well on a phone', async () => {
     const { context, page } = await signedIn(tokens.aMember);
-    const ids = (await gql(api.url, tokens.aMember, '{ flavors { id name } images { id } }')).data!;
+    const ids = (await gql(api.url, tokens.aMember, '{ flavors { id name } images { id name } }')).data!;
     const small = ids.flavors.find((f: { name: string }) => f.name === 'm1.small').id;
+    const cirros = ids.images.find((i: { name: string }) => i.name === 'cirros-0.6').id;
     const booted = await gql(api.url, tokens.aMember, 'mutation($i: BootInstanceInput!) { bootInstance(input: $i) { instance { id } } }', {
-      i: { name: 'db-1', flavorId: small, imageId: ids.images[0].id },
+      i: { name: 'db-1', flavorId: small, imageId: cirros },
     });
     expect(booted.errors).toBeUndefined();
     const db = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'db-1' }) });
     await db.getByText('RUNNING', { exact: true }).waitFor({ timeout: 60_000 });
     await page.screenshot({ path: join(screenshots, 'instances.png'), fullPage: true });
+
+    // The state filter shows that state's rows only; "All but deleted" brings every live one back.
+    const names = () => page.locator('tr[data-instance-name]').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-instance-name')));
+    const filter = page.getByLabel('State', { exact: true });
+    await filter.selectOption('STOPPED');
+    await eventually(names).toEqual(['web-1']);
+    await filter.selectOption('RUNNING');
+    await eventually(names).toEqual(['db-1']);
+    await filter.selectOption('DELETED');
+    await page.getByText('No instances in DELETED.').waitFor();
+    expect(await names()).toEqual([]);
+    await filter.selectOption({ label: 'All but deleted' });
+    await eventually(names).toEqual(['db-1', 'web-1']);
 
     await page.goto('about:blank');
     const started = Date.now();
@@ -416,14 +543,53 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     await phone.context.close();
   });
 
-  it('an admin sees a failed operation with its failing step, retries it from the list, and watches it succeed', async () => {
-    faults({ failMethods: ['pauseVm'] });
-    const dbId = (await gql(api.url, tokens.aMember, '{ instances(filter: {name: "db-1"}) { edges { node { id } } } }')).data!.instances.edges[0].node.id as string;
-    const paused = await gql(api.url, tokens.aMember, 'mutation($id: ID!) { pauseInstance(input: {id: $id}) { operation { id } } }', { id: dbId });
-    const opId = paused.data!.pauseInstance.operation.id as string;
+  it('the serial console on the instance page follows the guest output as it comes, with no click and no change of the instance', async () => {
+    const db = (await gql(api.url, tokens.aMember, '{ instances(filter: {name: "db-1"}) { edges { node { id name version } } } }')).data!.instances.edges[0].node as {
+      id: string; name: string; version: number;
+    };
+    const { context, page } = await signedIn(tokens.aMember);
+    await page.goto(`${base}#/instances/${db.id}`);
+    const pre = page.getByRole('region', { name: 'Serial console' }).locator('pre');
+    await eventually(() => pre.textContent()).toContain('now running');
+    expect(await pre.textContent()).not.toContain('rebooted');
+    // The guest reboots itself: its console says so, while the controller records nothing, so only a
+    // page that follows the console can show it (there is no version change to read it again on).
+    await callAgent(rt, hostId, 'rebootVm', { name: vmNameOf(db), hard: false }, { idempotencyKey: `console-test:${randomUUID()}` });
+    await eventually(() => pre.textContent()).toContain('rebooted; now running');
+    expect((await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { version } }', { id: db.id })).data!.instance.version).toBe(db.version);
+    expect(await sameDocument(page)).toBe('same document');
+    await context.close();
+  });
 
+  it('an admin resets a held failed operation and retries another from the list, each seen failing at its step and then succeeding', async () => {
+    const dbId = (await gql(api.url, tokens.aMember, '{ instances(filter: {name: "db-1"}) { edges { node { id } } } }')).data!.instances.edges[0].node.id as string;
+    const instance = async () => (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state task } }', { id: dbId })).data!.instance;
     const { context, page } = await signedIn(ADMIN);
     await page.getByRole('link', { name: 'Operations' }).click();
+
+    // A reboot that fails at rebootVm and is held for an operator (STRATUS_FAILURE_HOLD, read when the
+    // operation starts): Reset runs it on from its failed step once the fault is gone.
+    faults({ failMethods: ['rebootVm'] });
+    rt.config.failureHoldMs = 30 * 60_000;
+    const rebooted = await gql(api.url, tokens.aMember, 'mutation($id: ID!) { rebootInstance(input: {id: $id, hard: false}) { operation { id } } }', { id: dbId });
+    rt.config.failureHoldMs = undefined;
+    const resetId = rebooted.data!.rebootInstance.operation.id as string;
+    const held = page.locator(`tr[data-operation-id="${resetId}"]`);
+    await held.getByText('FAILED', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await held.getByRole('cell').nth(2).textContent()).toMatch(/^rebootVm.*injected rebootVm failure/);
+    faults({});
+    await held.getByRole('button', { name: 'Reset' }).click();
+    await held.getByText('SUCCEEDED', { exact: true }).waitFor({ timeout: 60_000 });
+    expect(await held.getByRole('button', { name: 'Reset' }).count()).toBe(0);
+    const resetSteps = (await admin('query($id: ID!) { operation(id: $id) { steps { name status } } }', { id: resetId })).operation.steps;
+    expect(resetSteps.map((x: { name: string; status: string }) => `${x.name}:${x.status}`)).toEqual([
+      'rebootVm:FAILED', 'reset:SUCCEEDED', 'rebootVm:SUCCEEDED', 'recordRebooted:SUCCEEDED',
+    ]);
+    await eventually(instance).toEqual({ state: 'RUNNING', task: null });
+
+    faults({ failMethods: ['pauseVm'] });
+    const paused = await gql(api.url, tokens.aMember, 'mutation($id: ID!) { pauseInstance(input: {id: $id}) { operation { id } } }', { id: dbId });
+    const opId = paused.data!.pauseInstance.operation.id as string;
     const row = page.locator(`tr[data-operation-id="${opId}"]`);
     await row.getByText('FAILED', { exact: true }).waitFor({ timeout: 60_000 });
     expect(await row.getByRole('cell').nth(2).textContent()).toMatch(/^pauseVm.*injected pauseVm failure/);
@@ -435,9 +601,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect(await row.getByRole('button', { name: 'Retry' }).count()).toBe(0);
     expect(await sameDocument(page)).toBe('same document');
     // The operation and the instance are separate projections: the instance reaches PAUSED on its own feed.
-    await expect
-      .poll(async () => (await gql(api.url, tokens.aMember, 'query($id: ID!) { instance(id: $id) { state } }', { id: dbId })).data!.instance.state, { timeout: 30_000 })
-      .toBe('PAUSED');
+    await eventually(async () => (await instance()).state).toBe('PAUSED');
     await context.close();
   });
 
@@ -458,19 +622,6 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
     expect(await sameDocument(page)).toBe('same document');
     await context.close();
   });
-  /** The row of a table whose row header is `name`. */
-  const rowOf = (page: Page, name: string) => page.getByRole('row').filter({ has: page.getByRole('rowheader', { name, exact: true }) });
-  /** The message the API gives for `input` on `mutation`'s first issue, to compare with what a field shows. */
-  const issueOf = async (token: string, mutation: string, input: Record<string, unknown>) => {
-    const r = await gql(api.url, token, mutation, { i: input });
-    expect(r.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
-    return (r.errors![0]!.extensions!.issues as { path: string[]; message: string }[])[0]!;
-  };
-  const fieldError = async (page: Page, field: ReturnType<Page['getByLabel']>) => {
-    await eventually(() => field.getAttribute('aria-invalid')).toBe('true');
-    return page.locator(`#${await field.getAttribute('aria-describedby')}`).textContent();
-  };
-
   it('volumes: a bad size is refused by field; create, attach, detach, snapshot and delete from the page, each state live, destructive ones confirmed', async () => {
     const { context, page } = await signedIn(tokens.aMember);
     await page.getByRole('link', { name: 'Volumes' }).click();
@@ -687,7 +838,7 @@ describe('the web console in Chromium, on the real API, Temporal, PostgreSQL and
       // The chart says what its newest sample is, in words.
       expect(label).toContain(`${shown.length} samples`);
     }
-    await page.screenshot({ path: join(screenshots, 'instance-meters.png'), fullPage: true });
+    await page.screenshot({ path: join(screenshots, 'instance.png'), fullPage: true });
     await context.close();
     await stopPollers();
     stopPollers = undefined;

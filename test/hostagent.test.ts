@@ -249,6 +249,21 @@ describe('host agent over SSH (sim driver)', () => {
     }
   });
 
+  it('holds a call while faults.json names its method, doing nothing until the hold is lifted', async () => {
+    try {
+      await setFaults(agent, { holdMethods: ['createVm'] });
+      let held!: () => void;
+      const saidHeld = new Promise<void>((resolve) => (held = resolve));
+      const call = client.call('createVm', { spec: spec('held-1') }, { idempotencyKey: 'held-key', onProgress: (p) => p.message.includes('held') && held() });
+      await saidHeld;
+      expect((await agentError(client.call('getVm', { name: 'held-1' }))).code).toBe('NOT_FOUND');
+      await setFaults(agent, {});
+      expect((await call).name).toBe('held-1');
+    } finally {
+      await setFaults(agent, {});
+    }
+  });
+
   it('stops a slow call when the caller aborts it, leaving nothing done', async () => {
     try {
       await setFaults(agent, { latencyMs: 5000 });

@@ -54,7 +54,7 @@ export function useSession(): Session {
 }
 
 /** May this session run `mutation`? The API must have it and the role must allow changes. */
-export function can(s: Session, mutation: string, needs: 'writer' | 'admin' = 'writer'): boolean {
+export function can(s: Pick<Session, 'role' | 'mutations'>, mutation: string, needs: 'writer' | 'admin' = 'writer'): boolean {
   if (!s.mutations.has(mutation)) return false;
   return needs === 'admin' ? s.role === 'ADMIN' : s.role !== 'READER';
 }

@@ -61,6 +61,8 @@ export function BootDialog({ open, onClose, onBooted }: { open: boolean; onClose
         {fieldError(f)}
       </span>
     ) : null;
+  // Only an ACTIVE image has its bytes (QUEUED and SAVING ones are still uploading, ERROR ones never will).
+  const images = (choices.data?.images ?? []).filter((i) => i.status === 'ACTIVE');
   // An instance plugs into a project network; external ones give floating addresses, not ports.
   const networks = (choices.data?.networks ?? []).filter((n) => !n.external);
 
@@ -83,7 +85,7 @@ export function BootDialog({ open, onClose, onBooted }: { open: boolean; onClose
 
         <label for="boot-imageId">Image</label>
         <select id="boot-imageId" name="imageId" {...described('imageId')}>
-          {choices.data?.images.map((i) => (
+          {images.map((i) => (
             <option value={i.id} key={i.id}>
               {i.name}
             </option>

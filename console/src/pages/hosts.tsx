@@ -22,6 +22,10 @@ interface HostView {
   instances: { id: string }[];
 }
 
+/** What entering maintenance does (setHostState MAINTENANCE starts a DRAIN_HOST operation), said before it is done. */
+const DRAIN_WARNING =
+  'Every instance on it is migrated to another host (live if it runs, cold if it is stopped) by a DRAIN_HOST operation, and no new instance is placed on it until it leaves maintenance. One that cannot move (no room elsewhere, or paused or suspended) stays where it is, and the operation names it.';
+
 /** Hosts, read again after each change of one (a claim, a release, a state change). */
 export function HostsPage() {
   const session = useSession();
@@ -57,8 +61,11 @@ export function HostsPage() {
                 <h2 id={`host-${h.id}`}>{h.name}</h2>
                 <Badge value={h.state} />
               </header>
-              <p class="muted mono">
-                {h.address}:{h.port} · {h.hypervisor} · {h.instances.length} instance{h.instances.length === 1 ? '' : 's'}
+              <p class="muted host-meta">
+                <span class="mono">
+                  {h.address}:{h.port}
+                </span>{' '}
+                · {h.hypervisor} · {h.instances.length} instance{h.instances.length === 1 ? '' : 's'}
               </p>
               <Bar label="vCPU" used={h.allocated.vcpus} total={h.capacity.vcpus} />
               <Bar label="Memory" used={h.allocated.memoryMb} total={h.capacity.memoryMb} format={memory} />
@@ -80,8 +87,13 @@ export function HostsPage() {
           ))}
         </ul>
       )}
-      <Confirm action={pending ? 'Enter maintenance on' : null} subject={pending?.name ?? ''}
-        detail="No new instances are placed on it while it is in maintenance." onCancel={() => setPending(null)} onConfirm={() => pending && void setState(pending, 'MAINTENANCE')} />
+      <Confirm
+        action={pending ? 'Enter maintenance on' : null}
+        subject={pending?.name ?? ''}
+        detail={DRAIN_WARNING}
+        onCancel={() => setPending(null)}
+        onConfirm={() => pending && void setState(pending, 'MAINTENANCE')}
+      />
     </section>
   );
 }

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { LineChart, type Point } from '../charts';
 import { Badge, ErrorNote, Loading } from '../components';
 import { bytes, dateTime, memory, time } from '../format';
@@ -6,7 +6,7 @@ import { useQuery, useSubscription } from '../live';
 import { href } from '../router';
 import { useSession } from '../session';
 import { INSTANCE_ROW, type InstanceRow } from './instanceRow';
-import { ActionMenu, useInstanceAction } from './instances';
+import { ActionMenu, useInstanceAction } from './instanceActionMenu';
 import { OPERATION_FIELDS, OperationTimeline, type OperationView } from './operationTimeline';
 
 interface InstanceDetail extends InstanceRow {
@@ -19,31 +19,68 @@ interface InstanceDetail extends InstanceRow {
   events: { id: string; type: string; version: number; recordedAt: string; metadata: { actor?: string } }[];
 }
 
+/** Who did it: a token id shortened the way git shortens a hash (the whole is in the title); a named actor (bootstrap) as it is. */
+const actorName = (actor: string | undefined): string => (!actor ? '—' : /^[0-9a-f]{8}-[0-9a-f-]{27}$/i.test(actor) ? actor.slice(0, 8) : actor);
+
 const DETAIL = `${INSTANCE_ROW} launchedAt errorReason image { name } flavor { name vcpus memoryMb diskGb }
   operations { ${OPERATION_FIELDS} } events { id type version recordedAt metadata }`;
 
-/** The serial console's tail, read from the host agent on demand and after every change of the instance. */
+/**
+ * How soon the serial console is read again once the last read answered. The API has no subscription
+ * for console output (it lives on the host agent, read on demand), so this is the console's one poll:
+ * only while an instance page is open and its tab visible, and one read at a time.
+ */
+const FOLLOW_MS = 2000;
+
+/** Reads again `ms` after each answer while the document is visible; a hidden tab waits until it is shown. */
+function useFollow(reload: () => void, answer: unknown, ms: number): void {
+  useEffect(() => {
+    if (answer === undefined) return;
+    const tick = () => (document.visibilityState === 'visible' ? reload() : document.addEventListener('visibilitychange', tick, { once: true }));
+    const timer = setTimeout(tick, ms);
+    return () => {
+      clearTimeout(timer);
+      document.removeEventListener('visibilitychange', tick);
+    };
+  }, [answer]);
+}
+
+/** The serial console's tail, following (tail -f) while the page is open, and read again after every change of the instance. */
 function ConsoleLog({ id, version }: { id: string; version: number }) {
   const [lines] = useState(200);
   const log = useQuery<{ instance: { consoleLog: string | null } | null }>(`query ConsoleLog($id: ID!, $lines: Int) { instance(id: $id) { consoleLog(lines: $lines) } }`, { id, lines }, [
     id,
     version,
   ]);
+  useFollow(log.reload, log.data ?? log.error, FOLLOW_MS);
   const text = log.data?.instance?.consoleLog;
+  // Kept at the newest line unless someone scrolled up to read.
+  const pre = useRef<HTMLPreElement>(null);
+  const pinned = useRef(true);
+  useLayoutEffect(() => {
+    if (pre.current && pinned.current) pre.current.scrollTop = pre.current.scrollHeight;
+  }, [text]);
+  const onScroll = () => {
+    const el = pre.current;
+    if (el) pinned.current = el.scrollTop + el.clientHeight >= el.scrollHeight - 8;
+  };
   return (
     <section aria-labelledby="console-title">
       <header class="section-head">
         <h2 id="console-title">Serial console</h2>
-        <button type="button" onClick={log.reload}>
-          Refresh
-        </button>
+        <div class="toolbar">
+          <span class="muted">Follows the output while this page is open</span>
+          <button type="button" onClick={log.reload}>
+            Refresh
+          </button>
+        </div>
       </header>
       {log.error ? (
         <p class="muted">Not available: {log.error.message}</p>
       ) : text == null ? (
         <p class="muted">{log.data ? 'Not available while the instance has no host.' : 'Loading…'}</p>
       ) : (
-        <pre class="console" tabIndex={0} aria-label="Serial console output">
+        <pre class="console" tabIndex={0} aria-label="Serial console output" ref={pre} onScroll={onScroll}>
           {text || '(empty)'}
         </pre>
       )}
@@ -144,7 +181,7 @@ export function InstancePage({ id }: { id: string }) {
   useSubscription<{ instanceChanged: { id: string; version: number } }>(`subscription InstanceLive($id: ID) { instanceChanged(id: $id) { id version } }`, { id }, () => detail.reload(), [id]);
   // The audit log is a projection of its own and may fold an event after the instance's: it says so itself.
   useSubscription(`subscription InstanceAudit($prefix: String) { events(streamPrefix: $prefix) { id } }`, { prefix: `instance-${id}` }, () => detail.reload(), [id]);
-  const { begin, dialog, error } = useInstanceAction();
+  const { begin, dialog, error, notice } = useInstanceAction();
   const session = useSession();
   const i = detail.data?.instance;
 
@@ -174,6 +211,7 @@ export function InstancePage({ id }: { id: string }) {
         </div>
       </header>
       <ErrorNote error={error} />
+      {notice}
       <dl class="details">
         <dt>ID</dt>
         <dd class="mono">{i.id}</dd>
@@ -223,7 +261,7 @@ export function InstancePage({ id }: { id: string }) {
                     <td>{e.version}</td>
                     <td>{e.type}</td>
                     <td class="mono" title={e.metadata?.actor}>
-                      {e.metadata?.actor?.slice(0, 8) ?? '—'}
+                      {actorName(e.metadata?.actor)}
                     </td>
                     <td title={dateTime(e.recordedAt)}>{time(e.recordedAt)}</td>
                   </tr>

@@ -1,63 +1,22 @@
 import { useState } from 'preact/hooks';
 import type { InstanceState } from '../../../domain/instanceTransitions';
-import { ApiError, request } from '../api';
-import { Badge, Confirm, ErrorNote, Loading, MenuButton } from '../components';
+import { request } from '../api';
+import { Badge, ErrorNote, Loading } from '../components';
 import { dateTime } from '../format';
-import { actionMutation, availableActions, type ActionSpec } from '../instanceActions';
 import { useLiveRows } from '../live';
 import { href } from '../router';
 import { can, useSession } from '../session';
 import { BootDialog } from './bootDialog';
+import { ActionMenu, useInstanceAction } from './instanceActionMenu';
 import { INSTANCE_ROW, type InstanceRow } from './instanceRow';
 
 const STATES: InstanceState[] = ['BUILDING', 'RUNNING', 'STOPPED', 'PAUSED', 'SUSPENDED', 'ERROR', 'DELETED'];
-
-/** Runs a row action, asking first when it is destructive. Shared by the table and the instance page. */
-export function useInstanceAction() {
-  const session = useSession();
-  const [pending, setPending] = useState<{ spec: ActionSpec; instance: { id: string; name: string } } | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const run = async (spec: ActionSpec, instance: { id: string; name: string }) => {
-    setPending(null);
-    try {
-      await request(session.token, actionMutation(spec), { id: instance.id });
-      setError(null);
-    } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
-    }
-  };
-  const begin = (spec: ActionSpec, instance: { id: string; name: string }) => (spec.destructive ? setPending({ spec, instance }) : void run(spec, instance));
-  const dialog = (
-    <Confirm
-      action={pending ? pending.spec.label : null}
-      subject={pending?.instance.name ?? ''}
-      detail={pending?.spec.warning ?? ''}
-      onCancel={() => setPending(null)}
-      onConfirm={() => pending && void run(pending.spec, pending.instance)}
-    />
-  );
-  return { begin, dialog, error };
-}
-
-/** The row menu: every action the instance's state allows now, destructive ones in red. */
-export function ActionMenu({ instance, onAction }: { instance: InstanceRow; onAction: (spec: ActionSpec) => void }) {
-  const session = useSession();
-  const actions = session.role === 'READER' ? [] : availableActions(instance.state, instance.task, session.mutations);
-  if (actions.length === 0) return <span class="muted">{instance.task ? `${instance.task.toLowerCase()}…` : ''}</span>;
-  return (
-    <MenuButton
-      label={`Actions for ${instance.name}`}
-      text="Actions"
-      items={actions.map((a) => ({ key: a.action, label: a.label, danger: a.destructive, run: () => onAction(a) }))}
-    />
-  );
-}
 
 export function InstancesPage() {
   const session = useSession();
   const [filter, setFilter] = useState<InstanceState | ''>('');
   const [booting, setBooting] = useState(false);
-  const { begin, dialog, error: actionError } = useInstanceAction();
+  const { begin, dialog, error: actionError, notice } = useInstanceAction();
   const { rows, error, merge } = useLiveRows<InstanceRow>(
     async () =>
       (await request<{ instances: { edges: { node: InstanceRow }[] } }>(session.token, `query Instances { instances(first: 500) { edges { node { ${INSTANCE_ROW} } } } }`)).instances.edges.map(
@@ -91,6 +50,7 @@ export function InstancesPage() {
         </div>
       </header>
       <ErrorNote error={error ?? actionError} />
+      {notice}
       {!rows ? (
         <Loading />
       ) : (
@@ -114,7 +74,7 @@ export function InstancesPage() {
               {shown.length === 0 && (
                 <tr>
                   <td colSpan={8} class="muted">
-                    No instances{filter ? ` in ${filter}` : ''} yet.
+                    {filter ? `No instances in ${filter}.` : 'No instances yet.'}
                   </td>
                 </tr>
               )}
