@@ -24,7 +24,14 @@ export function toGraphQLError(error: unknown): GraphQLError {
   while (isGraphQLError(original) && original.originalError) original = original.originalError;
   const at = { nodes: wrapper?.nodes, path: wrapper?.path, positions: wrapper?.positions, source: wrapper?.source };
   if (original instanceof StratusError) {
-    const { runningOperation, issues } = original.details as { runningOperation?: unknown; issues?: unknown };
+    const { runningOperation, issues: given, path } = original.details as { runningOperation?: unknown; issues?: unknown; path?: unknown };
+    // The contract gives every BAD_USER_INPUT a list of issues. A domain rule (a disk that would shrink,
+    // an address outside its network) refuses with one message: that is its one issue, at the input
+    // field the rule names, if it names one.
+    const issues =
+      given === undefined && original.code === 'BAD_USER_INPUT'
+        ? [{ code: 'custom', path: Array.isArray(path) ? path : [], message: original.message }]
+        : given;
     return new GraphQLError(original.message, {
       ...at,
       extensions: {

@@ -99,6 +99,11 @@ describe('mobility through the GraphQL API, on real PostgreSQL, Temporal and two
     expect(codeOf(await gql(url, ADMIN, `mutation($id: ID!) { resizeInstance(input: {id: $id, flavorId: "x"}) { operation { id } } }`, { id: instanceId }))).toBe('BAD_USER_INPUT');
     const { flavors } = await admin(`{ flavors { id name } }`);
     const small = flavors.find((f: { name: string }) => f.name === 't1.small').id;
+    // A domain rule's refusal carries its one issue at the field it is about, as zod's do.
+    const tiny = flavors.find((f: { name: string }) => f.name === 't1.tiny').id;
+    const same = await gql(url, ADMIN, `mutation($id: ID!, $f: ID!) { resizeInstance(input: {id: $id, flavorId: $f}) { operation { id } } }`, { id: instanceId, f: tiny });
+    expect(codeOf(same)).toBe('BAD_USER_INPUT');
+    expect(same.errors![0]!.extensions!.issues).toEqual([{ code: 'custom', path: ['flavorId'], message: `instance ${instanceId} already has flavor t1.tiny` }]);
     expect(codeOf(await gql(url, member, `mutation($id: ID!, $f: ID!) { resizeInstance(input: {id: $id, flavorId: $f}) { operation { id } } }`, { id: instanceId, f: small }))).toBe('NOT_FOUND');
     expect(codeOf(await gql(url, member, `mutation($id: ID!) { migrateInstance(input: {id: $id}) { operation { id } } }`, { id: instanceId }))).toBe('FORBIDDEN');
   });

@@ -29,7 +29,7 @@ export async function resizeInstance(rt: Runtime, caller: Caller, input: ResizeI
     readFolded(rt, imageStream(instance.imageId), imageDecider),
   ]);
   if (!flavor) throw new StratusError('NOT_FOUND', `flavor ${input.flavorId} not found`, { id: input.flavorId });
-  const refuse = (message: string) => new StratusError('BAD_USER_INPUT', message, { flavorId: flavor.id });
+  const refuse = (message: string) => new StratusError('BAD_USER_INPUT', message, { flavorId: flavor.id, path: ['flavorId'] });
   if (flavor.id === instance.flavor.id) throw refuse(`instance ${instance.id} already has flavor ${flavor.name}`);
   const imageGb = image ? Math.ceil(image.sizeBytes / GiB) : 0;
   if (flavor.diskGb < imageGb) throw refuse(`flavor ${flavor.name} has a ${flavor.diskGb} GB disk, smaller than its image's ${imageGb} GB`);

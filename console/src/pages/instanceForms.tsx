@@ -1,4 +1,3 @@
-import { ApiError } from '../api';
 import { Dialog, ErrorNote, Field, SelectField, unplacedError } from '../components';
 import { memory } from '../format';
 import { useMutation, useQuery } from '../live';
@@ -15,14 +14,6 @@ export interface SnapshotImage {
   name: string;
   status: string;
 }
-
-/**
- * resizeInstance refuses a flavor that does not fit (the one the instance has, a disk smaller than its
- * image's or its own) as BAD_USER_INPUT about flavorId but with no zod issue to name it; in a form whose
- * only field is the flavor, that refusal is the field's.
- */
-const aboutFlavor = (error: ApiError | null): ApiError | null =>
-  error && error.code === 'BAD_USER_INPUT' && error.issues.length === 0 ? new ApiError(error.message, error.code, [{ path: ['flavorId'], message: error.message }]) : error;
 
 /** Pick another flavor; the API decides whether it fits, and says so next to the field. */
 export function ResizeDialog({ instance, onClose }: { instance: Target | null; onClose: () => void }) {
@@ -43,7 +34,9 @@ export function ResizeDialog({ instance, onClose }: { instance: Target | null; o
   const current = instance?.flavor.name;
   // The first flavor other than the current one is the likely choice; the current one stays listed, marked.
   const ordered = [...list.filter((f) => f.name !== current), ...list.filter((f) => f.name === current)];
-  const error = aboutFlavor(resize.error);
+  // The API names flavorId in its issue when the flavor does not fit (the one the instance has, a disk
+  // smaller than its image's or its own).
+  const error = resize.error;
   return (
     <Dialog title={`Resize ${instance?.name ?? ''}`} open={instance !== null} onClose={close}>
       <form onSubmit={submit} noValidate>
