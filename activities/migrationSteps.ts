@@ -1,10 +1,10 @@
 import { StratusError } from '../domain/errors.js';
 import type { Instance } from '../domain/instance.js';
-import { AgentError, type MigrationTarget, type Progress, type VmSpecInput } from '../hostagent/driver.js';
+import { AgentError, type MigrationTarget, type VmSpecInput } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type OperationContext } from './operationSteps.js';
+import { agentKey, metadataOf, runStep, stepProgress, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
 import { attachedVolumesOf, plugVolumesOnTarget } from './movingVolumes.js';
@@ -62,34 +62,6 @@ export async function plugPortsOnTarget(rt: Runtime, instance: Instance, targetH
 export async function unplugPortsFrom(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<void> {
   if ((await readHost(rt, hostId)).state?.state === 'DOWN') return forgetInstancePorts(rt, instance, hostId);
   await unplugInstancePorts(rt, instance, hostId, key);
-}
-
-/**
- * Progress of a long agent call kept on the operation's step: once per fifth of the way (and never for
- * every agent report), each under its own name-based key so a retried activity records nothing twice.
- */
-function stepProgress(rt: Runtime, ctx: OperationContext, step: string) {
-  let lastBucket = -1;
-  let chain: Promise<unknown> = Promise.resolve();
-  const record = (p: Progress, key: string) => {
-    chain = chain.then(() =>
-      recordOnOperation(rt, ctx, writeKey(ctx, step, 'progress', key), () => [
-        { type: 'progressStep', data: { name: step, ...(p.percent !== undefined ? { percent: p.percent } : {}), message: p.message.slice(0, 500), at: now() } },
-      ]).catch(() => undefined),
-    );
-  };
-  return {
-    report(p: Progress) {
-      const bucket = p.percent === undefined ? lastBucket : Math.floor(p.percent / 20);
-      if (bucket <= lastBucket && lastBucket >= 0) return;
-      lastBucket = Math.max(bucket, 0);
-      record(p, String(lastBucket));
-    },
-    /** The step's outcome in words, always recorded last. */
-    final: (p: Progress) => record(p, 'final'),
-    /** Waits for the reports already sent, so none lands after the step's finish. */
-    settled: () => chain,
-  };
 }
 
 /** The migration runbook's steps (workflows/migrateInstance.ts). */
