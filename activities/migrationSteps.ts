@@ -3,6 +3,7 @@ import type { Instance } from '../domain/instance.js';
 import { AgentError, type MigrationTarget, type VmSpecInput } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
+import { bootSourceOf, hasImageToFetch } from './imageFetch.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, runStep, stepProgress, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
@@ -18,6 +19,16 @@ export interface MigrationPlan {
   targetHostId: string;
   /** RUNNING moves live (QEMU's migrate); STOPPED moves cold (the VM is defined on the target). */
   live: boolean;
+  /**
+   * Set (true) when the instance's image has bytes (an uploaded image): the target fetches it before
+   * its twin is made there. Absent for a registered image, and in plans recorded before moves fetched.
+   */
+  fetchImage?: true;
+}
+
+/** The plan's `fetchImage`, present only when there is something to fetch, so other plans stay as they were. */
+export async function imageFetchOf(rt: Runtime, instance: Instance): Promise<{ fetchImage?: true }> {
+  return (await hasImageToFetch(rt, instance.imageId)) ? { fetchImage: true } : {};
 }
 
 /** The VM as the agent defines it, the same on every host, so the target's VM is the source's twin. */
@@ -31,10 +42,13 @@ export const vmSpecOf = (instance: Instance): VmSpecInput => ({
 
 /**
  * The VM as a target host makes it (a migration's twin, a resize's definition elsewhere, an evacuation's
- * rebuild): the source's, with the instance's attached volumes on the devices they had there.
+ * rebuild): the source's, with the instance's attached volumes on the devices they had there, booting
+ * from the target's own cached copy of the instance's image (fetched there first), as a boot does, so
+ * its disk is an overlay on the same base the source's is.
  */
-export async function twinSpecOf(rt: Runtime, instance: Instance): Promise<VmSpecInput> {
-  return { ...vmSpecOf(instance), volumes: await attachedVolumesOf(rt, instance.id) };
+export async function twinSpecOf(rt: Runtime, instance: Instance, targetHostId: string): Promise<VmSpecInput> {
+  const boot = await bootSourceOf(rt, targetHostId, instance.imageId);
+  return { ...vmSpecOf(instance), ...(boot ? { boot } : {}), volumes: await attachedVolumesOf(rt, instance.id) };
 }
 
 /**
@@ -103,7 +117,7 @@ export function migrationSteps(rt: Runtime) {
           hypervisor: source.hypervisor,
           targetHostId: request.targetHostId,
         });
-        return { sourceHostId, targetHostId, live: instance.state === 'RUNNING' };
+        return { sourceHostId, targetHostId, live: instance.state === 'RUNNING', ...(await imageFetchOf(rt, instance)) };
       });
     },
 
@@ -117,7 +131,7 @@ export function migrationSteps(rt: Runtime) {
     async migrateReceive(ctx: OperationContext, plan: MigrationPlan): Promise<MigrationTarget> {
       return runStep(rt, ctx, 'migrateReceive', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
+        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: await twinSpecOf(rt, instance, plan.targetHostId) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
       });
     },
 
@@ -146,7 +160,7 @@ export function migrationSteps(rt: Runtime) {
     async defineOnTarget(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'defineOnTarget', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance, plan.targetHostId) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
       });
     },
 
