@@ -16,6 +16,7 @@ import { startApi } from '../server/api.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import type { AgentProcess } from './support/hostagent.js';
+import { uploadImage } from './support/images.js';
 import { adminCaller, instanceOf, lifecycleRuntime, settled, simHost } from './support/lifecycleStack.js';
 
 /**
@@ -109,14 +110,7 @@ describe.sequential('moving an instance booted from an uploaded image takes its 
     const file = join(work, 'base.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M']);
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x5a 0 1536K', file]);
-    const made = await commands.createImage(rt, caller, { name: 'moving-base', format: 'qcow2', visibility: 'PUBLIC' });
-    const res = await fetch(api.url.replace(/\/graphql$/, '') + made.uploadUrl, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${ADMIN}` },
-      body: new Uint8Array(readFileSync(file)),
-    });
-    expect(res.status, await res.clone().text()).toBe(200);
-    image = { id: made.image.id, ...((await res.json()) as { checksum: string; sizeBytes: number }) };
+    image = await uploadImage(rt, caller, api, ADMIN, file, 'moving-base');
     expect(image.sizeBytes).toBeGreaterThan(2 * 512 * 1024);
 
     // Booted while its host is the only one: the others have never seen the image.
