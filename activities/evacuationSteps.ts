@@ -2,7 +2,7 @@ import { StratusError } from '../domain/errors.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { twinSpecOf, unplugPortsFrom, type MigrationPlan } from './migrationSteps.js';
+import { imageFetchOf, twinSpecOf, unplugPortsFrom, type MigrationPlan } from './migrationSteps.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
@@ -35,15 +35,18 @@ export function evacuationSteps(rt: Runtime) {
           sourceHostId,
           hypervisor: source.hypervisor,
         });
-        return { sourceHostId, targetHostId, live: false, wasRunning: instance.state === 'RUNNING' };
+        return { sourceHostId, targetHostId, live: false, wasRunning: instance.state === 'RUNNING', ...(await imageFetchOf(rt, instance)) };
       });
     },
 
-    /** The VM made anew on the target from the instance's image (the local disk died with its host). */
+    /**
+     * The VM made anew on the target from the instance's image (the local disk died with its host): a
+     * fresh overlay on the target's cached copy, which `fetchImage` put there.
+     */
     async rebuildOnTarget(ctx: OperationContext, plan: EvacuationPlan): Promise<void> {
       await runStep(rt, ctx, 'createVm', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'createVm') });
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance, plan.targetHostId) }, { idempotencyKey: agentKey(ctx, 'createVm') });
       });
       if (!plan.wasRunning) return;
       await runStep(rt, ctx, 'startVm', async () => {

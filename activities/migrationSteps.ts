@@ -1,10 +1,11 @@
 import { StratusError } from '../domain/errors.js';
 import type { Instance } from '../domain/instance.js';
-import { AgentError, type MigrationTarget, type Progress, type VmSpecInput } from '../hostagent/driver.js';
+import { AgentError, type MigrationTarget, type VmSpecInput } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
+import { bootSourceOf, hasImageToFetch } from './imageFetch.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { agentKey, metadataOf, recordOnOperation, runStep, writeKey, type OperationContext } from './operationSteps.js';
+import { agentKey, metadataOf, runStep, stepProgress, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
 import { attachedVolumesOf, plugVolumesOnTarget } from './movingVolumes.js';
@@ -18,6 +19,16 @@ export interface MigrationPlan {
   targetHostId: string;
   /** RUNNING moves live (QEMU's migrate); STOPPED moves cold (the VM is defined on the target). */
   live: boolean;
+  /**
+   * Set (true) when the instance's image has bytes (an uploaded image): the target fetches it before
+   * its twin is made there. Absent for a registered image, and in plans recorded before moves fetched.
+   */
+  fetchImage?: true;
+}
+
+/** The plan's `fetchImage`, present only when there is something to fetch, so other plans stay as they were. */
+export async function imageFetchOf(rt: Runtime, instance: Instance): Promise<{ fetchImage?: true }> {
+  return (await hasImageToFetch(rt, instance.imageId)) ? { fetchImage: true } : {};
 }
 
 /** The VM as the agent defines it, the same on every host, so the target's VM is the source's twin. */
@@ -31,10 +42,13 @@ export const vmSpecOf = (instance: Instance): VmSpecInput => ({
 
 /**
  * The VM as a target host makes it (a migration's twin, a resize's definition elsewhere, an evacuation's
- * rebuild): the source's, with the instance's attached volumes on the devices they had there.
+ * rebuild): the source's, with the instance's attached volumes on the devices they had there, booting
+ * from the target's own cached copy of the instance's image (fetched there first), as a boot does, so
+ * its disk is an overlay on the same base the source's is.
  */
-export async function twinSpecOf(rt: Runtime, instance: Instance): Promise<VmSpecInput> {
-  return { ...vmSpecOf(instance), volumes: await attachedVolumesOf(rt, instance.id) };
+export async function twinSpecOf(rt: Runtime, instance: Instance, targetHostId: string): Promise<VmSpecInput> {
+  const boot = await bootSourceOf(rt, targetHostId, instance.imageId);
+  return { ...vmSpecOf(instance), ...(boot ? { boot } : {}), volumes: await attachedVolumesOf(rt, instance.id) };
 }
 
 /**
@@ -62,34 +76,6 @@ export async function plugPortsOnTarget(rt: Runtime, instance: Instance, targetH
 export async function unplugPortsFrom(rt: Runtime, instance: Instance, hostId: string, key: string): Promise<void> {
   if ((await readHost(rt, hostId)).state?.state === 'DOWN') return forgetInstancePorts(rt, instance, hostId);
   await unplugInstancePorts(rt, instance, hostId, key);
-}
-
-/**
- * Progress of a long agent call kept on the operation's step: once per fifth of the way (and never for
- * every agent report), each under its own name-based key so a retried activity records nothing twice.
- */
-function stepProgress(rt: Runtime, ctx: OperationContext, step: string) {
-  let lastBucket = -1;
-  let chain: Promise<unknown> = Promise.resolve();
-  const record = (p: Progress, key: string) => {
-    chain = chain.then(() =>
-      recordOnOperation(rt, ctx, writeKey(ctx, step, 'progress', key), () => [
-        { type: 'progressStep', data: { name: step, ...(p.percent !== undefined ? { percent: p.percent } : {}), message: p.message.slice(0, 500), at: now() } },
-      ]).catch(() => undefined),
-    );
-  };
-  return {
-    report(p: Progress) {
-      const bucket = p.percent === undefined ? lastBucket : Math.floor(p.percent / 20);
-      if (bucket <= lastBucket && lastBucket >= 0) return;
-      lastBucket = Math.max(bucket, 0);
-      record(p, String(lastBucket));
-    },
-    /** The step's outcome in words, always recorded last. */
-    final: (p: Progress) => record(p, 'final'),
-    /** Waits for the reports already sent, so none lands after the step's finish. */
-    settled: () => chain,
-  };
 }
 
 /** The migration runbook's steps (workflows/migrateInstance.ts). */
@@ -131,7 +117,7 @@ export function migrationSteps(rt: Runtime) {
           hypervisor: source.hypervisor,
           targetHostId: request.targetHostId,
         });
-        return { sourceHostId, targetHostId, live: instance.state === 'RUNNING' };
+        return { sourceHostId, targetHostId, live: instance.state === 'RUNNING', ...(await imageFetchOf(rt, instance)) };
       });
     },
 
@@ -145,7 +131,7 @@ export function migrationSteps(rt: Runtime) {
     async migrateReceive(ctx: OperationContext, plan: MigrationPlan): Promise<MigrationTarget> {
       return runStep(rt, ctx, 'migrateReceive', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
+        return callAgent(rt, plan.targetHostId, 'migrateReceive', { spec: await twinSpecOf(rt, instance, plan.targetHostId) }, { idempotencyKey: agentKey(ctx, 'migrateReceive') });
       });
     },
 
@@ -174,7 +160,7 @@ export function migrationSteps(rt: Runtime) {
     async defineOnTarget(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
       await runStep(rt, ctx, 'defineOnTarget', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
+        await callAgent(rt, plan.targetHostId, 'createVm', { spec: await twinSpecOf(rt, instance, plan.targetHostId) }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
       });
     },
 

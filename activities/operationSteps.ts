@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { isStratusError } from '../domain/errors.js';
 import { operationStream } from '../domain/events.js';
 import { decideOperation, operationDecider, type Operation, type OperationEvent } from '../domain/operation.js';
-import { AgentError } from '../hostagent/driver.js';
+import { AgentError, type Progress } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
 import { inSpan } from '../server/telemetry.js';
 import { decideAndAppend, operationMetadata, type Folded } from './events.js';
@@ -66,6 +66,35 @@ export function recordOnOperation(
 }
 
 const now = () => new Date().toISOString();
+
+/**
+ * Progress of a long step (a migration's transfer, an image sent to a host) kept on the operation's
+ * step: once per fifth of the way (never for every agent report), each under its own name-based key
+ * so a retried activity records nothing twice.
+ */
+export function stepProgress(rt: Pick<Runtime, 'store'>, ctx: OperationContext, step: string) {
+  let lastBucket = -1;
+  let chain: Promise<unknown> = Promise.resolve();
+  const record = (p: Progress, key: string) => {
+    chain = chain.then(() =>
+      recordOnOperation(rt, ctx, writeKey(ctx, step, 'progress', key), () => [
+        { type: 'progressStep', data: { name: step, ...(p.percent !== undefined ? { percent: p.percent } : {}), message: p.message.slice(0, 500), at: now() } },
+      ]).catch(() => undefined),
+    );
+  };
+  return {
+    report(p: Progress) {
+      const bucket = p.percent === undefined ? lastBucket : Math.floor(p.percent / 20);
+      if (bucket <= lastBucket && lastBucket >= 0) return;
+      lastBucket = Math.max(bucket, 0);
+      record(p, String(lastBucket));
+    },
+    /** The step's outcome in words, always recorded last. */
+    final: (p: Progress) => record(p, 'final'),
+    /** Waits for the reports already sent, so none lands after the step's finish. */
+    settled: () => chain,
+  };
+}
 
 /**
  * A failure as Temporal should see it: domain refusals and agent errors that cannot heal are

@@ -6,7 +6,7 @@ import type { Runtime } from '../server/runtime.js';
 import { callAgent } from './agentCalls.js';
 import { readFolded } from './events.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
-import { twinSpecOf } from './migrationSteps.js';
+import { imageFetchOf, twinSpecOf } from './migrationSteps.js';
 import { agentKey, metadataOf, runStep, writeKey, type OperationContext } from './operationSteps.js';
 import { claimMigrationTarget, resizeClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
@@ -21,6 +21,8 @@ export interface ResizePlan {
   wasRunning: boolean;
   from: FlavorSnapshot;
   to: FlavorSnapshot;
+  /** Elsewhere only: the target fetches the instance's image first (MigrationPlan's `fetchImage`). */
+  fetchImage?: true;
 }
 
 const resourcesOf = (f: FlavorSnapshot) => ({ vcpus: f.vcpus, memoryMb: f.memoryMb, diskGb: f.diskGb });
@@ -55,7 +57,7 @@ export function resizeSteps(rt: Runtime) {
           sourceHostId,
           hypervisor: source!.hypervisor,
         });
-        return { ...plan, targetHostId };
+        return { ...plan, targetHostId, ...(await imageFetchOf(rt, instance)) };
       });
     },
 
@@ -78,7 +80,7 @@ export function resizeSteps(rt: Runtime) {
     async defineResized(ctx: OperationContext, plan: ResizePlan): Promise<void> {
       await runStep(rt, ctx, 'defineOnTarget', async () => {
         const instance = await readInstance(rt, ctx.instanceId);
-        const spec = { ...(await twinSpecOf(rt, instance)), ...resourcesOf(plan.to) };
+        const spec = { ...(await twinSpecOf(rt, instance, plan.targetHostId)), ...resourcesOf(plan.to) };
         await callAgent(rt, plan.targetHostId, 'createVm', { spec }, { idempotencyKey: agentKey(ctx, 'defineOnTarget') });
       });
     },

@@ -1,12 +1,19 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
+import { childOperationId } from '../activities/drainSteps.js';
 import { workflowIdOf } from '../domain/operation.js';
 import * as commands from '../schema/commands/index.js';
+import { startHostOperation } from '../schema/commands/hostOperations.js';
+import { startApi } from '../server/api.js';
 import { findTemporalCli } from '../server/temporalCli.js';
 import { startWorker } from '../server/worker.js';
+import type { AgentProcess } from './support/hostagent.js';
+import { uploadImage } from './support/images.js';
 import { adminCaller, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 /**
@@ -96,6 +103,61 @@ describe('mobility workflow histories', () => {
       await worker.shutdown();
       await Promise.all([a.agent.stop(), b.agent.stop()]);
       await rt.close();
+    }
+  });
+
+  /**
+   * Moves of an instance booted from an uploaded image, which fetch the image to their target first
+   * (MOVES_FETCH_IMAGE): a live migration, a resize onto another host and an evacuation's child.
+   * RECORD_IMAGE_HISTORIES=1.
+   */
+  it.runIf(process.env.RECORD_IMAGE_HISTORIES)('records migrate, resize-elsewhere and evacuate histories of an image-backed instance', async () => {
+    const admin = `admin-${randomUUID()}`;
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'record_image_histories');
+    const { rt } = stack;
+    rt.config.adminToken = admin;
+    const worker = await startWorker(rt);
+    const api = await startApi(rt, { port: 0 });
+    const caller = adminCaller();
+    const agents: AgentProcess[] = [];
+    const work = mkdtempSync(join(tmpdir(), 'stratus-image-histories-'));
+    const host = async (name: string, memoryMb: number) => {
+      const { agent, host } = await simHost(rt, caller, stack.key.publicKey, name, { vcpus: 4, memoryMb, diskGb: 100 });
+      agents.push(agent);
+      return host.id;
+    };
+    try {
+      const file = join(work, 'base.qcow2');
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M']);
+      const image = await uploadImage(rt, caller, api, admin, file, 'rec-image');
+      const tiny = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+      const big = (await commands.createFlavor(rt, caller, { name: 'm1.big', vcpus: 1, memoryMb: 3072, diskGb: 1 })).flavor.id;
+      const cli = (await findTemporalCli()).path;
+      const save = async (name: string, operationId: string) => {
+        expect((await settled(rt, operationId)).status).toBe('SUCCEEDED');
+        const json = execFileSync(cli, ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowIdOf(operationId), '--output', 'json'], { maxBuffer: 64 << 20 });
+        writeFileSync(join(historiesDir, `${name}.json`), JSON.stringify(JSON.parse(json.toString()), null, 1) + '\n');
+      };
+      await host('img-rec-a', 2048);
+      const boot = await commands.bootInstance(rt, caller, { name: 'rec-image', flavorId: tiny, imageId: image.id });
+      expect((await settled(rt, boot.operation.id)).status).toBe('SUCCEEDED');
+      const id = boot.instance!.id;
+      // Each target has never seen the image: it is sent there by every move.
+      await save('migrateInstance-image', (await commands.migrateInstance(rt, caller, { id, targetHostId: await host('img-rec-b', 2048) })).operation.id);
+      const roomy = await host('img-rec-c', 8192);
+      await save('resizeInstance-image', (await commands.resizeInstance(rt, caller, { id, flavorId: big })).operation.id);
+      expect(await instanceOf(rt, id)).toMatchObject({ hostId: roomy, state: 'RUNNING' });
+      await host('img-rec-d', 8192);
+      await commands.setHostState(rt, caller, { id: roomy, state: 'DOWN' });
+      const evacuation = await startHostOperation(rt, caller, roomy, 'EVACUATE_HOST');
+      expect((await settled(rt, evacuation.id)).status).toBe('SUCCEEDED');
+      await save('evacuateInstance-image', childOperationId(evacuation.id, id));
+    } finally {
+      await api.close();
+      await worker.shutdown();
+      await Promise.all(agents.map((a) => a.stop()));
+      await rt.close();
+      rmSync(work, { recursive: true, force: true });
     }
   });
 });

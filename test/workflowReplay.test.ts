@@ -38,6 +38,8 @@ describe('recorded workflow histories replay against the current workflow code',
     expect(histories).toEqual(
       expect.arrayContaining(['migrateInstance-cold.v1.json', 'resizeInstance-cold.v1.json', 'migrateInstance-cold.json', 'resizeInstance-cold.json']),
     );
+    // Moves of an instance booted from an uploaded image, which fetch it to their target (MOVES_FETCH_IMAGE).
+    expect(histories).toEqual(expect.arrayContaining(['migrateInstance-image.json', 'resizeInstance-image.json', 'evacuateInstance-image.json']));
   });
 
   it.each(histories)('%s replays deterministically', async (file) => {

@@ -1,10 +1,11 @@
+import { patched } from '@temporalio/workflow';
 import type { EvacuationPlan } from '../activities/evacuationSteps.js';
-import { operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+import { MOVES_FETCH_IMAGE, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
  * Evacuate one instance of a DOWN host (Nova's evacuate): claim room on another host, plug its
- * attachments there, make the VM anew from its image and start it if it was running, then record where it
- * lives and release what it held on the dead host. The VM left on the dead host is destroyed when that
+ * attachments there, fetch its image there, make the VM anew from it and start it if it was running,
+ * then record where it lives and release what it held on the dead host. The VM left on the dead host is destroyed when that
  * host answers again (fencing, activities/hostHealth.ts). A failure before the record undoes the rebuild.
  */
 export async function evacuateInstance(input: OperationInput): Promise<void> {
@@ -17,6 +18,7 @@ export async function evacuateInstance(input: OperationInput): Promise<void> {
   }
   try {
     await steps.plugAttachments(ctx, plan);
+    if (plan.fetchImage && patched(MOVES_FETCH_IMAGE)) await steps.fetchImage(ctx, { hostId: plan.targetHostId });
     await steps.rebuildOnTarget(ctx, plan);
   } catch (err) {
     await undoSteps.dropRebuild(ctx, plan);

@@ -1,14 +1,15 @@
 import { patched } from '@temporalio/workflow';
 import type { MigrationPlan } from '../activities/migrationSteps.js';
-import { COLD_MOVE_COPIES_DISK, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+import { COLD_MOVE_COPIES_DISK, MOVES_FETCH_IMAGE, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
  * Migrate, as an operator would run it: claim room on the target before anything moves, plug the
- * instance's attachments there, then move it (live: the target waits with migrateReceive and the
- * source sends with migrateSend; cold: the stopped VM is defined on the target and removed from the
- * source). Once the VM is on the target the runbook only goes forward: switch the instance's host,
- * release the source's claim, record it. Any failure before that destroys the target's twin and releases
- * its claim, so the instance stays running on the source holding only the source.
+ * instance's attachments there, fetch its image there (an uploaded one, when the target lacks it), then
+ * move it (live: the target waits with migrateReceive and the source sends with migrateSend; cold: the
+ * stopped VM is defined on the target, its disk copied there and removed from the source). Once the
+ * VM is on the target the runbook only goes forward: switch the instance's host, release the source's
+ * claim, record it. Any failure before that destroys the target's twin and releases its claim, so the
+ * instance stays running on the source holding only the source.
  */
 export async function migrateInstance(input: OperationInput): Promise<void> {
   const ctx = operationContext(input);
@@ -21,6 +22,7 @@ export async function migrateInstance(input: OperationInput): Promise<void> {
   }
   try {
     await steps.plugAttachments(ctx, plan);
+    if (plan.fetchImage && patched(MOVES_FETCH_IMAGE)) await steps.fetchImage(ctx, { hostId: plan.targetHostId });
     if (plan.live) {
       const endpoint = await steps.migrateReceive(ctx, plan);
       await steps.migrateSend(ctx, plan, endpoint);

@@ -1,12 +1,12 @@
 import { patched } from '@temporalio/workflow';
 import type { ResizePlan } from '../activities/resizeSteps.js';
-import { COLD_MOVE_COPIES_DISK, Compensations, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
+import { COLD_MOVE_COPIES_DISK, Compensations, MOVES_FETCH_IMAGE, operationContext, recordFailure, steps, undoSteps, type OperationInput } from './runbook.js';
 
 /**
  * Resize, as an operator would run it: claim the new flavor (in one step on the instance's own host when
  * it has room, else on another host), stop the instance if it runs, give the VM its new size (in place,
- * or by defining it on the other host and removing it here: a cold migration), record the new flavor,
- * and start it again if it was running. Until the VM has its new size every failure undoes: the claim
+ * or by fetching its image to the other host, defining it there and removing it here: a cold
+ * migration), record the new flavor, and start it again if it was running. Until the VM has its new size every failure undoes: the claim
  * goes back, the other host's twin is destroyed, the instance runs again where it was.
  */
 export async function resizeInstance(input: OperationInput): Promise<void> {
@@ -30,6 +30,7 @@ export async function resizeInstance(input: OperationInput): Promise<void> {
       await steps.resizeVm(ctx, plan);
     } else {
       await steps.plugAttachments(ctx, move);
+      if (plan.fetchImage && patched(MOVES_FETCH_IMAGE)) await steps.fetchImage(ctx, { hostId: plan.targetHostId });
       await steps.defineResized(ctx, plan);
       if (patched(COLD_MOVE_COPIES_DISK)) await steps.copyDisk(ctx, move);
       await steps.removeFromSource(ctx, move);

@@ -68,6 +68,14 @@ const EVENT_STEPS_LOCAL = 'event-steps-as-local-activities';
  */
 export const COLD_MOVE_COPIES_DISK = 'cold-move-copies-disk';
 
+/**
+ * A move (migration, resize onto another host, evacuation) of an instance whose image has bytes fetches
+ * it to the target (`fetchImage`) before the VM is made there, since this patch. Asked only when the
+ * plan says there is an image to fetch, so a move of a registered image's instance records no marker
+ * and runs as it always did; moves recorded before it replay without the step.
+ */
+export const MOVES_FETCH_IMAGE = 'moves-fetch-image';
+
 /** Undo steps try harder: a leaked claim or VM outlives the operation. */
 export const undoSteps = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',

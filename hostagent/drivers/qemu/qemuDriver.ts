@@ -13,7 +13,7 @@ import { hostResources, parseCapacity, probeKvm } from './hostProbe.js';
 import { QemuOptions } from './options.js';
 import type { QmpClient } from './qmp.js';
 import { receiveFile, sendFile } from '../../diskTransfer.js';
-import { createDisk, ensureVolumeFile, fitDisk, growDisk, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
+import { adoptDisk, createDisk, ensureVolumeFile, growDisk, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
 import { VmLifecycle } from './vmLifecycle.js';
 import { sampleQemuVm } from './vmSamples.js';
 import { VolumePool } from './volumePool.js';
@@ -320,8 +320,9 @@ export class QemuDriver implements HypervisorDriver {
       this.check(name, await this.stateOf(name, rec), 'resize');
       if (!rec.hasDisk) throw new AgentError('INVALID_STATE', `VM ${name} has no disk to receive`);
       const paths = this.paths(name);
-      // The flavor may have grown with a resize: the disk that arrives is grown to it before it is acknowledged.
-      const { port, done } = await receiveFile(this.options.migrationListen, paths.disk, () => fitDisk(paths, rec.spec.diskGb));
+      // Before it is acknowledged, the disk that arrives is put on this host's copy of its base image and
+      // grown to the flavor (which may have grown with a resize).
+      const { port, done } = await receiveFile(this.options.migrationListen, paths.disk, () => adoptDisk(paths, rec.spec));
       done.catch((e: unknown) => log.warn({ vm: name, err: (e as Error).message }, 'disk receive failed'));
       ctx.progress({ message: `waiting for the disk of ${name}` });
       return { host: this.options.migrationAdvertise ?? this.options.migrationListen, port };

@@ -44,6 +44,27 @@ export async function fitDisk(paths: VmPaths, diskGb: number): Promise<void> {
   if (info['virtual-size'] < diskGb * GiB) await growDisk(paths, diskGb);
 }
 
+/**
+ * A disk that arrived from another host (a cold move) made this host's own: an overlay names its base by
+ * the source's path, which is the source's image cache, so it is pointed at this host's cached copy of
+ * the same image (the spec's boot source; the same checksum, so the same bytes, and `rebase -u` only
+ * rewrites the name), then grown to the flavor. A disk without a base is only grown.
+ */
+export async function adoptDisk(paths: VmPaths, spec: VmSpec): Promise<void> {
+  const boot = spec.boot;
+  if (boot?.kind === 'image') {
+    // `info` reads the overlay's header only: the source's base need not exist here.
+    const disk = JSON.parse(await runTool('qemu-img', ['info', '--output=json', '-f', 'qcow2', paths.disk])) as { 'backing-filename'?: string };
+    const base = resolve(boot.imagePath);
+    if (disk['backing-filename'] && disk['backing-filename'] !== base) {
+      if (!existsSync(base)) throw new AgentError('NOT_FOUND', `image ${base} does not exist`);
+      const info = JSON.parse(await runTool('qemu-img', ['info', '--output=json', base])) as { format: string };
+      await runTool('qemu-img', ['rebase', '-q', '-u', '-f', 'qcow2', '-b', base, '-F', info.format, paths.disk]);
+    }
+  }
+  await fitDisk(paths, spec.diskGb);
+}
+
 export async function ensureVolumeFile(path: string, sizeGb: number): Promise<void> {
   if (existsSync(path)) return;
   await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', path + '.tmp', `${sizeGb}G`]);

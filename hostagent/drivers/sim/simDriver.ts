@@ -338,6 +338,8 @@ export class SimDriver implements HypervisorDriver {
 
   private checkCreate(spec: VmSpec) {
     if (this.store.state.vms[spec.name]) throw new AgentError('ALREADY_EXISTS', `a VM named ${spec.name} exists`);
+    // As on qemu, whose disk would be an overlay on it: an image boot needs the image on this host.
+    if (spec.boot?.kind === 'image' && !existsSync(spec.boot.imagePath)) throw new AgentError('NOT_FOUND', `image ${spec.boot.imagePath} does not exist`);
     const a = this.allocated();
     const short = (['vcpus', 'memoryMb', 'diskGb'] as const).filter((r) => a[r] + spec[r] > this.capacity[r]);
     if (short.length > 0) {
@@ -358,6 +360,7 @@ export class SimDriver implements HypervisorDriver {
       console: [],
     };
     say(vm, note);
+    if (spec.boot?.kind === 'image') say(vm, `disk vda: an overlay on ${spec.boot.imagePath}`);
     this.store.state.vms[name] = vm;
     return vm;
   }
