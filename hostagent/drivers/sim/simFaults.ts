@@ -19,6 +19,9 @@ const num = z.coerce.number().min(0);
  * - failMethods, failNamePattern, failRate: a call fails when it matches every one that is set
  *   (failRate alone fails that share of all mutating calls). The failure comes after the latency and
  *   before anything is changed, with code failCode (default HYPERVISOR_ERROR).
+ * - holdMethods, holdNamePattern: a call that matches every one that is set waits, before its latency and
+ *   failure, until the faults no longer hold it: a test's gate that keeps a step at a known point while
+ *   something else happens, then lets it go on (or fail) when the test says so.
  */
 export const SimFaults = z.object({
   latencyMs: num.default(0),
@@ -28,6 +31,8 @@ export const SimFaults = z.object({
   failNamePattern: z.string().optional(),
   failRate: num.max(1).optional(),
   failCode: AgentErrorCode.default('HYPERVISOR_ERROR'),
+  holdMethods: list.optional(),
+  holdNamePattern: z.string().optional(),
 });
 export type SimFaults = z.infer<typeof SimFaults>;
 
@@ -45,6 +50,7 @@ export class SimFaultInjector {
 
   /** Applies the faults for one mutating call: waits out the latency, then maybe fails. */
   async apply(method: string, vmName: string, ctx: CallContext): Promise<void> {
+    while (holds(await this.faults(), method, vmName)) await pause(HOLD_POLL_MS, method, ctx);
     const f = await this.faults();
     const delayed =
       f.latencyMs > 0 &&
@@ -87,22 +93,34 @@ export class SimFaultInjector {
   }
 }
 
+/** How often a held call looks at the faults again. */
+const HOLD_POLL_MS = 25;
+
+const holds = (f: SimFaults, method: string, vmName: string) =>
+  (f.holdMethods !== undefined || f.holdNamePattern !== undefined) &&
+  (!f.holdMethods || f.holdMethods.includes(method)) &&
+  (!f.holdNamePattern || new RegExp(f.holdNamePattern).test(vmName));
+
 /** Sleeps `ms` in ten steps, each reported as progress, and stops at once when the call is cancelled. */
 async function slowly(ms: number, what: string, ctx: CallContext): Promise<void> {
   const steps = 10;
   for (let i = 0; i < steps; i++) {
     ctx.progress({ percent: (i * 100) / steps, message: `${what}: step ${i + 1} of ${steps}` });
-    await new Promise<void>((resolve, reject) => {
-      if (ctx.signal.aborted) return reject(new AgentError('CANCELLED', `${what} cancelled`));
-      const t = setTimeout(() => {
-        ctx.signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms / steps);
-      const onAbort = () => {
-        clearTimeout(t);
-        reject(new AgentError('CANCELLED', `${what} cancelled`));
-      };
-      ctx.signal.addEventListener('abort', onAbort, { once: true });
-    });
+    await pause(ms / steps, what, ctx);
   }
+}
+
+function pause(ms: number, what: string, ctx: CallContext): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (ctx.signal.aborted) return reject(new AgentError('CANCELLED', `${what} cancelled`));
+    const t = setTimeout(() => {
+      ctx.signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new AgentError('CANCELLED', `${what} cancelled`));
+    };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
