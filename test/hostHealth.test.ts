@@ -8,6 +8,7 @@ import type { Caller } from '../domain/identity.js';
 import type { Instance } from '../domain/instance.js';
 import { operationDecider } from '../domain/operation.js';
 import * as commands from '../schema/commands/index.js';
+import { hostHealthWorkflowId, watchHost } from '../schema/commands/hostHealth.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import type { AgentProcess } from './support/hostagent.js';
@@ -164,6 +165,29 @@ describe.sequential('host health without evacuation: a DOWN host keeps its insta
     await host.agent.restart();
     await waitFor('the host UP', 30_000, async () => ((await hostOf(rt, host.id)).state === 'UP' ? true : undefined));
     expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: host.id, errorReason: null });
+    const client = host.agent.client({ privateKey });
+    try {
+      expect((await client.call('listVms', {})).vms.map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a health check started afresh on a host it had turned DOWN turns it UP at the first answer', async () => {
+    await host.agent.kill();
+    await waitFor('the host DOWN', 30_000, async () => ((await hostOf(rt, host.id)).state === 'DOWN' ? true : undefined));
+    // The check is lost (terminated here; a Temporal that lost its workflows is the same) while the host
+    // is DOWN, and the host comes back before a new one starts: that one has counted no misses at all.
+    await rt.temporal.workflow.getHandle(hostHealthWorkflowId(host.id)).terminate('the check is lost');
+    await host.agent.restart();
+    await watchHost(rt, host.id);
+    await waitFor('the host UP', 30_000, async () => ((await hostOf(rt, host.id)).state === 'UP' ? true : undefined));
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: host.id, errorReason: null });
+    const changes = (await rt.store.readStream(hostStream(host.id))).filter((e) => e.type === 'HostStateChanged').map((e) => e.data);
+    expect(changes.slice(-2)).toEqual([
+      expect.objectContaining({ state: 'DOWN', reason: 'agent-unreachable' }),
+      expect.objectContaining({ state: 'UP', reason: 'agent-answers' }),
+    ]);
     const client = host.agent.client({ privateKey });
     try {
       expect((await client.call('listVms', {})).vms.map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
