@@ -97,13 +97,16 @@ export function hostHealthSteps(rt: Runtime) {
     },
 
     /**
-     * The agent answers again. Fencing first, so nothing runs twice: every VM there whose instance now
-     * lives elsewhere (evacuated) or is gone is destroyed. Only then do its remaining instances lose the
-     * note and the host turn UP (if the health check had turned it DOWN).
+     * The agent answers again. Its instances are told first, each on its own stream: an instance whose note
+     * is cleared there can no longer be taken by an evacuation (its move is refused), so the set checked
+     * below cannot change under the check. Then fencing, so nothing runs twice: every VM there whose
+     * instance now lives elsewhere (evacuated, or moved back by an undone migration) or is gone is destroyed.
+     * Only then does the host turn UP (if the health check had turned it DOWN).
      */
     async hostAnswered(hostId: string): Promise<{ fenced: string[] }> {
       const { state: host, version } = await readHost(rt, hostId);
       if (!host || host.state !== 'DOWN' || host.stateReason !== UNREACHABLE) return { fenced: [] };
+      await noteInstances(rt, host, false, 'agent-answers', `health:${hostId}:noted-up:${version}`);
       const { vms } = await callAgent(rt, hostId, 'listVms', {});
       const fenced: string[] = [];
       for (const vm of vms) {
@@ -114,8 +117,6 @@ export function hostHealthSteps(rt: Runtime) {
         await callAgent(rt, hostId, 'destroyVm', { name: vm.name }, { idempotencyKey: `fence:${hostId}:${version}:${vm.name}` });
         fenced.push(vm.name);
       }
-      // The notes go before the host turns UP, so whoever sees it UP sees its instances cleared too.
-      await noteInstances(rt, host, false, 'agent-answers', `health:${hostId}:noted-up:${version}`);
       await setHostState(rt, hostId, 'UP', 'agent-answers', `health:${hostId}:up:${version}`);
       return { fenced };
     },

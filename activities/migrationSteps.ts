@@ -10,6 +10,9 @@ import { claimMigrationTarget, releaseClaimOn } from './placement.js';
 import { readHost } from './hostInventory.js';
 import { attachedVolumesOf, plugVolumesOnTarget } from './movingVolumes.js';
 import { forgetInstancePorts, plugInstancePorts, unplugInstancePorts } from './ports.js';
+import { componentLog } from '../server/log.js';
+
+const log = componentLog('migration');
 
 const now = () => new Date().toISOString();
 
@@ -205,6 +208,11 @@ export function migrationSteps(rt: Runtime) {
      * so the instance is where it was and holds only the source. If the source no longer has the VM (the
      * transfer completed but its report was lost), the twin is the instance now: it is never destroyed,
      * and `arrived` tells the workflow to finish the migration instead.
+     *
+     * The claim goes back even when the twin cannot be destroyed (the target unreachable, or refusing):
+     * room held on a host for an instance that stays on its source would never be released otherwise. The
+     * twin left there is a VM whose instance lives on another host, which that host's fencing destroys
+     * when it answers again after the health check turned it DOWN (activities/hostHealth.ts).
      */
     async abandonTarget(ctx: OperationContext, plan: MigrationPlan): Promise<{ arrived: boolean }> {
       return runStep(rt, ctx, 'abandonTarget', async () => {
@@ -218,8 +226,16 @@ export function migrationSteps(rt: Runtime) {
           },
         );
         if (!onSource) return { arrived: true };
-        await callAgent(rt, plan.targetHostId, 'destroyVm', { name }, { idempotencyKey: agentKey(ctx, 'abandonTarget') });
-        await unplugPortsFrom(rt, instance, plan.targetHostId, agentKey(ctx, 'abandonTarget:ports'));
+        const destroyed = await callAgent(rt, plan.targetHostId, 'destroyVm', { name }, { idempotencyKey: agentKey(ctx, 'abandonTarget') }).then(
+          () => true,
+          (e: unknown) => {
+            log.warn({ err: e, hostId: plan.targetHostId, vm: name }, 'the twin of an undone migration is left to the target host’s fencing');
+            return false;
+          },
+        );
+        // A target that cannot be asked keeps its ports until it is fenced; the controller forgets them now.
+        if (destroyed) await unplugPortsFrom(rt, instance, plan.targetHostId, agentKey(ctx, 'abandonTarget:ports'));
+        else await forgetInstancePorts(rt, instance, plan.targetHostId);
         await releaseClaimOn(rt, plan.targetHostId, { instanceId: ctx.instanceId, key: writeKey(ctx, 'abandonTarget'), metadata: metadataOf(ctx) });
         return { arrived: false };
       });

@@ -256,6 +256,12 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
       if (instance.task !== command.data.kind) {
         throw new StratusError('CONFLICT', `instance ${instance.id} runs ${instance.task}, not ${command.data.kind}`);
       }
+      // The instance's own stream decides who has it when its host answers again while it is evacuated:
+      // the health check clears the host's note here first, and from then on the evacuation may not take
+      // it (it undoes itself); once the evacuation has taken it, the host's fencing destroys the VM left there.
+      if (command.data.kind === 'EVACUATE' && !hostNotedDown(instance)) {
+        throw new StratusError('CONFLICT', `host ${instance.hostId} answers again: instance ${instance.id} stays there`, { hostId: instance.hostId });
+      }
       const event = transitionEvent(command.data, instance);
       return event ? [event] : [];
     }
@@ -267,8 +273,7 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
     }
     case 'noteHost': {
       if (!state || state.state === 'DELETED' || state.hostId !== command.data.hostId) return [];
-      const noted = state.errorReason?.startsWith(HOST_DOWN) ?? false;
-      if (command.data.down === noted) return [];
+      if (command.data.down === hostNotedDown(state)) return [];
       return [{ type: 'InstanceHostNoted', data: command.data }];
     }
     case 'finishAction': {
@@ -282,6 +287,9 @@ export function decideInstance(command: InstanceCommand, state: InstanceDeciderS
 }
 
 const HOST_DOWN = 'HOST_DOWN: ';
+
+/** The health check noted the instance's host DOWN and has not heard from it since. */
+const hostNotedDown = (instance: Instance): boolean => instance.errorReason?.startsWith(HOST_DOWN) ?? false;
 
 /** The state each transition event leaves, read off the same table `decide` checks against. */
 const stateOf: Partial<Record<InstanceEvent['type'], InstanceState>> = {

@@ -88,6 +88,8 @@ function act(state: InstanceDeciderState, kind: InstanceActionKind, options: { h
   return run(
     instanceDecider,
     [
+      // An evacuation takes only an instance whose host the health check noted DOWN.
+      ...(kind === 'EVACUATE' && state?.hostId ? [{ type: 'noteHost' as const, data: { hostId: state.hostId, down: true, reason: 'agent-unreachable', at } }] : []),
       { type: 'beginAction', data: { operationId, kind, hard: options.hard, at } },
       { type: 'recordTransition', data: { operationId, at, ...resultOf(kind, options.hard ?? false) } },
       { type: 'finishAction', data: { operationId, outcome: 'SUCCEEDED', at } },

@@ -1,16 +1,19 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readFolded } from '../activities/events.js';
 import { vmNameOf } from '../activities/instanceRecords.js';
 import { lastHeartbeatOf } from '../activities/hostHeartbeats.js';
 import { readVolume } from '../activities/volumeRecords.js';
-import { hostStream } from '../domain/events.js';
+import { hostStream, instanceStream, operationStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
 import type { Instance } from '../domain/instance.js';
+import { operationDecider } from '../domain/operation.js';
 import * as commands from '../schema/commands/index.js';
+import { hostHealthWorkflowId, watchHost } from '../schema/commands/hostHealth.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import type { AgentProcess } from './support/hostagent.js';
 import { waitFor } from './support/guest.js';
-import { adminCaller, hostOf, instanceOf, lifecycleRuntime, settled, simHost } from './support/lifecycleStack.js';
+import { adminCaller, hostOf, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 const INTERVAL_MS = 250;
 const MISSES = 3;
@@ -168,5 +171,140 @@ describe.sequential('host health without evacuation: a DOWN host keeps its insta
     } finally {
       client.close();
     }
+  });
+
+  it('a health check started afresh on a host it had turned DOWN turns it UP at the first answer', async () => {
+    await host.agent.kill();
+    await waitFor('the host DOWN', 30_000, async () => ((await hostOf(rt, host.id)).state === 'DOWN' ? true : undefined));
+    // The check is lost (terminated here; a Temporal that lost its workflows is the same) while the host
+    // is DOWN, and the host comes back before a new one starts: that one has counted no misses at all.
+    await rt.temporal.workflow.getHandle(hostHealthWorkflowId(host.id)).terminate('the check is lost');
+    await host.agent.restart();
+    await watchHost(rt, host.id);
+    await waitFor('the host UP', 30_000, async () => ((await hostOf(rt, host.id)).state === 'UP' ? true : undefined));
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: host.id, errorReason: null });
+    const changes = (await rt.store.readStream(hostStream(host.id))).filter((e) => e.type === 'HostStateChanged').map((e) => e.data);
+    expect(changes.slice(-2)).toEqual([
+      expect.objectContaining({ state: 'DOWN', reason: 'agent-unreachable' }),
+      expect.objectContaining({ state: 'UP', reason: 'agent-answers' }),
+    ]);
+    const client = host.agent.client({ privateKey });
+    try {
+      expect((await client.call('listVms', {})).vms.map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe.sequential('an evacuation and its host answering again race on the instance: it never runs on two hosts', () => {
+  let rt: Runtime;
+  let worker: RunningWorker;
+  let privateKey: string;
+  let victim: { agent: AgentProcess; id: string };
+  let spare: { agent: AgentProcess; id: string };
+  let instance: Instance;
+  const seen: string[] = [];
+
+  beforeAll(async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_race_e');
+    rt = stack.rt;
+    rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate: true };
+    privateKey = stack.key.privateKey;
+    worker = await startWorker(rt);
+    const caller = adminCaller();
+    const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+    const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+    const v = await simHost(rt, caller, stack.key.publicKey, 'race-victim');
+    victim = { agent: v.agent, id: v.host.id };
+    const { operation, instance: booted } = await commands.bootInstance(rt, caller, { name: 'race-1', flavorId, imageId });
+    expect((await settled(rt, operation.id)).status).toBe('SUCCEEDED');
+    instance = await instanceOf(rt, booted!.id);
+    const s = await simHost(rt, caller, stack.key.publicKey, 'race-spare');
+    spare = { agent: s.agent, id: s.host.id };
+  });
+  afterAll(async () => {
+    await worker?.shutdown();
+    await Promise.all([victim?.agent.stop(), spare?.agent.stop()]);
+    await rt?.close();
+  });
+
+  const vmsOn = async (agent: AgentProcess) => {
+    const client = agent.client({ privateKey });
+    try {
+      return (await client.call('listVms', {})).vms.map((v) => [v.name, v.state]);
+    } finally {
+      client.close();
+    }
+  };
+  /** The next evacuation of the instance, once its step `step` has begun (and not before). */
+  const evacuationAt = (step: string) =>
+    waitFor(`an evacuation at ${step}`, 30_000, async () => {
+      const started = (await rt.store.readStream(instanceStream(instance.id)))
+        .filter((e) => e.type === 'InstanceTaskStarted' && (e.data as { kind: string }).kind === 'EVACUATE')
+        .map((e) => (e.data as { operationId: string }).operationId)
+        .filter((id) => !seen.includes(id));
+      if (!started[0]) return undefined;
+      const op = (await readFolded(rt, operationStream(started[0]), operationDecider)).state;
+      if (!op?.steps.some((x) => x.name === step)) return undefined;
+      seen.push(started[0]);
+      return started[0];
+    });
+  const hostIs = (id: string, state: 'UP' | 'DOWN') => waitFor(`host ${id} ${state}`, 30_000, async () => ((await hostOf(rt, id)).state === state ? true : undefined));
+
+  it('a host that answers before the evacuation moved its instance keeps it: the evacuation undoes its rebuild, one VM runs', async () => {
+    // The rebuild is held on the spare once the evacuation has found the victim DOWN and claimed room there.
+    await setFaults(spare.agent, { holdMethods: 'createVm' });
+    await victim.agent.kill();
+    const operationId = await evacuationAt('createVm');
+    await victim.agent.restart();
+    await hostIs(victim.id, 'UP');
+    expect(await vmsOn(victim.agent)).toEqual([[vmNameOf(instance), 'running']]);
+
+    await setFaults(spare.agent, {});
+    const done = await settled(rt, operationId);
+    expect(done.status).toBe('FAILED');
+    expect(done.error).toMatchObject({ code: 'CONFLICT', message: expect.stringMatching(/answers again/) });
+    expect(done.steps.map((x) => [x.name, x.status])).toEqual([
+      ['claimTarget', 'SUCCEEDED'],
+      ['plugAttachments', 'SUCCEEDED'],
+      ['createVm', 'SUCCEEDED'],
+      ['recordEvacuated', 'FAILED'],
+      ['dropRebuild', 'SUCCEEDED'],
+    ]);
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: victim.id, task: null, errorReason: null });
+    expect(await vmsOn(victim.agent)).toEqual([[vmNameOf(instance), 'running']]);
+    expect(await vmsOn(spare.agent)).toEqual([]);
+    expect(Object.keys((await hostOf(rt, victim.id)).claims)).toEqual([instance.id]);
+    expect((await hostOf(rt, spare.id)).claims).toEqual({});
+  });
+
+  it('a host that answers after the evacuation moved its instance has its VM destroyed before it turns UP: the rebuilt VM is the only one', async () => {
+    // Held once the instance lives on the spare, before its VM there starts.
+    await setFaults(spare.agent, { holdMethods: 'startVm' });
+    await victim.agent.kill();
+    const operationId = await evacuationAt('startVm');
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ hostId: spare.id, task: 'EVACUATE' });
+    await victim.agent.restart();
+    await hostIs(victim.id, 'UP');
+    expect(await vmsOn(victim.agent)).toEqual([]);
+
+    await setFaults(spare.agent, {});
+    const done = await settled(rt, operationId);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(done.steps.map((x) => [x.name, x.status])).toEqual([
+      ['claimTarget', 'SUCCEEDED'],
+      ['plugAttachments', 'SUCCEEDED'],
+      ['createVm', 'SUCCEEDED'],
+      ['recordEvacuated', 'SUCCEEDED'],
+      ['releaseSourceClaim', 'SUCCEEDED'],
+      ['startVm', 'SUCCEEDED'],
+      ['finishEvacuation', 'SUCCEEDED'],
+    ]);
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: spare.id, task: null, errorReason: null });
+    expect(await vmsOn(spare.agent)).toEqual([[vmNameOf(instance), 'running']]);
+    expect(await vmsOn(victim.agent)).toEqual([]);
+    expect((await hostOf(rt, victim.id)).claims).toEqual({});
+    expect(Object.keys((await hostOf(rt, spare.id)).claims)).toEqual([instance.id]);
   });
 });

@@ -236,6 +236,23 @@ describe('host agent over SSH (sim driver)', () => {
     }
   });
 
+  it('holds a matching call until the faults let it go, then it runs or fails as they say by then', async () => {
+    try {
+      await setFaults(agent, { holdMethods: 'createVm', holdNamePattern: '^held-' });
+      const held = client.call('createVm', { spec: spec('held-1') }, { idempotencyKey: 'held-1' });
+      const failing = client.call('createVm', { spec: spec('held-2') }, { idempotencyKey: 'held-2' });
+      // Sent after both on the same channel, not held, and done while they still wait.
+      await client.call('createVm', { spec: spec('free-1') }, { idempotencyKey: 'free-1' });
+      expect((await agentError(client.call('getVm', { name: 'held-1' }))).code).toBe('NOT_FOUND');
+      await setFaults(agent, { failNamePattern: '^held-2$' });
+      expect((await held).name).toBe('held-1');
+      expect((await agentError(failing)).code).toBe('HYPERVISOR_ERROR');
+      expect((await agentError(client.call('getVm', { name: 'held-2' }))).code).toBe('NOT_FOUND');
+    } finally {
+      await setFaults(agent, {});
+    }
+  });
+
   it('runs a call once when its repeat arrives while it is still running', async () => {
     try {
       await setFaults(agent, { latencyMs: 500 });
@@ -249,16 +266,16 @@ describe('host agent over SSH (sim driver)', () => {
     }
   });
 
-  it('holds a call while faults.json names its method, doing nothing until the hold is lifted', async () => {
+  it('a held call says so once as progress, so a caller can tell a hold from a hang', async () => {
     try {
       await setFaults(agent, { holdMethods: ['createVm'] });
       let held!: () => void;
       const saidHeld = new Promise<void>((resolve) => (held = resolve));
-      const call = client.call('createVm', { spec: spec('held-1') }, { idempotencyKey: 'held-key', onProgress: (p) => p.message.includes('held') && held() });
+      const call = client.call('createVm', { spec: spec('held-3') }, { idempotencyKey: 'held-key', onProgress: (p) => p.message.includes('held') && held() });
       await saidHeld;
-      expect((await agentError(client.call('getVm', { name: 'held-1' }))).code).toBe('NOT_FOUND');
+      expect((await agentError(client.call('getVm', { name: 'held-3' }))).code).toBe('NOT_FOUND');
       await setFaults(agent, {});
-      expect((await call).name).toBe('held-1');
+      expect((await call).name).toBe('held-3');
     } finally {
       await setFaults(agent, {});
     }

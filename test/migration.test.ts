@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { vmNameOf } from '../activities/instanceRecords.js';
 import { StratusError } from '../domain/errors.js';
-import { instanceStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
 import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
@@ -9,6 +8,10 @@ import { startWorker, type RunningWorker } from '../server/worker.js';
 import { readVolume } from '../activities/volumeRecords.js';
 import { startProjections, waitForProjections, type ProjectionRunner } from '../projections/index.js';
 import type { AgentProcess } from './support/hostagent.js';
+import { readFolded } from '../activities/events.js';
+import { instanceStream, operationStream } from '../domain/events.js';
+import { operationDecider } from '../domain/operation.js';
+import { waitFor } from './support/guest.js';
 import { adminCaller, hostOf, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 async function refusal(p: Promise<unknown>) {
@@ -231,5 +234,79 @@ describe('migration between sim hosts, on real Temporal, PostgreSQL and sim agen
       expect(Object.keys(host.claims).sort()).toEqual(here);
       expect(vms.map((v) => v.labels.instanceId).sort()).toEqual(here);
     }
+  });
+});
+
+describe.sequential('a migration undone while its target cannot be reached, with host health checks on', () => {
+  let rt: Runtime;
+  let worker: RunningWorker;
+  let caller: Caller;
+  let privateKey: string;
+  let publicKey: string;
+  let source: { agent: AgentProcess; id: string };
+  let target: { agent: AgentProcess; id: string } | undefined;
+
+  beforeAll(async () => {
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'migration_unreachable_e');
+    publicKey = stack.key.publicKey;
+    rt = stack.rt;
+    rt.config.hostHealth = { intervalMs: 250, missesToDown: 3, evacuate: false };
+    privateKey = stack.key.privateKey;
+    worker = await startWorker(rt);
+    caller = adminCaller();
+    const s = await simHost(rt, caller, stack.key.publicKey, 'unreach-source');
+    source = { agent: s.agent, id: s.host.id };
+  });
+  afterAll(async () => {
+    await worker?.shutdown();
+    await Promise.all([source?.agent.stop(), target?.agent.stop()]);
+    await rt?.close();
+  });
+
+  const vmsOn = async (agent: AgentProcess) => {
+    const client = agent.client({ privateKey });
+    try {
+      return (await client.call('listVms', {})).vms.map((v) => [v.name, v.state]);
+    } finally {
+      client.close();
+    }
+  };
+  const hostIs = (id: string, state: 'UP' | 'DOWN') => waitFor(`host ${id} ${state}`, 30_000, async () => ((await hostOf(rt, id)).state === state ? true : undefined));
+
+  it("releases the target's claim all the same, and the twin left on the target is fenced when it answers again", async () => {
+    const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+    const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+    const boot = await commands.bootInstance(rt, caller, { name: 'stranded-1', flavorId, imageId });
+    expect((await settled(rt, boot.operation.id)).status).toBe('SUCCEEDED');
+    const t = await simHost(rt, caller, publicKey, 'unreach-target');
+    target = { agent: t.agent, id: t.host.id };
+    const instance = await instanceOf(rt, boot.instance!.id);
+    expect(instance.hostId).toBe(source.id);
+    const name = vmNameOf(instance);
+
+    // The send is held on the source once the twin waits on the target; the target's agent dies meanwhile.
+    await setFaults(source.agent, { holdMethods: 'migrateSend' });
+    const { operation } = await commands.migrateInstance(rt, caller, { id: instance.id, targetHostId: target.id });
+    await waitFor('the send under way', 30_000, async () =>
+      (await readFolded(rt, operationStream(operation.id), operationDecider)).state?.steps.some((x) => x.name === 'migrateSend') ? true : undefined,
+    );
+    expect(await vmsOn(target.agent)).toEqual([[name, 'paused']]);
+    await target.agent.kill();
+    await setFaults(source.agent, {});
+
+    const done = await settled(rt, operation.id);
+    expect(done).toMatchObject({ status: 'FAILED', error: { code: 'HYPERVISOR_ERROR' } });
+    expect(done.steps.find((x) => x.name === 'abandonTarget')).toMatchObject({ status: 'SUCCEEDED' });
+    expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', task: null, hostId: source.id });
+    expect((await hostOf(rt, target.id)).claims).toEqual({});
+    expect(Object.keys((await hostOf(rt, source.id)).claims)).toEqual([instance.id]);
+    expect(await vmsOn(source.agent)).toEqual([[name, 'running']]);
+
+    // The twin outlived its agent; the target's health check turns it DOWN, and fences it when it answers.
+    await hostIs(target.id, 'DOWN');
+    await target.agent.restart();
+    await hostIs(target.id, 'UP');
+    expect(await vmsOn(target.agent)).toEqual([]);
+    expect(await vmsOn(source.agent)).toEqual([[name, 'running']]);
   });
 });

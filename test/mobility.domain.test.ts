@@ -49,6 +49,32 @@ describe('mobility in the domain', () => {
       expect(() => decideInstance({ type: 'beginAction', data: { operationId: randomUUID(), kind: 'MIGRATE', at } }, instance(state))).toThrow(/cannot migrate/);
     }
   });
+
+  it('an evacuation takes the instance only while its host is noted DOWN: a host that answered first keeps it, one that answers after finds it gone', () => {
+    const apply = (i: Instance, c: Parameters<typeof decideInstance>[0]) => decideInstance(c, i).reduce(evolveInstance, i as Instance | null)!;
+    const before = instance('RUNNING');
+    const hostId = before.hostId!;
+    const target = randomUUID();
+    const operationId = randomUUID();
+    const evacuating = apply(apply(before, { type: 'noteHost', data: { hostId, down: true, reason: 'agent-unreachable', at } }), {
+      type: 'beginAction',
+      data: { operationId, kind: 'EVACUATE', at },
+    });
+    const move = { type: 'recordTransition' as const, data: { kind: 'EVACUATE' as const, hostId: target, operationId, at } };
+    const answered = { type: 'noteHost' as const, data: { hostId, down: false, reason: 'agent-answers', at } };
+
+    // The host answered first: the evacuation may no longer take the instance.
+    const kept = apply(evacuating, answered);
+    expect(kept).toMatchObject({ hostId, errorReason: null, task: 'EVACUATE' });
+    expect(() => decideInstance(move, kept)).toThrow(/answers again: instance .* stays there/);
+
+    // The evacuation took it first: the host's answer notes nothing, the instance lives on the target.
+    const moved = apply(evacuating, move);
+    expect(moved).toMatchObject({ hostId: target, errorReason: null });
+    expect(decideInstance(answered, moved)).toEqual([]);
+    // Its retry after it landed is a no-op, whatever the host did since.
+    expect(decideInstance(move, moved)).toEqual([]);
+  });
 });
 
 describe('a claim resized in place', () => {

@@ -6,15 +6,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
 import { childOperationId } from '../activities/drainSteps.js';
+import { hostHealthSteps } from '../activities/hostHealth.js';
 import { workflowIdOf } from '../domain/operation.js';
 import * as commands from '../schema/commands/index.js';
 import { startHostOperation } from '../schema/commands/hostOperations.js';
 import { startApi } from '../server/api.js';
 import { findTemporalCli } from '../server/temporalCli.js';
 import { startWorker } from '../server/worker.js';
+import { hostStream, instanceStream } from '../domain/events.js';
+import { hostHealthWorkflowId } from '../schema/commands/hostHealth.js';
+import { waitFor } from './support/guest.js';
 import type { AgentProcess } from './support/hostagent.js';
 import { uploadImage } from './support/images.js';
-import { adminCaller, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
+import { adminCaller, hostOf, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
 
 /**
  * Records the mobility workflows' histories into test/histories, which workflowReplay.test.ts replays
@@ -148,7 +152,7 @@ describe('mobility workflow histories', () => {
       await save('resizeInstance-image', (await commands.resizeInstance(rt, caller, { id, flavorId: big })).operation.id);
       expect(await instanceOf(rt, id)).toMatchObject({ hostId: roomy, state: 'RUNNING' });
       await host('img-rec-d', 8192);
-      await commands.setHostState(rt, caller, { id: roomy, state: 'DOWN' });
+      await hostHealthSteps(rt).hostLost(roomy, 3);
       const evacuation = await startHostOperation(rt, caller, roomy, 'EVACUATE_HOST');
       expect((await settled(rt, evacuation.id)).status).toBe('SUCCEEDED');
       await save('evacuateInstance-image', childOperationId(evacuation.id, id));
@@ -158,6 +162,60 @@ describe('mobility workflow histories', () => {
       await Promise.all(agents.map((a) => a.stop()));
       await rt.close();
       rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  /**
+   * Host health and evacuation: a host's check through two outages (the first one's evacuation fails to
+   * rebuild, the second one's succeeds) and the two evacuations. RECORD_HEALTH_HISTORIES=.v1 with the
+   * workflows as they were before EVACUATION_MOVES_BEFORE_START and HEALTH_RUN_RECONCILES; =1 for today's.
+   */
+  it.runIf(process.env.RECORD_HEALTH_HISTORIES)('records host health and evacuation histories from a real run', async () => {
+    const suffix = process.env.RECORD_HEALTH_HISTORIES === '.v1' ? '.v1' : '';
+    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), `record_health_histories${suffix.replace('.', '_')}`);
+    const { rt } = stack;
+    rt.config.hostHealth = { intervalMs: 250, missesToDown: 3, evacuate: true };
+    const worker = await startWorker(rt);
+    const caller = adminCaller();
+    const victim = await simHost(rt, caller, stack.key.publicKey, 'rec-victim');
+    let spare: Awaited<ReturnType<typeof simHost>> | undefined;
+    const cli = (await findTemporalCli()).path;
+    const save = (name: string, workflowId: string) => {
+      const json = execFileSync(cli, ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowId, '--output', 'json'], { maxBuffer: 64 << 20 });
+      writeFileSync(join(historiesDir, `${name}${suffix}.json`), JSON.stringify(JSON.parse(json.toString()), null, 1) + '\n');
+    };
+    try {
+      const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+      const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+      const boot = await commands.bootInstance(rt, caller, { name: 'rec-evacuee', flavorId, imageId });
+      expect((await settled(rt, boot.operation.id)).status).toBe('SUCCEEDED');
+      const id = boot.instance!.id;
+      spare = await simHost(rt, caller, stack.key.publicKey, 'rec-spare');
+      const evacuations = async () =>
+        (await rt.store.readStream(instanceStream(id))).filter((e) => e.type === 'InstanceTaskStarted' && e.data.kind === 'EVACUATE').map((e) => (e.data as { operationId: string }).operationId);
+      const outage = async (done: number) => {
+        await victim.agent.kill();
+        const [operationId] = (await waitFor('an evacuation', 30_000, async () => ((await evacuations()).length > done ? evacuations() : undefined))).slice(done);
+        await settled(rt, operationId!);
+        await victim.agent.restart();
+        await waitFor('the victim UP', 30_000, async () => ((await hostOf(rt, victim.host.id)).state === 'UP' ? true : undefined));
+        return operationId!;
+      };
+      await setFaults(spare.agent, { failMethods: 'createVm' });
+      save('evacuateInstance-failed', workflowIdOf(await outage(0)));
+      await setFaults(spare.agent, {});
+      save('evacuateInstance', workflowIdOf(await outage(1)));
+      expect(await instanceOf(rt, id)).toMatchObject({ hostId: spare.host.id, state: 'RUNNING' });
+      const ups = (await rt.store.readStream(hostStream(victim.host.id))).filter((e) => e.type === 'HostStateChanged' && e.data.state === 'UP');
+      expect(ups).toHaveLength(2);
+      const health = rt.temporal.workflow.getHandle(hostHealthWorkflowId(victim.host.id));
+      save('hostHealth', hostHealthWorkflowId(victim.host.id));
+      await health.terminate('recorded');
+      await rt.temporal.workflow.getHandle(hostHealthWorkflowId(spare.host.id)).terminate('recorded');
+    } finally {
+      await worker.shutdown();
+      await Promise.all([victim.agent.stop(), spare?.agent.stop()]);
+      await rt.close();
     }
   });
 });

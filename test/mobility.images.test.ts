@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { childOperationId } from '../activities/drainSteps.js';
+import { hostHealthSteps } from '../activities/hostHealth.js';
 import { vmNameOf } from '../activities/instanceRecords.js';
 import { operationStream } from '../domain/events.js';
 import type { Caller } from '../domain/identity.js';
@@ -172,14 +173,14 @@ describe.sequential('moving an instance booted from an uploaded image takes its 
   it('an evacuation rebuilds the VM on a target that lacks the image from the copy it fetched there first', async () => {
     const spare = await addHost('img-d', 8192);
     expect(await cachedOn('img-d')).toMatchObject({ present: false });
-    // img-c is set DOWN by the operator, so no health check's timing is involved; img-d is the only
-    // other host with room for i1.big.
-    await commands.setHostState(rt, caller, { id: hostNamed('img-c').id, state: 'DOWN' });
+    // img-c is lost as the health check loses a host (DOWN, its instances noted), called directly so that
+    // no check's timing is involved; img-d is the only other host with room for i1.big.
+    await hostHealthSteps(rt).hostLost(hostNamed('img-c').id, 3);
     const evacuation = await startHostOperation(rt, caller, hostNamed('img-c').id, 'EVACUATE_HOST');
     await succeeded(evacuation.id);
     const child = await succeeded(childOperationId(evacuation.id, instance.id));
     expect(child.steps.map((s) => s.name)).toEqual([
-      'claimTarget', 'plugAttachments', 'fetchImage', 'createVm', 'startVm', 'recordEvacuated', 'releaseSourceClaim', 'finishEvacuation',
+      'claimTarget', 'plugAttachments', 'fetchImage', 'createVm', 'recordEvacuated', 'releaseSourceClaim', 'startVm', 'finishEvacuation',
     ]);
     await expectSentTo('img-d', child);
     expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', task: null, hostId: spare });

@@ -40,6 +40,10 @@ describe('recorded workflow histories replay against the current workflow code',
     );
     // Moves of an instance booted from an uploaded image, which fetch it to their target (MOVES_FETCH_IMAGE).
     expect(histories).toEqual(expect.arrayContaining(['migrateInstance-image.json', 'resizeInstance-image.json', 'evacuateInstance-image.json']));
+    // Host health and evacuation as they ran before an evacuation moved the instance before starting it
+    // and before a fresh health run reconciled on its first answer (test/mobility.histories.test.ts), and since.
+    expect(histories).toEqual(expect.arrayContaining(['hostHealth.v1.json', 'evacuateInstance.v1.json', 'evacuateInstance-failed.v1.json']));
+    expect(histories).toEqual(expect.arrayContaining(['hostHealth.json', 'evacuateInstance.json', 'evacuateInstance-failed.json']));
   });
 
   it.each(histories)('%s replays deterministically', async (file) => {

@@ -19,9 +19,9 @@ const num = z.coerce.number().min(0);
  * - failMethods, failNamePattern, failRate: a call fails when it matches every one that is set
  *   (failRate alone fails that share of all mutating calls). The failure comes after the latency and
  *   before anything is changed, with code failCode (default HYPERVISOR_ERROR).
- * - holdMethods: a call of one of these waits, before its latency and failure, until the file no longer
- *   lists it (read again every 50 ms; abortable). A latency only makes a state likely to be seen; a
- *   hold makes it certain, so a test can watch an operation in the middle of a step on any machine.
+ * - holdMethods, holdNamePattern: a call that matches every one that is set waits, before its latency and
+ *   failure, until the faults no longer hold it: a test's gate that keeps a step at a known point while
+ *   something else happens, then lets it go on (or fail) when the test says so.
  */
 export const SimFaults = z.object({
   latencyMs: num.default(0),
@@ -32,6 +32,7 @@ export const SimFaults = z.object({
   failRate: num.max(1).optional(),
   failCode: AgentErrorCode.default('HYPERVISOR_ERROR'),
   holdMethods: list.optional(),
+  holdNamePattern: z.string().optional(),
 });
 export type SimFaults = z.infer<typeof SimFaults>;
 
@@ -49,7 +50,12 @@ export class SimFaultInjector {
 
   /** Applies the faults for one mutating call: waits out the latency, then maybe fails. */
   async apply(method: string, vmName: string, ctx: CallContext): Promise<void> {
-    await this.hold(method, ctx);
+    if (holds(await this.faults(), method, vmName)) {
+      // Said once as progress, so the caller can tell a hold from a hang.
+      ctx.progress({ message: `${method}: held by the sim's faults` });
+      do await pause(HOLD_POLL_MS, method, ctx);
+      while (holds(await this.faults(), method, vmName));
+    }
     const f = await this.faults();
     const delayed =
       f.latencyMs > 0 &&
@@ -63,14 +69,6 @@ export class SimFaultInjector {
       (!f.failNamePattern || new RegExp(f.failNamePattern).test(vmName)) &&
       Math.random() < (f.failRate ?? 1);
     if (fails) throw new AgentError(f.failCode, `sim: injected ${method} failure for ${vmName}`);
-  }
-
-  /** Waits while the faults hold `method`; said once as progress, so the caller can tell a hold from a hang. */
-  private async hold(method: string, ctx: CallContext): Promise<void> {
-    if (!(await this.faults()).holdMethods?.includes(method)) return;
-    ctx.progress({ message: `${method}: held by the sim's holdMethods` });
-    do await sleep(HOLD_POLL_MS, method, ctx);
-    while ((await this.faults()).holdMethods?.includes(method));
   }
 
   private async faults(): Promise<SimFaults> {
@@ -100,19 +98,24 @@ export class SimFaultInjector {
   }
 }
 
-const HOLD_POLL_MS = 50;
+/** How often a held call looks at the faults again. */
+const HOLD_POLL_MS = 25;
+
+const holds = (f: SimFaults, method: string, vmName: string) =>
+  (f.holdMethods !== undefined || f.holdNamePattern !== undefined) &&
+  (!f.holdMethods || f.holdMethods.includes(method)) &&
+  (!f.holdNamePattern || new RegExp(f.holdNamePattern).test(vmName));
 
 /** Sleeps `ms` in ten steps, each reported as progress, and stops at once when the call is cancelled. */
 async function slowly(ms: number, what: string, ctx: CallContext): Promise<void> {
   const steps = 10;
   for (let i = 0; i < steps; i++) {
     ctx.progress({ percent: (i * 100) / steps, message: `${what}: step ${i + 1} of ${steps}` });
-    await sleep(ms / steps, what, ctx);
+    await pause(ms / steps, what, ctx);
   }
 }
 
-/** Sleeps `ms`, or fails with CANCELLED as soon as the call is cancelled. */
-function sleep(ms: number, what: string, ctx: CallContext): Promise<void> {
+function pause(ms: number, what: string, ctx: CallContext): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (ctx.signal.aborted) return reject(new AgentError('CANCELLED', `${what} cancelled`));
     const t = setTimeout(() => {
