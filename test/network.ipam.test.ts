@@ -101,6 +101,10 @@ describe('IPAM and networks on real Temporal, PostgreSQL and a sim host', () => 
     expect(succeeded).toHaveLength(13);
     expect(failed).toHaveLength(7);
     for (const op of failed) expect(op.error?.code).toBe('NO_FREE_ADDRESS');
+    // The failures wrote nothing on the network: its creation and the 13 winners' allocations, no more.
+    const afterBatch = await streamEvents(network.id);
+    expect(afterBatch.map((e) => e.type)).toEqual(['NetworkCreated', ...Array(13).fill('AddressAllocated')]);
+    expect(new Set(afterBatch.slice(1).map((e) => (e.data as { address: string }).address)).size).toBe(13);
 
     const versionBefore = (await streamEvents(network.id)).length;
     const one = await commands.allocateIp(rt, caller, { networkId: network.id, kind: 'FIXED' });
