@@ -69,4 +69,5 @@ export const networkIndexDecider: Decider<NetworkIndex, NetworkIndexCommand, Net
 
 /** The project's default network has a name-based id, so two first boots racing to make it make one. */
 export const defaultNetworkId = (projectId: string): string => nameBasedUuid(idNamespaces.network, `default\n${projectId}`);
+/** The default network's subnet unless STRATUS_DEFAULT_NETWORK_CIDR names another (server/config.ts). */
 export const DEFAULT_NETWORK_CIDR = '10.0.0.0/24';

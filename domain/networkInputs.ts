@@ -15,6 +15,16 @@ import { Id } from './scalars.js';
 export const LARGEST_PREFIX = 16;
 export const SMALLEST_PREFIX = 29;
 
+/** Why `cidr` cannot be a network's subnet (it does not parse, or is larger than a /16 or smaller than a /29); empty when it can. */
+export function subnetIssues(cidr: string): string[] {
+  const subnet = parseSubnet(cidr);
+  if (typeof subnet === 'string') return [subnet];
+  const issues: string[] = [];
+  if (subnet.prefix < LARGEST_PREFIX) issues.push(`${cidr} is larger than a /${LARGEST_PREFIX}`);
+  if (subnet.prefix > SMALLEST_PREFIX) issues.push(`${cidr} is smaller than a /${SMALLEST_PREFIX}: no room for hosts`);
+  return issues;
+}
+
 export const CreateNetworkInput = z
   .object({
     name: ProjectName,
@@ -23,14 +33,9 @@ export const CreateNetworkInput = z
     external: z.boolean().default(false),
   })
   .superRefine((input, ctx) => {
+    for (const message of subnetIssues(input.cidr)) ctx.addIssue({ code: 'custom', path: ['cidr'], message });
     const subnet = parseSubnet(input.cidr);
-    if (typeof subnet === 'string') return void ctx.addIssue({ code: 'custom', path: ['cidr'], message: subnet });
-    if (subnet.prefix < LARGEST_PREFIX) {
-      ctx.addIssue({ code: 'custom', path: ['cidr'], message: `${input.cidr} is larger than a /${LARGEST_PREFIX}` });
-    }
-    if (subnet.prefix > SMALLEST_PREFIX) {
-      ctx.addIssue({ code: 'custom', path: ['cidr'], message: `${input.cidr} is smaller than a /${SMALLEST_PREFIX}: no room for hosts` });
-    }
+    if (typeof subnet === 'string') return;
     if (input.gateway !== undefined && (!contains(subnet, input.gateway) || isNetworkOrBroadcast(subnet, input.gateway))) {
       ctx.addIssue({ code: 'custom', path: ['gateway'], message: `${input.gateway} is not a host address of ${subnet.cidr}` });
     }

@@ -1,5 +1,7 @@
 import { resolve, join } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_NETWORK_CIDR } from '../domain/networkIndex.js';
+import { subnetIssues } from '../domain/networkInputs.js';
 
 /** host:port, as Temporal's clients take it. */
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
@@ -25,6 +27,13 @@ const Env = z.object({
   STRATUS_HOST_HEALTH_INTERVAL_MS: z.coerce.number().int().min(50).default(10_000),
   STRATUS_HOST_HEALTH_MISSES: z.coerce.number().int().min(1).default(3),
   STRATUS_EVACUATE: z.enum(['true', 'false']).default('false'),
+  /** The subnet of each project's `default` network, for default networks made from now on (a made one keeps its own). */
+  STRATUS_DEFAULT_NETWORK_CIDR: z
+    .string()
+    .superRefine((cidr, ctx) => {
+      for (const message of subnetIssues(cidr)) ctx.addIssue({ code: 'custom', message });
+    })
+    .default(DEFAULT_NETWORK_CIDR),
 });
 
 export const HostHealthConfig = z.object({
@@ -55,6 +64,8 @@ export const RuntimeConfig = z.object({
   metricsToken: z.string().optional(),
   /** Absent: hosts are not watched (tests that do not need it). */
   hostHealth: HostHealthConfig.optional(),
+  /** STRATUS_DEFAULT_NETWORK_CIDR; absent: DEFAULT_NETWORK_CIDR (domain/networkIndex.ts). */
+  defaultNetworkCidr: z.string().optional(),
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
 
@@ -84,6 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     ...(e.STRATUS_HOST_HEALTH === 'on'
       ? { hostHealth: { intervalMs: e.STRATUS_HOST_HEALTH_INTERVAL_MS, missesToDown: e.STRATUS_HOST_HEALTH_MISSES, evacuate: e.STRATUS_EVACUATE === 'true' } }
       : {}),
+    defaultNetworkCidr: e.STRATUS_DEFAULT_NETWORK_CIDR,
   };
 }
 

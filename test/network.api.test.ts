@@ -24,6 +24,8 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
   let flavorId: string;
   let imageId: string;
   const open: Collected<unknown>[] = [];
+  /** Project A's instance on its network `app`, booted by the listing test. */
+  let webId: string;
 
   const ok = async (token: string, query: string, variables: Record<string, unknown> = {}) => {
     const r = await gql(url, token, query, variables);
@@ -92,6 +94,7 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
       i: { name: 'web', flavorId, imageId, networkId: mine.id },
     })).bootInstance;
     expect((await settled(rt, boot.operation.id)).status).toBe('SUCCEEDED');
+    webId = boot.instance.id;
     const alloc = (await ok(tokens.a, `mutation($i: AllocateIpInput!) { allocateIp(input: $i) { operation { id kind resourceId } } }`, {
       i: { networkId: external.id, kind: 'FLOATING', instanceId: boot.instance.id },
     })).allocateIp.operation;
@@ -135,6 +138,39 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
     expect(await rt.db.query('SELECT 1 FROM usage_open WHERE subject_id = $1 UNION ALL SELECT 1 FROM usage_subjects WHERE id = $1', [mine.id])).toEqual([]);
   });
 
+  it('releaseIp, associateIp and disassociateIp of an address outside the named network are BAD_USER_INPUT and write nothing', async () => {
+    const app = (await ok(tokens.a, `{ networks { id name } }`)).networks.find((n: { name: string }) => n.name === 'app');
+    const before = await eventCount();
+    const calls = [
+      ['releaseIp', 'ReleaseIpInput', {}],
+      ['associateIp', 'AssociateIpInput', { instanceId: webId }],
+      ['disassociateIp', 'DisassociateIpInput', {}],
+    ] as const;
+    for (const [mutation, type, extra] of calls) {
+      // 10.61.0.2 parses, but app is 10.60.0.0/24: no address of it could ever be that one.
+      const r = await gql(url, tokens.a, `mutation($i: ${type}!) { ${mutation}(input: $i) { operation { id } } }`, { i: { address: '10.61.0.2', networkId: app.id, ...extra } });
+      expect(codeOf(r), mutation).toBe('BAD_USER_INPUT');
+      expect(r.errors![0]!.extensions!.issues).toEqual([expect.objectContaining({ path: ['address'] })]);
+    }
+    expect(await eventCount()).toBe(before);
+  });
+
+  it('releaseIp, associateIp and disassociateIp return the address they act on in OperationPayload.address', async () => {
+    const floating = (await ok(tokens.a, `{ addresses { id address kind networkId } }`)).addresses.find((x: { kind: string }) => x.kind === 'FLOATING');
+    const payloadOf = async (mutation: string, type: string, input: Record<string, unknown>) => {
+      const p = (await ok(tokens.a, `mutation($i: ${type}!) { ${mutation}(input: $i) { operation { id resourceId } address { id address kind networkId } } }`, { i: input }))[mutation];
+      expect(p.address).toEqual(floating);
+      expect(p.operation.resourceId).toBe(floating.id);
+      expect((await settled(rt, p.operation.id)).status).toBe('SUCCEEDED');
+    };
+    await payloadOf('disassociateIp', 'DisassociateIpInput', { address: floating.address });
+    await payloadOf('associateIp', 'AssociateIpInput', { address: floating.address, instanceId: webId });
+    await payloadOf('disassociateIp', 'DisassociateIpInput', { address: floating.address, networkId: floating.networkId });
+    await payloadOf('releaseIp', 'ReleaseIpInput', { address: floating.address });
+    await waitForProjections(rt);
+    expect((await ok(tokens.a, `{ addresses { id } }`)).addresses.map((x: { id: string }) => x.id)).not.toContain(floating.id);
+  });
+
   it('deleteNetwork while an address is in use is CONFLICT; an empty network goes and leaves the list', async () => {
     const net = (await ok(tokens.b, `mutation { createNetwork(input: {name: "tmp", cidr: "10.61.0.0/24"}) { network { id } } }`)).createNetwork.network;
     const op = (await ok(tokens.b, `mutation($i: AllocateIpInput!) { allocateIp(input: $i) { operation { id } } }`, { i: { networkId: net.id, kind: 'FIXED' } })).allocateIp.operation;
@@ -142,8 +178,9 @@ describe('networks and addresses through the GraphQL API, tenant-scoped', () => 
     expect(codeOf(await gql(url, tokens.b, `mutation($id: ID!) { deleteNetwork(input: {id: $id}) { network { id } } }`, { id: net.id }))).toBe('CONFLICT');
     await waitForProjections(rt);
     const [held] = (await ok(tokens.b, `{ addresses { address networkId } }`)).addresses.filter((x: { networkId: string }) => x.networkId === net.id);
-    const release = (await ok(tokens.b, `mutation($a: String!) { releaseIp(input: {address: $a}) { operation { id kind } } }`, { a: held.address })).releaseIp.operation;
-    expect((await settled(rt, release.id)).status).toBe('SUCCEEDED');
+    const release = (await ok(tokens.b, `mutation($a: String!) { releaseIp(input: {address: $a}) { operation { id kind } address { address kind networkId } } }`, { a: held.address })).releaseIp;
+    expect(release.address).toEqual({ address: held.address, kind: 'FIXED', networkId: net.id });
+    expect((await settled(rt, release.operation.id)).status).toBe('SUCCEEDED');
     await ok(tokens.b, `mutation($id: ID!) { deleteNetwork(input: {id: $id}) { network { id } } }`, { id: net.id });
     expect((await ok(tokens.b, `{ networks { id } }`)).networks.map((n: { id: string }) => n.id)).not.toContain(net.id);
   });

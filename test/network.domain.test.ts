@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { replay } from '../domain/decider.js';
 import { StratusError } from '../domain/errors.js';
-import { decideNetwork, networkDecider, type Network, type NetworkCommand, type NetworkEvent } from '../domain/network.js';
+import { decideNetwork, networkDecider, usableAddresses, type Network, type NetworkCommand, type NetworkEvent } from '../domain/network.js';
 import { decideNetworkIndex, networkIndexDecider } from '../domain/networkIndex.js';
 import { allocateCommand, createNetworkCommand } from './support/networkFixtures.js';
 
@@ -30,6 +30,22 @@ describe('IPAM decider', () => {
     expect(taken).not.toContain('192.168.1.15');
     expect(new Set(taken).size).toBe(13);
     expect(codeOf(() => decideNetwork(allocateCommand(network), network))).toBe('NO_FREE_ADDRESS');
+  });
+
+  it('a /24 holds exactly 253 usable addresses: all but the network, broadcast and gateway addresses', () => {
+    let network = apply(null, createNetworkCommand('10.20.30.0/24'))!;
+    expect(usableAddresses(network)).toBe(253);
+    const taken: string[] = [];
+    // Allocate until refused; the bound only stops a broken decider from looping forever.
+    for (let command = allocateCommand(network); taken.length <= 256 && codeOf(() => decideNetwork(command, network)) === 'none'; command = allocateCommand(network)) {
+      network = apply(network, command)!;
+      taken.push(network.addresses[(command.data as { addressId: string }).addressId]!.address);
+    }
+    expect(codeOf(() => decideNetwork(allocateCommand(network), network))).toBe('NO_FREE_ADDRESS');
+    expect(taken).toHaveLength(253);
+    expect(new Set(taken).size).toBe(253);
+    const expected = Array.from({ length: 256 }, (_, i) => `10.20.30.${i}`).filter((ip) => !['10.20.30.0', '10.20.30.1', '10.20.30.255'].includes(ip));
+    expect([...taken].sort()).toEqual(expected.sort());
   });
 
   it('a released address is reused only after every fresh one, oldest release first', () => {

@@ -9,7 +9,8 @@ import { networkDecider, type Network } from '../domain/network.js';
 import { CreateNetworkInput } from '../domain/networkInputs.js';
 import { parseInput } from '../schema/errors.js';
 import * as commands from '../schema/commands/index.js';
-import type { Runtime } from '../server/runtime.js';
+import { ConfigError, loadConfig } from '../server/config.js';
+import { createRuntime, type Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import type { AgentProcess } from './support/hostagent.js';
 import { adminCaller, instanceOf, lifecycleRuntime, setFaults, settled, simHost } from './support/lifecycleStack.js';
@@ -101,6 +102,10 @@ describe('IPAM and networks on real Temporal, PostgreSQL and a sim host', () => 
     expect(succeeded).toHaveLength(13);
     expect(failed).toHaveLength(7);
     for (const op of failed) expect(op.error?.code).toBe('NO_FREE_ADDRESS');
+    // The failures wrote nothing on the network: its creation and the 13 winners' allocations, no more.
+    const afterBatch = await streamEvents(network.id);
+    expect(afterBatch.map((e) => e.type)).toEqual(['NetworkCreated', ...Array(13).fill('AddressAllocated')]);
+    expect(new Set(afterBatch.slice(1).map((e) => (e.data as { address: string }).address)).size).toBe(13);
 
     const versionBefore = (await streamEvents(network.id)).length;
     const one = await commands.allocateIp(rt, caller, { networkId: network.id, kind: 'FIXED' });
@@ -200,6 +205,27 @@ describe('IPAM and networks on real Temporal, PostgreSQL and a sim host', () => 
     const byInstance = Object.values(network.addresses).map((a) => a.instanceId).sort();
     expect(byInstance).toEqual(boots.map((b) => b.instance!.id).sort());
     for (const b of boots) expect((await instanceOf(rt, b.instance!.id)).networkId).toBe(network.id);
+  });
+
+  it('STRATUS_DEFAULT_NETWORK_CIDR is the subnet of default networks made from then on; one createNetwork would refuse fails at start, named', async () => {
+    expect(loadConfig({}).defaultNetworkCidr).toBe('10.0.0.0/24');
+    expect(loadConfig({ STRATUS_DEFAULT_NETWORK_CIDR: '172.30.0.0/20' }).defaultNetworkCidr).toBe('172.30.0.0/20');
+    for (const bad of ['10.0.0.0/8', '10.0.0.0/30', '10.0.0.5/24', 'ten']) {
+      expect(() => loadConfig({ STRATUS_DEFAULT_NETWORK_CIDR: bad }), bad).toThrow(ConfigError);
+      expect(() => loadConfig({ STRATUS_DEFAULT_NETWORK_CIDR: bad }), bad).toThrow(/STRATUS_DEFAULT_NETWORK_CIDR/);
+    }
+    // Another API process, configured otherwise, on the same database and task queue.
+    const configured = await createRuntime({ ...rt.config, defaultNetworkCidr: '172.30.0.0/20' });
+    try {
+      const caller = member();
+      const boot = await commands.bootInstance(configured, caller, { name: 'configured', flavorId, imageId });
+      expect((await settled(rt, boot.operation.id)).status).toBe('SUCCEEDED');
+      const network = await networkOf(defaultNetworkId(caller.projectId));
+      expect(network).toMatchObject({ cidr: '172.30.0.0/20', gateway: '172.30.0.1', name: 'default' });
+      expect(Object.values(network.addresses).map((a) => [a.address, a.instanceId])).toEqual([['172.30.0.2', boot.instance!.id]]);
+    } finally {
+      await configured.close();
+    }
   });
 
   it('a boot that fails after its address step leaves the address free', async () => {

@@ -1,6 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFolded } from '../activities/events.js';
 import { vmNameOf } from '../activities/instanceRecords.js';
@@ -10,13 +11,14 @@ import type { Caller } from '../domain/identity.js';
 import { networkDecider, type Network } from '../domain/network.js';
 import { defaultSecurityGroupId } from '../domain/securityGroup.js';
 import type { HostAgentClient } from '../hostagent/client.js';
+import { bridgeNameOf, vxlanNameOf } from '../hostagent/drivers/qemu/qemuNetwork.js';
 import { tapNameOf } from '../hostagent/network.js';
 import { startProjections, type ProjectionRunner } from '../projections/index.js';
 import * as commands from '../schema/commands/index.js';
 import type { Runtime } from '../server/runtime.js';
 import { startWorker, type RunningWorker } from '../server/worker.js';
 import {
-  bootCount, buildTestGuest, consoleText, guestAddress, killQemusUnder, lastPingRound, nextPing, pingResults, waitFor, type ConsoleSource, type TestGuest,
+  bootCount, buildTestGuest, consoleText, guestAddress, killQemusUnder, lastPingRound, nextPing, pingResults, TCP_ANSWER, TCP_PORTS, waitFor, type ConsoleSource, type TestGuest,
 } from './support/guest.js';
 import { startAgentProcess, type AgentProcess } from './support/hostagent.js';
 import { adminCaller, instanceOf, lifecycleRuntime, settled } from './support/lifecycleStack.js';
@@ -40,6 +42,8 @@ describe.sequential('guests on two qemu hosts reach each other over VXLAN, and s
   let flavorId: string;
   let imageId: string;
   let network: Network;
+  /** The floating address the floating-address test associated with guest A. */
+  let floatingAddress: string;
 
   beforeAll(async () => {
     guest = buildTestGuest();
@@ -88,6 +92,48 @@ describe.sequential('guests on two qemu hosts reach each other over VXLAN, and s
     const hostsFile = join(agent.stateDir, 'network', 'dhcp', network.id, 'dhcp-hosts');
     const dhcp = existsSync(hostsFile) ? readFileSync(hostsFile, 'utf8') : '';
     return { tap: links.includes(`${tap}:`) || links.includes(`${tap}@`), rules: ruleset.includes(tap), dhcp: dhcp.includes(macOf(portId)) };
+  };
+
+  /** What the host's namespace holds for the test network itself: its bridge, its VXLAN device, a dnsmasq serving it. */
+  const networkDevices = (hostId: string) => {
+    const { ns } = agentOf(hostId);
+    const links = execFileSync('ip', ['-n', ns, '-o', 'link', 'show']).toString();
+    const has = (name: string) => links.includes(` ${name}:`) || links.includes(` ${name}@`);
+    const nsInode = statSync(`/run/netns/${ns}`).ino;
+    const dnsmasq = readdirSync('/proc').some((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return argv[0]!.endsWith('dnsmasq') && argv.includes(`--interface=${bridgeNameOf(network.id)}`) && statSync(`/proc/${pid}/ns/net`).ino === nsInode;
+      } catch {
+        return false;
+      }
+    });
+    return { bridge: has(bridgeNameOf(network.id)), vxlan: has(vxlanNameOf(network.id)), dnsmasq };
+  };
+
+  /** Commands run in the test's external namespace, stdin closed; a failed one gives its output, not an exception. */
+  const inExternal = async (args: string[]) => {
+    const running = promisify(execFile)('ip', ['netns', 'exec', underlay.externalNs, 'busybox', ...args]);
+    running.child.stdin?.end();
+    try {
+      return { ok: true, ...(await running) };
+    } catch (e) {
+      const failed = e as { stdout?: string; stderr?: string };
+      return { ok: false, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+    }
+  };
+  /** The TTL of the answer to one ping from outside, or undefined when none came. */
+  const pingTtlFromOutside = async (address: string) => {
+    const r = await inExternal(['ping', '-c', '1', '-W', '1', address]);
+    return r.ok ? Number(/ttl=(\d+)/.exec(r.stdout)![1]) : undefined;
+  };
+  /** A TCP connection from outside: answered by the guest's listener, refused (a RST), or no answer at all (dropped). */
+  const tcpFromOutside = async (address: string, port: number) => {
+    // A dropped SYN shows as no answer once nc gives up connecting (5 s); an admitted one gets its SYN-ACK at once.
+    const r = await inExternal(['nc', '-w', '5', address, String(port)]);
+    if (r.stdout.includes(TCP_ANSWER)) return 'answered';
+    if (r.stderr.includes('timed out')) return 'no answer';
+    return r.stderr.includes('refused') ? 'refused' : `failed: ${r.stderr.trim()}`;
   };
 
   interface Vm { id: string; hostId: string; name: string; address: string; portId: string }
@@ -148,22 +194,17 @@ describe.sequential('guests on two qemu hosts reach each other over VXLAN, and s
     b.hostId = target;
     expect(plumbing(target, b.portId)).toEqual({ tap: true, rules: true, dhcp: true });
     expect(plumbing(source, b.portId)).toEqual({ tap: false, rules: false, dhcp: false });
+    // B was the source's last port of the network: its bridge, VXLAN device and dnsmasq went with it.
+    expect(networkDevices(target)).toEqual({ bridge: true, vxlan: true, dnsmasq: true });
+    expect(networkDevices(source)).toEqual({ bridge: false, vxlan: false, dnsmasq: false });
     const round = lastPingRound(await consoleText(on(a.hostId), a.name)) + 1;
     expect((await nextPing(on(a.hostId), a.name, b.address, round, 120_000)).ok).toBe(true);
     // The same boot, moved: the target's console never saw it start, and it still has its address.
     expect(bootCount(await consoleText(on(target), b.name))).toBe(0);
   }, 400_000);
 
-  it('a floating address associated with guest A answers a ping from the external namespace; after disassociation it does not', async () => {
+  it('a floating address associated with guest A answers a ping from the external namespace; after disassociation it does not, and associated again it does', async () => {
     const a = vms[0]!;
-    const pingFromOutside = (address: string) => {
-      try {
-        execFileSync('ip', ['netns', 'exec', underlay.externalNs, 'busybox', 'ping', '-c', '1', '-W', '1', address], { stdio: 'ignore' });
-        return true;
-      } catch {
-        return false;
-      }
-    };
     const { network: external } = await commands.createNetwork(rt, caller, { name: 'public', cidr: EXTERNAL_CIDR, gateway: EXTERNAL_HOST, external: true });
     // The default group admits only its members: the outside needs an ICMP rule.
     const icmp = await commands.addSecurityGroupRule(rt, caller, { securityGroupId: defaultSecurityGroupId(caller.projectId), direction: 'INGRESS', protocol: 'ICMP', remoteCidr: '0.0.0.0/0' });
@@ -172,13 +213,41 @@ describe.sequential('guests on two qemu hosts reach each other over VXLAN, and s
     expect((await settled(rt, allocated.operation.id)).status).toBe('SUCCEEDED');
     const floating = Object.values((await readFolded(rt, networkStream(external.id), networkDecider)).state!.addresses).find((x) => x.instanceId === a.id)!;
     expect(floating.fixedAddress).toBe(a.address);
-    await waitFor(`${floating.address} answering from outside`, 60_000, async () => (pingFromOutside(floating.address) ? true : undefined));
+    floatingAddress = floating.address;
+    const ttl = await waitFor(`${floating.address} answering from outside`, 60_000, () => pingTtlFromOutside(floating.address));
+    // The router namespace holds the /32 (to answer ARP for it), so without DNAT it would answer the
+    // ping itself, at TTL 64. Guest A's answer starts at 64 too and is routed twice on its way out, by
+    // the agent's namespace (the guest's gateway) and by the router's: only that one arrives at 62.
+    expect(ttl).toBe(62);
 
     const dis = await commands.disassociateIp(rt, caller, { address: floating.address });
     expect((await settled(rt, dis.operation.id)).status).toBe('SUCCEEDED');
-    expect(pingFromOutside(floating.address)).toBe(false);
+    expect(await pingTtlFromOutside(floating.address)).toBeUndefined();
+    // The host's last floating address went with that: the router must still have its way out.
+    const again = await commands.associateIp(rt, caller, { address: floating.address, instanceId: a.id });
+    expect((await settled(rt, again.operation.id)).status).toBe('SUCCEEDED');
+    expect(await waitFor(`${floating.address} answering from outside again`, 60_000, () => pingTtlFromOutside(floating.address))).toBe(62);
     // The guest itself was never restarted.
     expect(bootCount(await consoleText(on(a.hostId), a.name))).toBe(1);
+  }, 300_000);
+
+  it('a TCP port-range rule admits both ends of its range and nothing beside them; a remote CIDR admits only sources inside it', async () => {
+    // Guest A listens on every port of TCP_PORTS; the external namespace (EXTERNAL_HOST) connects through
+    // the floating address, so the compiled rules of A's port on real nftables decide, on A's host.
+    const addRule = async (rule: { portMin: number; portMax: number; remoteCidr: string }) => {
+      const added = await commands.addSecurityGroupRule(rt, caller, { securityGroupId: defaultSecurityGroupId(caller.projectId), direction: 'INGRESS', protocol: 'TCP', ...rule });
+      expect((await settled(rt, added.operation!.id)).status).toBe('SUCCEEDED');
+    };
+    await addRule({ portMin: 8000, portMax: 8009, remoteCidr: EXTERNAL_CIDR });
+    await addRule({ portMin: 9000, portMax: 9000, remoteCidr: '198.51.100.0/24' });
+    const probe = async () => Object.fromEntries(await Promise.all(TCP_PORTS.map(async (port) => [port, await tcpFromOutside(floatingAddress, port)])));
+    // 'no answer', not 'refused': the guest listens there too, the rules drop the connection.
+    expect(await probe()).toEqual({ 7999: 'no answer', 8000: 'answered', 8009: 'answered', 8010: 'no answer', 9000: 'no answer' });
+    // Port 9000 from a CIDR that holds the external host: the remote CIDR was what kept it out.
+    await addRule({ portMin: 9000, portMax: 9000, remoteCidr: `${EXTERNAL_HOST}/32` });
+    expect(await probe()).toEqual({ 7999: 'no answer', 8000: 'answered', 8009: 'answered', 8010: 'no answer', 9000: 'answered' });
+    const dis = await commands.disassociateIp(rt, caller, { address: floatingAddress });
+    expect((await settled(rt, dis.operation.id)).status).toBe('SUCCEEDED');
   }, 300_000);
 
   it('deleting a booted instance leaves no tap, nftables rule or dnsmasq entry on its host', async () => {
@@ -206,12 +275,15 @@ describe.sequential('guests on two qemu hosts reach each other over VXLAN, and s
       const dhcp = existsSync(hostsFile) ? readFileSync(hostsFile, 'utf8').split('\n').filter(Boolean) : [];
       const ports = (await agent.client.call('listPorts', {})).ports;
       if (agent.id === a.hostId) {
+        expect(networkDevices(agent.id)).toEqual({ bridge: true, vxlan: true, dnsmasq: true });
         expect(taps).toEqual([tapNameOf(a.portId)]);
         expect([...ruleset.matchAll(/tap[0-9a-f]{11}/g)].every((m) => m[0] === tapNameOf(a.portId))).toBe(true);
         expect(dhcp).toEqual([`${macOf(a.portId)},${a.address}`]);
         expect(ports.map((p) => p.portId)).toEqual([a.portId]);
       } else {
         expect({ taps, tapsInRules: ruleset.match(/tap[0-9a-f]{11}/g), dhcp, ports }).toEqual({ taps: [], tapsInRules: null, dhcp: [], ports: [] });
+        // No port of the network is left here: nor is its bridge, its VXLAN device or its dnsmasq.
+        expect(networkDevices(agent.id)).toEqual({ bridge: false, vxlan: false, dnsmasq: false });
       }
     }
   });

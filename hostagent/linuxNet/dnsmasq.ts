@@ -14,11 +14,20 @@ export interface DhcpNetwork { dir: string; ns: string; bridge: string; network:
 
 const files = (dir: string) => ({ hosts: join(dir, 'dhcp-hosts'), pid: join(dir, 'dnsmasq.pid'), leases: join(dir, 'dnsmasq.leases'), log: join(dir, 'dnsmasq.log') });
 
+/** Whether `pid` is still a running dnsmasq (an exited one, even unreaped, has no command line). */
+function isDnsmasq(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dnsmasq');
+  } catch {
+    return false;
+  }
+}
+
 function pidOf(dir: string): number | undefined {
   try {
     const pid = Number(readFileSync(files(dir).pid, 'utf8').trim());
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dnsmasq') ? pid : undefined;
+    return isDnsmasq(pid) ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -49,9 +58,30 @@ export async function serveHosts(net: DhcpNetwork, lines: string[]): Promise<voi
   ]);
 }
 
-/** Stops the network's dnsmasq and removes its files (the network's last port left this host). */
-export function stopDhcp(dir: string): void {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Signals `pid` and waits until it has exited: dnsmasq daemonizes, so it is no child of ours to wait for. */
+async function stopProcess(pid: number): Promise<void> {
+  for (const [signal, waitMs] of [['SIGTERM', 3000], ['SIGKILL', 3000]] as const) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return;
+    }
+    const until = Date.now() + waitMs;
+    while (isDnsmasq(pid) && Date.now() < until) await sleep(10);
+    if (!isDnsmasq(pid)) return;
+  }
+  throw new Error(`dnsmasq ${pid} did not exit on SIGKILL`);
+}
+
+/**
+ * Stops the network's dnsmasq and removes its files (the network's last port left this host). It
+ * returns once the process is gone: the bridge it is bound to goes next, and a port plugged right
+ * after starts a new one, which must not meet the old.
+ */
+export async function stopDhcp(dir: string): Promise<void> {
   const pid = pidOf(dir);
-  if (pid) process.kill(pid, 'SIGTERM');
+  if (pid) await stopProcess(pid);
   rmSync(dir, { recursive: true, force: true });
 }

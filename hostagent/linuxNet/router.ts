@@ -60,4 +60,8 @@ export async function applyNat(c: RouterConfig, nats: Nat[]): Promise<void> {
   const wanted = new Set(nats.map((n) => n.floating));
   for (const a of present.filter((p) => !wanted.has(p))) await must('ip', ['-n', c.ns, 'addr', 'del', `${a}/32`, 'dev', c.externalDevice]);
   for (const a of [...wanted].filter((w) => !present.includes(w))) await must('ip', ['-n', c.ns, 'addr', 'add', `${a}/32`, 'dev', c.externalDevice]);
+  // The kernel flushes every route through a device whose last IPv4 address goes: the last floating
+  // address of this host being disassociated takes the external route with it, and the next one to
+  // be associated would be DNATed in but its replies would have no way out.
+  if (c.externalRoute) await must('ip', ['-n', c.ns, 'route', 'replace', c.externalRoute, 'dev', c.externalDevice]);
 }

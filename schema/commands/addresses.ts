@@ -3,7 +3,8 @@ import type { AddressRequest } from '../../activities/index.js';
 import { networksVisibleTo } from '../../activities/ipam.js';
 import { StratusError } from '../../domain/errors.js';
 import { canMutate, canRead, type Caller } from '../../domain/identity.js';
-import type { Address, Network } from '../../domain/network.js';
+import { contains } from '../../domain/cidr.js';
+import { subnetOf, type Address, type Network } from '../../domain/network.js';
 import type { AllocateIpInput, AssociateIpInput, DisassociateIpInput, ReleaseIpInput } from '../../domain/networkInputs.js';
 import type { Runtime } from '../../server/runtime.js';
 import { requireMutableIn, requireWriter } from './access.js';
@@ -12,6 +13,8 @@ import { readInstanceState, type LifecycleResult } from './operations.js';
 import { startResourceOperation } from './resourceOperations.js';
 
 export type AddressResult = LifecycleResult;
+/** release, associate and disassociate name an existing address: the payload carries it as it is when the operation starts. */
+export type HeldAddressResult = LifecycleResult & { address: Address };
 
 const instanceNotFound = (id: string) => () => new StratusError('NOT_FOUND', `instance ${id} not found`, { id });
 
@@ -26,9 +29,16 @@ async function targetInstance(rt: Runtime, caller: Caller, id: string) {
 /**
  * The address named by its IP among the networks the caller's project can hold addresses on (read from
  * the write side: an address allocated a moment ago is found). Another project's address does not exist.
+ * An IP outside the named network's subnet is bad input, not a missing address: that network could
+ * never hold it, and nothing is written. Unnamed, an IP in none of the caller's networks is NOT_FOUND,
+ * as another project's address is.
  */
 async function findAddress(rt: Runtime, caller: Caller, ref: { address: string; networkId?: string | undefined }): Promise<{ held: Address; network: Network }> {
-  const networks = ref.networkId ? [await visibleNetwork(rt, caller, ref.networkId)] : await networksVisibleTo(rt, caller.projectId);
+  const named = ref.networkId ? await visibleNetwork(rt, caller, ref.networkId) : undefined;
+  if (named && !contains(subnetOf(named), ref.address)) {
+    throw new StratusError('BAD_USER_INPUT', `${ref.address} is not in network ${named.name} (${named.cidr})`, { issues: [{ path: ['address'], message: `outside ${named.cidr}` }] });
+  }
+  const networks = named ? [named] : await networksVisibleTo(rt, caller.projectId);
   for (const network of networks) {
     const held = Object.values(network.addresses).find((a) => a.address === ref.address && canRead(caller, a.projectId));
     if (held) {
@@ -63,7 +73,7 @@ export async function allocateIp(rt: Runtime, caller: Caller, input: AllocateIpI
 }
 
 /** releaseIp: back to the pool. A FIXED address its instance still uses is a CONFLICT (delete the instance). */
-export async function releaseIp(rt: Runtime, caller: Caller, input: ReleaseIpInput): Promise<AddressResult> {
+export async function releaseIp(rt: Runtime, caller: Caller, input: ReleaseIpInput): Promise<HeldAddressResult> {
   requireWriter(caller);
   const { held, network } = await findAddress(rt, caller, input);
   if (held.kind === 'FIXED' && held.instanceId) {
@@ -72,11 +82,12 @@ export async function releaseIp(rt: Runtime, caller: Caller, input: ReleaseIpInp
       throw new StratusError('CONFLICT', `address ${held.address} is instance ${held.instanceId}'s: delete the instance to release it`, { id: held.id });
     }
   }
-  return startResourceOperation(rt, caller, 'RELEASE_IP', held.id, held.projectId, { address: { networkId: network.id, projectId: held.projectId } }, input.clientRequestId);
+  const started = await startResourceOperation(rt, caller, 'RELEASE_IP', held.id, held.projectId, { address: { networkId: network.id, projectId: held.projectId } }, input.clientRequestId);
+  return { ...started, address: held };
 }
 
 /** associateIp: a FLOATING address of the project NATs to one of its instances' FIXED address. */
-export async function associateIp(rt: Runtime, caller: Caller, input: AssociateIpInput): Promise<AddressResult> {
+export async function associateIp(rt: Runtime, caller: Caller, input: AssociateIpInput): Promise<HeldAddressResult> {
   requireWriter(caller);
   const { held, network } = await findAddress(rt, caller, input);
   if (held.kind !== 'FLOATING') throw new StratusError('BAD_USER_INPUT', `address ${held.address} is FIXED: only floating addresses associate`, { issues: [{ path: ['address'], message: 'FIXED' }] });
@@ -86,13 +97,15 @@ export async function associateIp(rt: Runtime, caller: Caller, input: AssociateI
     throw new StratusError('CONFLICT', `address ${held.address} is already associated with instance ${held.instanceId}`, { id: held.id });
   }
   const request: AddressRequest = { networkId: network.id, projectId: held.projectId, instanceId: instance.id };
-  return startResourceOperation(rt, caller, 'ASSOCIATE_IP', held.id, held.projectId, { address: request }, input.clientRequestId);
+  const started = await startResourceOperation(rt, caller, 'ASSOCIATE_IP', held.id, held.projectId, { address: request }, input.clientRequestId);
+  return { ...started, address: held };
 }
 
 /** disassociateIp: the FLOATING address stops NATing and stays allocated to the project. */
-export async function disassociateIp(rt: Runtime, caller: Caller, input: DisassociateIpInput): Promise<AddressResult> {
+export async function disassociateIp(rt: Runtime, caller: Caller, input: DisassociateIpInput): Promise<HeldAddressResult> {
   requireWriter(caller);
   const { held, network } = await findAddress(rt, caller, input);
   if (held.kind !== 'FLOATING') throw new StratusError('BAD_USER_INPUT', `address ${held.address} is FIXED: only floating addresses disassociate`, { issues: [{ path: ['address'], message: 'FIXED' }] });
-  return startResourceOperation(rt, caller, 'DISASSOCIATE_IP', held.id, held.projectId, { address: { networkId: network.id, projectId: held.projectId } }, input.clientRequestId);
+  const started = await startResourceOperation(rt, caller, 'DISASSOCIATE_IP', held.id, held.projectId, { address: { networkId: network.id, projectId: held.projectId } }, input.clientRequestId);
+  return { ...started, address: held };
 }

@@ -146,12 +146,14 @@ async function bootNetworkFor(rt: Runtime, caller: Caller, networkId: string | u
     }
     return id;
   }
-  const subnet = parseSubnet(DEFAULT_NETWORK_CIDR) as Subnet;
+  // Checked at start (server/config.ts): it parses and fits the sizes createNetwork takes.
+  const cidr = rt.config.defaultNetworkCidr ?? DEFAULT_NETWORK_CIDR;
+  const subnet = parseSubnet(cidr) as Subnet;
   try {
     await recordNetwork(rt, caller, { id, projectId: caller.projectId, name: 'default', subnet, gateway: gatewayFor(subnet), external: false });
   } catch (e) {
     if (e instanceof StratusError && e.code === 'BAD_USER_INPUT') {
-      throw new StratusError('BAD_USER_INPUT', `the default network ${DEFAULT_NETWORK_CIDR} cannot be made (${e.message}): boot with a networkId`, e.details);
+      throw new StratusError('BAD_USER_INPUT', `the default network ${cidr} cannot be made (${e.message}): boot with a networkId`, e.details);
     }
     throw e;
   }

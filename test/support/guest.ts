@@ -22,6 +22,8 @@ import { gzipSync } from 'node:zlib';
  *   STRATUS-PING <round> <ip> OK <ms>|FAIL  then, round after round, one ping to each of the first six
  *                                host addresses of its subnet but its own (a test network is a /29: all
  *                                of them), with the round trip the guest measured
+ * With a NIC it also listens on each of TCP_PORTS, answering every connection with TCP_ANSWER (busybox
+ * nc), so a test can tell a port its security group drops (no answer at all) from one it admits.
  *   STRATUS-DISK vda WROTE m     once after boot, on a boot disk (no serial) of more than 769 MiB: its sector at
  *                                768 MiB (past the 504 MiB FAT of the image disk) was blank, marker m written there
  *   STRATUS-DISK vda HOLDS m     the same sector already held marker m: the disk is a copy of one that had it
@@ -30,6 +32,9 @@ import { gzipSync } from 'node:zlib';
 export const BOOT_MARKER = 'STRATUS-BOOT-OK';
 export const HEARTBEAT = /STRATUS-HEARTBEAT (\d+)/g;
 export const GUEST_CMDLINE = 'console=ttyS0 quiet panic=-1';
+/** The guest's TCP listeners: both edges of a range 8000-8009 and the ports just outside it, and one more. */
+export const TCP_PORTS = [7999, 8000, 8009, 8010, 9000] as const;
+export const TCP_ANSWER = 'STRATUS-TCP-ANSWER';
 
 const INSTALL_HINT = 'apt-get install linux-image-cloud-amd64 busybox-static qemu-system-x86 qemu-utils';
 
@@ -87,6 +92,7 @@ if [ -e /sys/class/net/eth0 ]; then
   ip link set lo up
   ip link set eth0 up
   ( until udhcpc -i eth0 -s /bin/dhcp.sh -q -n -t 5 -T 2 >/dev/null 2>&1; do sleep 1; done; pingPeers ) &
+  for p in ${TCP_PORTS.join(' ')}; do nc -ll -p $p -e /bin/tcp-answer.sh >/dev/null 2>&1 & done
 fi
 # Volumes carry a serial (the boot disk has none): the first look at one reads its marker or writes one.
 markVolume() {
@@ -145,6 +151,11 @@ ip addr add $ip/$mask dev $interface
 for r in $router; do ip route add default via $r dev $interface; break; done
 echo "$ip $mask" > /tmp/net
 echo "STRATUS-NET $interface $ip/$mask" > /dev/console
+`;
+
+/** What each TCP listener says to a connection, then closes it. */
+const TCP_ANSWER_SCRIPT = `#!/bin/sh
+echo ${TCP_ANSWER}
 `;
 
 function fail(what: string): never {
@@ -216,13 +227,14 @@ function buildInitramfs(version: string): Buffer {
   const entries: CpioEntry[] = ['bin', 'dev', 'proc', 'sys', 'lib', 'lib/modules', 'tmp'].map((name) => ({ name, mode: dir }));
   entries.push({ name: 'dev/console', mode: 0o020600, rdev: [5, 1] });
   entries.push({ name: 'bin/busybox', mode: file, data: readFileSync(busybox) });
-  const applets = ['sh', 'mount', 'insmod', 'echo', 'ls', 'grep', 'tr', 'sed', 'sleep', 'dd', 'sync', 'poweroff', 'reboot', 'cat', 'ip', 'udhcpc', 'ping'];
+  const applets = ['sh', 'mount', 'insmod', 'echo', 'ls', 'grep', 'tr', 'sed', 'sleep', 'dd', 'sync', 'poweroff', 'reboot', 'cat', 'ip', 'udhcpc', 'ping', 'nc'];
   for (const a of applets) entries.push({ name: `bin/${a}`, mode: 0o120777, data: Buffer.from('busybox') });
   for (const [m, rel] of moduleFiles(version)) {
     entries.push({ name: `lib/modules/${m}.ko`, mode: 0o100644, data: readModule(join('/lib/modules', version, rel)) });
   }
   entries.push({ name: 'init', mode: file, data: Buffer.from(INIT) });
   entries.push({ name: 'bin/dhcp.sh', mode: file, data: Buffer.from(DHCP_SCRIPT) });
+  entries.push({ name: 'bin/tcp-answer.sh', mode: file, data: Buffer.from(TCP_ANSWER_SCRIPT) });
   return gzipSync(cpioNewc(entries), { level: 6 });
 }
 
@@ -252,7 +264,7 @@ export function buildTestGuest(cacheRoot = join(homedir(), '.cache', 'stratus', 
     }
   }
   const key = createHash('sha256')
-    .update([version, statSync(kernelPath).mtimeMs, statSync('/bin/busybox').size, INIT, DHCP_SCRIPT, MODULES.join(',')].join('|'))
+    .update([version, statSync(kernelPath).mtimeMs, statSync('/bin/busybox').size, INIT, DHCP_SCRIPT, TCP_ANSWER_SCRIPT, MODULES.join(',')].join('|'))
     .digest('hex')
     .slice(0, 16);
   const dir = join(cacheRoot, key);
