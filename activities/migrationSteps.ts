@@ -2,7 +2,7 @@ import { StratusError } from '../domain/errors.js';
 import type { Instance } from '../domain/instance.js';
 import { AgentError, type MigrationTarget, type VmSpecInput } from '../hostagent/driver.js';
 import type { Runtime } from '../server/runtime.js';
-import { callAgent } from './agentCalls.js';
+import { activityContext, callAgent } from './agentCalls.js';
 import { bootSourceOf, hasImageToFetch } from './imageFetch.js';
 import { finishSucceeded, recordOnInstance, readInstance, vmNameOf } from './instanceRecords.js';
 import { agentKey, metadataOf, runStep, stepProgress, writeKey, type OperationContext } from './operationSteps.js';
@@ -13,6 +13,9 @@ import { forgetInstancePorts, plugInstancePorts, unplugInstancePorts } from './p
 import { componentLog } from '../server/log.js';
 
 const log = componentLog('migration');
+
+/** Attempts of abandonTarget (200 ms doubling: about 6 s) before a target that does not answer keeps its twin. */
+const ABANDON_ATTEMPTS = 6;
 
 const now = () => new Date().toISOString();
 
@@ -229,7 +232,11 @@ export function migrationSteps(rt: Runtime) {
         const destroyed = await callAgent(rt, plan.targetHostId, 'destroyVm', { name }, { idempotencyKey: agentKey(ctx, 'abandonTarget') }).then(
           () => true,
           (e: unknown) => {
-            log.warn({ err: e, hostId: plan.targetHostId, vm: name }, 'the twin of an undone migration is left to the target host’s fencing');
+            // A target that is away for a moment is asked again (the activity's retries, a few seconds in
+            // all); one that stays away, or refuses, is left to its fencing.
+            const attempt = activityContext()?.info.attempt ?? ABANDON_ATTEMPTS;
+            if (e instanceof AgentError && e.retryable && attempt < ABANDON_ATTEMPTS) throw e;
+            log.warn({ err: e, hostId: plan.targetHostId, vm: name, attempt }, 'the twin of an undone migration is left to the target host’s fencing');
             return false;
           },
         );

@@ -213,9 +213,10 @@ describe.sequential('QEMU guests move between two qemu hosts through the control
     expect(row).toEqual({ state: 'IN_USE', attached_to: instanceId, device });
 
     // The same boot, continued on the target, reading the marker from the volume (page cache dropped).
-    const text = await waitFor('the moved guest to read its volume', 60_000, async () => {
+    // The guest prints a round's READS line before that round's heartbeat, so both are waited for.
+    const text = await waitFor('the moved guest to read its volume and beat on', 60_000, async () => {
       const t = await consoleText(on(target.id), vmName);
-      return /STRATUS-VOLUME vdb READS /.test(t) ? t : undefined;
+      return /STRATUS-VOLUME vdb READS /.test(t) && lastHeartbeat(t) > last ? t : undefined;
     });
     expect(bootCount(text)).toBe(0);
     expect(lastHeartbeat(text)).toBeGreaterThan(last);
