@@ -3,7 +3,9 @@
  *
  * - uploadMBps: `curl -T` to `PUT /images/<id>/file` through the API (streamed, hashed, `qemu-img info`,
  *   renamed into the store) against copyMBps, a plain copy of the same file (`fs.copyFile`, what cp does);
- *   uploadRatio = uploadMBps / copyMBps (target >= 0.5). The PUT path's parts are profiled beside it:
+ *   uploadRatio = uploadMBps / copyMBps (target >= 0.5). durableCopyMBps: the same copy followed by an
+ *   fsync of the copy, since an upload is flushed to disk before its image turns ACTIVE and a plain copy
+ *   is not (durableUploadRatio beside it; the target stays against the plain copy). The PUT path's parts are profiled beside it:
  *   sha256MBps (hashing the same file in one thread: what bound the upload while it hashed inline) and
  *   checkMs (`qemu-img info` of it, the format check before the rename into the store), and receiveMBps:
  *   the same `curl -T` to a bare node:http server in this process that only writes the body to a file
@@ -19,7 +21,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,12 +130,21 @@ async function uploadFigures() {
     await makeFile(source, UPLOAD_MB);
     const { size } = await stat(source);
     const copies: number[] = [];
+    const durableCopies: number[] = [];
     const uploads: number[] = [];
     for (let round_ = 0; round_ < 3; round_++) {
       const target = join(dir, `copy-${round_}.raw`);
       let t0 = performance.now();
       await copyFile(source, target);
       copies.push(performance.now() - t0);
+      await rm(target);
+      // The same copy made durable, as an upload must be before its image turns ACTIVE.
+      t0 = performance.now();
+      await copyFile(source, target);
+      const copied = await open(target, 'r+');
+      await copied.sync();
+      await copied.close();
+      durableCopies.push(performance.now() - t0);
       await rm(target);
 
       const { uploadUrl } = await commands.createImage(rt, bootstrapAdminCaller, { name: `bench-${round_}`, format: 'raw', visibility: 'PRIVATE' });
@@ -146,6 +157,7 @@ async function uploadFigures() {
     }
     const mb = size / 2 ** 20;
     const copyMBps = mb / (median(copies) / 1000);
+    const durableCopyMBps = mb / (median(durableCopies) / 1000);
     const uploadMBps = mb / (median(uploads) / 1000);
     let t0 = performance.now();
     const hash = createHash('sha256');
@@ -169,6 +181,7 @@ async function uploadFigures() {
     const receiveMBps = mb / (median(receives) / 1000);
     return {
       uploadMB: round(mb, 0), copyMBps: round(copyMBps), uploadMBps: round(uploadMBps), uploadRatio: round(uploadMBps / copyMBps, 2),
+      durableCopyMBps: round(durableCopyMBps), durableUploadRatio: round(uploadMBps / durableCopyMBps, 2),
       sha256MBps: round(sha256MBps), checkMs: round(checkMs), receiveMBps: round(receiveMBps),
     };
   } finally {
@@ -236,6 +249,7 @@ async function main() {
   routeTemporalLogs();
   const upload = await uploadFigures();
   say(`upload ${upload.uploadMB} MB: ${upload.uploadMBps} MB/s through the API, ${upload.copyMBps} MB/s plain copy, ratio ${upload.uploadRatio}`);
+  say(`  against a copy flushed to disk (fsync, as an upload is): ${upload.durableCopyMBps} MB/s, ratio ${upload.durableUploadRatio}`);
   say(`  its parts: HTTP receive to a file alone ${upload.receiveMBps} MB/s, sha256 alone ${upload.sha256MBps} MB/s (one thread), qemu-img info ${upload.checkMs} ms`);
   const attach = process.env.BENCH_SKIP_QEMU ? undefined : await attachFigures();
   if (attach) say(`attach to a running QEMU guest: p50 ${attach.attachP50Ms} ms, p95 ${attach.attachP95Ms} ms over ${attach.attaches}`);
