@@ -11,7 +11,7 @@ import { volumeSteps } from './volumeSteps.js';
 import { imageFetchSteps } from './imageFetch.js';
 import { snapshotSteps } from './snapshotSteps.js';
 import { securityGroupSteps } from './securityGroupSteps.js';
-import { migrationSteps } from './migrationSteps.js';
+import { migrationSteps, type MigrationPlan } from './migrationSteps.js';
 import { hostOperationSteps } from './drainSteps.js';
 import { evacuationSteps } from './evacuationSteps.js';
 import { hostHealthSteps } from './hostHealth.js';
@@ -68,6 +68,21 @@ export function createActivities(rt: Runtime) {
       await activities.createVm(ctx);
       await activities.startVm(ctx);
       await activities.recordRunning(ctx);
+    },
+    /**
+     * A live migration with nothing to fetch, in the same way: the attachments plugged on the target,
+     * the target waiting and the source sending, in one activity (each its own step, as above). A
+     * failure of any of them is the workflow's to undo, exactly as when they are three.
+     */
+    async moveLive(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await activities.plugAttachments(ctx, plan);
+      await activities.migrateSend(ctx, plan, await activities.migrateReceive(ctx, plan));
+    },
+    /** Once the VM is on the target: the instance's host switched, the source's claim released, recorded. */
+    async finishMigration(ctx: OperationContext, plan: MigrationPlan): Promise<void> {
+      await activities.switchHost(ctx, plan);
+      await activities.releaseSourceClaim(ctx, plan);
+      await activities.recordMigrated(ctx);
     },
   };
   return Object.fromEntries(

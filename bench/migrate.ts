@@ -14,6 +14,7 @@
  *
  *   npm run bench:migrate            human-readable
  *   npm run bench:migrate -- --json  exactly one JSON line on stdout
+ *   BENCH_MIGRATE_STEPS=1 npm run bench:migrate   also each API migration's steps with their start and end times
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -165,6 +166,10 @@ async function main() {
       const [op] = await rt.db.query<{ doc: { steps: Array<{ name: string; progress?: { message: string } | null }> } }>('SELECT doc FROM rm_operations WHERE id = $1', [operation.id]);
       const downtime = /downtime (\d+) ms/.exec(op?.doc.steps.find((s) => s.name === 'migrateSend')?.progress?.message ?? '')?.[1];
       if (downtime) downtimes.push(Number(downtime));
+      if (process.env.BENCH_MIGRATE_STEPS) {
+        const d = op!.doc as unknown as { createdAt?: string; steps: Array<{ name: string; startedAt?: string; finishedAt?: string }> };
+        say('  steps: ' + d.steps.map((s) => `${s.name} ${s.startedAt} ${s.finishedAt}`).join(' | ') + ` created ${d.createdAt}`);
+      }
       at = to;
       directMs.push(await directMigration(directRoot, i));
       say(`run ${i + 1}: through the API ${apiMs.at(-1)!.toFixed(0)} ms (downtime ${downtime ?? '?'} ms), by hand ${directMs.at(-1)!.toFixed(0)} ms`);

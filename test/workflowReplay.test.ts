@@ -38,6 +38,10 @@ describe('recorded workflow histories replay against the current workflow code',
     expect(histories).toEqual(
       expect.arrayContaining(['migrateInstance-cold.v1.json', 'resizeInstance-cold.v1.json', 'migrateInstance-cold.json', 'resizeInstance-cold.json']),
     );
+    // Live migrations as they ran one activity per step, before MIGRATION_STEPS_COMPOSED, and since.
+    expect(histories).toEqual(
+      expect.arrayContaining(['migrateInstance.v1.json', 'migrateInstance-failed.v1.json', 'migrateInstance.json', 'migrateInstance-failed.json']),
+    );
     // Moves of an instance booted from an uploaded image, which fetch it to their target (MOVES_FETCH_IMAGE).
     expect(histories).toEqual(expect.arrayContaining(['migrateInstance-image.json', 'resizeInstance-image.json', 'evacuateInstance-image.json']));
     // Host health and evacuation as they ran before an evacuation moved the instance before starting it
