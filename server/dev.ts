@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { flavorIdFor, defaultFlavors } from '../domain/catalog.js';
 import { StratusError } from '../domain/errors.js';
@@ -10,6 +11,7 @@ import { loadConfig, loadDevSettings, type RuntimeConfig } from './config.js';
 import { loadOrCreateControllerKey } from './controllerKey.js';
 import { startLocalHostAgent } from './localHostAgent.js';
 import { componentLog } from './log.js';
+import { claimDataDir } from './dataDirLock.js';
 import { createRuntime, type Runtime } from './runtime.js';
 import { startTemporalDevServer } from './temporalDevServer.js';
 import { routeTemporalLogs } from './temporalLogs.js';
@@ -47,6 +49,9 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, say: (line:
     }
   };
   try {
+    mkdirSync(base.dataDir, { recursive: true });
+    const release = claimDataDir(base.dataDir);
+    stoppers.push({ name: 'data dir claim', stop: async () => release() });
     const admin = loadOrCreateAdminToken(base.dataDir, base.adminToken);
     const key = loadOrCreateControllerKey(base.sshKeyPath);
 

@@ -157,6 +157,29 @@ describe('stratus dev (npm start)', () => {
     expect(after.hosts).toEqual([{ name: 'local', state: 'UP' }]);
     expect(after.images.map((i) => i.name)).toContain('cirros-0.6');
     const secondChildren = descendants(second.child.pid!);
+
+    // A third start on the same data dir while the second runs is refused, and takes nothing from it.
+    const clean = { ...process.env };
+    for (const k of ['TEMPORAL_ADDRESS', 'DATABASE_URL', 'STRATUS_ADMIN_TOKEN', 'VITEST', 'VITEST_POOL_ID', 'VITEST_WORKER_ID']) delete clean[k];
+    const third = spawn(process.execPath, ['cli/bin.mjs', 'dev'], {
+      cwd: repoRoot,
+      env: { ...clean, STRATUS_LOG_LEVEL: 'warn', ...env, STRATUS_PORT: String(await freePort()), STRATUS_TEMPORAL_PORT: String(await freePort()) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let thirdOutput = '';
+    third.stdout!.on('data', (d: Buffer) => (thirdOutput += d.toString()));
+    third.stderr!.on('data', (d: Buffer) => (thirdOutput += d.toString()));
+    const thirdCode = await new Promise<number | null>((resolve) => third.once('exit', (code) => resolve(code)));
+    expect(thirdCode, thirdOutput).not.toBe(0);
+    expect(thirdOutput).toContain(`another stratus (pid ${second.child.pid}) is running on the data dir ${dataDir}`);
+    expect(descendants(second.child.pid!).map(commandOf)).toEqual(secondChildren.map(commandOf));
+    // Its Temporal still runs workflows: the instance stops.
+    const { stopInstance } = await graphql<{ stopInstance: { operation: { id: string } } }>(second, token, 'mutation($id: ID!) { stopInstance(input: {id: $id}) { operation { id } } }', { id: instanceId });
+    expect(stopInstance.operation.id).toBeDefined();
+    for (let stopped = ''; stopped !== 'STOPPED'; await new Promise((r) => setTimeout(r, 200))) {
+      stopped = (await graphql<{ instance: { state: string } }>(second, token, 'query($id: ID!) { instance(id: $id) { state } }', { id: instanceId })).instance.state;
+    }
+
     expect(await interrupt(second), second.output()).toBe(0);
     expect(await leftBehind(secondChildren), second.output()).toEqual([]);
   });
