@@ -18,6 +18,27 @@ import { adminCaller, hostOf, instanceOf, lifecycleRuntime, setFaults, settled, 
 const INTERVAL_MS = 250;
 const MISSES = 3;
 
+/** A stack whose health checks run every INTERVAL_MS, with a worker, a tiny flavor and a registered image. */
+async function healthStack(name: string, evacuate: boolean) {
+  const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), name);
+  stack.rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate };
+  const worker = await startWorker(stack.rt);
+  const caller = adminCaller();
+  const flavorId = (await commands.createFlavor(stack.rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
+  const imageId = (await commands.registerImage(stack.rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
+  return { ...stack, worker, caller, flavorId, imageId };
+}
+
+/** The VMs an agent lists, asked over SSH with the controller's key. */
+async function vmsListedBy(agent: AgentProcess, privateKey: string) {
+  const client = agent.client({ privateKey });
+  try {
+    return (await client.call('listVms', {})).vms;
+  } finally {
+    client.close();
+  }
+}
+
 describe.sequential('host health: heartbeats, DOWN after missed checks, evacuation and fencing, on real Temporal, PostgreSQL and sim agents', () => {
   let rt: Runtime;
   let worker: RunningWorker;
@@ -31,14 +52,9 @@ describe.sequential('host health: heartbeats, DOWN after missed checks, evacuati
   let volumeId: string;
 
   beforeAll(async () => {
-    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_e');
-    rt = stack.rt;
-    rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate: true };
+    const stack = await healthStack('host_health_e', true);
+    ({ rt, worker, caller, flavorId, imageId } = stack);
     privateKey = stack.key.privateKey;
-    worker = await startWorker(rt);
-    caller = adminCaller();
-    flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
-    imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
     const v = await simHost(rt, caller, stack.key.publicKey, 'victim');
     victim = { agent: v.agent, id: v.host.id };
     instances = [];
@@ -64,14 +80,7 @@ describe.sequential('host health: heartbeats, DOWN after missed checks, evacuati
     await rt?.close();
   });
 
-  const vmsOn = async (agent: AgentProcess) => {
-    const client = agent.client({ privateKey });
-    try {
-      return (await client.call('listVms', {})).vms;
-    } finally {
-      client.close();
-    }
-  };
+  const vmsOn = (agent: AgentProcess) => vmsListedBy(agent, privateKey);
 
   it('every answer is a heartbeat kept on the host, and none of them is an event in the log', async () => {
     const first = await waitFor('a heartbeat', 20_000, () => lastHeartbeatOf(rt, victim.id).then((t) => t ?? undefined));
@@ -128,14 +137,10 @@ describe.sequential('host health without evacuation: a DOWN host keeps its insta
   let instance: Instance;
 
   beforeAll(async () => {
-    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_keep_e');
-    rt = stack.rt;
-    rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate: false };
+    const stack = await healthStack('host_health_keep_e', false);
+    ({ rt, worker } = stack);
+    const { caller, flavorId, imageId } = stack;
     privateKey = stack.key.privateKey;
-    worker = await startWorker(rt);
-    const caller = adminCaller();
-    const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
-    const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
     const h = await simHost(rt, caller, stack.key.publicKey, 'lonely');
     host = { agent: h.agent, id: h.host.id };
     const { operation, instance: booted } = await commands.bootInstance(rt, caller, { name: 'kept-1', flavorId, imageId });
@@ -165,12 +170,7 @@ describe.sequential('host health without evacuation: a DOWN host keeps its insta
     await host.agent.restart();
     await waitFor('the host UP', 30_000, async () => ((await hostOf(rt, host.id)).state === 'UP' ? true : undefined));
     expect(await instanceOf(rt, instance.id)).toMatchObject({ state: 'RUNNING', hostId: host.id, errorReason: null });
-    const client = host.agent.client({ privateKey });
-    try {
-      expect((await client.call('listVms', {})).vms.map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
-    } finally {
-      client.close();
-    }
+    expect((await vmsListedBy(host.agent, privateKey)).map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
   });
 
   it('a health check started afresh on a host it had turned DOWN turns it UP at the first answer', async () => {
@@ -188,12 +188,7 @@ describe.sequential('host health without evacuation: a DOWN host keeps its insta
       expect.objectContaining({ state: 'DOWN', reason: 'agent-unreachable' }),
       expect.objectContaining({ state: 'UP', reason: 'agent-answers' }),
     ]);
-    const client = host.agent.client({ privateKey });
-    try {
-      expect((await client.call('listVms', {})).vms.map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
-    } finally {
-      client.close();
-    }
+    expect((await vmsListedBy(host.agent, privateKey)).map((v) => [v.name, v.state])).toEqual([[vmNameOf(instance), 'running']]);
   });
 });
 
@@ -207,14 +202,10 @@ describe.sequential('an evacuation and its host answering again race on the inst
   const seen: string[] = [];
 
   beforeAll(async () => {
-    const stack = await lifecycleRuntime(inject('postgresUrl'), inject('temporalAddress'), 'host_health_race_e');
-    rt = stack.rt;
-    rt.config.hostHealth = { intervalMs: INTERVAL_MS, missesToDown: MISSES, evacuate: true };
+    const stack = await healthStack('host_health_race_e', true);
+    ({ rt, worker } = stack);
+    const { caller, flavorId, imageId } = stack;
     privateKey = stack.key.privateKey;
-    worker = await startWorker(rt);
-    const caller = adminCaller();
-    const flavorId = (await commands.createFlavor(rt, caller, { name: 'm1.tiny', vcpus: 1, memoryMb: 512, diskGb: 1 })).flavor.id;
-    const imageId = (await commands.registerImage(rt, caller, { name: 'cirros', format: 'qcow2', sizeBytes: 1 })).image.id;
     const v = await simHost(rt, caller, stack.key.publicKey, 'race-victim');
     victim = { agent: v.agent, id: v.host.id };
     const { operation, instance: booted } = await commands.bootInstance(rt, caller, { name: 'race-1', flavorId, imageId });
@@ -229,14 +220,7 @@ describe.sequential('an evacuation and its host answering again race on the inst
     await rt?.close();
   });
 
-  const vmsOn = async (agent: AgentProcess) => {
-    const client = agent.client({ privateKey });
-    try {
-      return (await client.call('listVms', {})).vms.map((v) => [v.name, v.state]);
-    } finally {
-      client.close();
-    }
-  };
+  const vmsOn = async (agent: AgentProcess) => (await vmsListedBy(agent, privateKey)).map((v) => [v.name, v.state]);
   /** The next evacuation of the instance, once its step `step` has begun (and not before). */
   const evacuationAt = (step: string) =>
     waitFor(`an evacuation at ${step}`, 30_000, async () => {
