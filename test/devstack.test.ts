@@ -17,15 +17,19 @@ interface Dev {
 }
 
 /** `npm start` as a user runs it: a real child process with its own data dir and ports. */
-async function startDev(env: NodeJS.ProcessEnv): Promise<Dev> {
+/** `stratus dev` as a child process, with this test run's own Temporal and PostgreSQL kept out: the dev stack embeds both. */
+function spawnDev(env: NodeJS.ProcessEnv): ChildProcess {
   const clean = { ...process.env };
-  // The test run's own Temporal and PostgreSQL must not leak in: the dev stack embeds both.
   for (const k of ['TEMPORAL_ADDRESS', 'DATABASE_URL', 'STRATUS_ADMIN_TOKEN', 'VITEST', 'VITEST_POOL_ID', 'VITEST_WORKER_ID']) delete clean[k];
-  const child = spawn(process.execPath, ['cli/bin.mjs', 'dev'], {
+  return spawn(process.execPath, ['cli/bin.mjs', 'dev'], {
     cwd: repoRoot,
     env: { ...clean, STRATUS_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+}
+
+async function startDev(env: NodeJS.ProcessEnv): Promise<Dev> {
+  const child = spawnDev(env);
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -159,13 +163,7 @@ describe('stratus dev (npm start)', () => {
     const secondChildren = descendants(second.child.pid!);
 
     // A third start on the same data dir while the second runs is refused, and takes nothing from it.
-    const clean = { ...process.env };
-    for (const k of ['TEMPORAL_ADDRESS', 'DATABASE_URL', 'STRATUS_ADMIN_TOKEN', 'VITEST', 'VITEST_POOL_ID', 'VITEST_WORKER_ID']) delete clean[k];
-    const third = spawn(process.execPath, ['cli/bin.mjs', 'dev'], {
-      cwd: repoRoot,
-      env: { ...clean, STRATUS_LOG_LEVEL: 'warn', ...env, STRATUS_PORT: String(await freePort()), STRATUS_TEMPORAL_PORT: String(await freePort()) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const third = spawnDev({ ...env, STRATUS_PORT: String(await freePort()), STRATUS_TEMPORAL_PORT: String(await freePort()) });
     let thirdOutput = '';
     third.stdout!.on('data', (d: Buffer) => (thirdOutput += d.toString()));
     third.stderr!.on('data', (d: Buffer) => (thirdOutput += d.toString()));
