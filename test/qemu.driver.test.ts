@@ -7,7 +7,7 @@ import { VmSpec } from '../hostagent/driver.js';
 import { QemuDriver } from '../hostagent/drivers/qemu/index.js';
 import { isQemuAlive } from '../hostagent/drivers/qemu/vmProcess.js';
 import { probeKvm } from '../hostagent/drivers/qemu/hostProbe.js';
-import { buildTestGuest, consoleText, killQemusUnder, lastHeartbeat, sleep, waitBoots, waitHeartbeat, type TestGuest } from './support/guest.js';
+import { buildTestGuest, consoleText, killQemusUnder, lastHeartbeat, sleep, waitBoots, waitFor, waitHeartbeat, type TestGuest } from './support/guest.js';
 
 /**
  * The qemu driver called directly, on real QEMU under TCG (nested KVM hangs on these machines): what the
@@ -122,4 +122,37 @@ describe.sequential('qemu driver on real QEMU (TCG)', () => {
     expect(await driver.destroyVm('vm1', ctx())).toEqual({ destroyed: false });
   });
 
+  it('a VM whose incoming migration has begun is read as the state it lands in: the source finishing first does not make it look paused', async () => {
+    // The source's migrateSend returns when QEMU there says `completed`; the target may still be loading the
+    // last of the state (`inmigrate`) for a moment. Here the transfer is slowed to make that moment seconds.
+    const target = await newDriver(dirs[1]!);
+    try {
+      await driver.createVm(spec('vm-moving', { diskGb: 0 }), ctx());
+      await driver.startVm('vm-moving', ctx());
+      await waitBoots(driver, 'vm-moving', 1);
+      const endpoint = await target.migrateReceive(spec('vm-moving', { diskGb: 0 }), ctx());
+      // Nothing has begun: a read does not wait, and a listing never does.
+      expect((await target.getVm('vm-moving')).state).toBe('paused');
+
+      const source = await driver.qmpOf('vm-moving');
+      await source.execute('migrate-set-parameters', { 'max-bandwidth': 32 * 2 ** 20 });
+      await source.execute('migrate', { uri: `tcp:${endpoint.host}:${endpoint.port}` });
+      const incoming = await target.qmpOf('vm-moving');
+      await waitFor('the incoming migration to begin', 10_000, async () =>
+        (await incoming.execute<{ status?: string }>('query-migrate')).status === 'active' || undefined);
+      const listed = await target.listVms();
+      expect(listed.map((v) => [v.name, v.state])).toEqual([['vm-moving', 'paused']]);
+      expect((await source.execute<{ status?: string }>('query-migrate')).status).not.toBe('completed');
+
+      const read = await target.getVm('vm-moving');
+      expect(read.state).toBe('running');
+      expect((await source.execute<{ status?: string }>('query-migrate')).status).toBe('completed');
+      const last = lastHeartbeat(await consoleText(target, 'vm-moving'));
+      await waitHeartbeat(target, 'vm-moving', last);
+    } finally {
+      await driver.destroyVm('vm-moving', ctx()).catch(() => undefined);
+      await target.destroyVm('vm-moving', ctx()).catch(() => undefined);
+      await target.close();
+    }
+  });
 });

@@ -150,5 +150,19 @@ export async function waitIncomingDone(qmp: QmpClient, timeoutMs: number): Promi
   }
 }
 
+/** How long a read of a VM waits for an incoming migration that has begun to land (see `stateOf`). */
+export const INCOMING_SETTLE_MS = 30_000;
+
+/**
+ * Destination side: the run state once an incoming migration that has begun (`active`, or `completed`
+ * while QEMU activates the disks and starts the CPUs) has landed, or `inmigrate` when none has begun or it
+ * has not landed within `timeoutMs`.
+ */
+export async function settleIncoming(qmp: QmpClient, timeoutMs: number): Promise<string> {
+  const incoming = await qmp.execute<QueryMigrate>('query-migrate');
+  if (incoming.status !== 'active' && incoming.status !== 'completed') return 'inmigrate';
+  return waitIncomingDone(qmp, timeoutMs).catch(() => 'inmigrate');
+}
+
 /** A shell-safe single-quoted path for `exec:` migration URIs. */
 export const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

@@ -15,6 +15,7 @@ import type { QmpClient } from './qmp.js';
 import { receiveFile, sendFile } from '../../diskTransfer.js';
 import { adoptDisk, createDisk, ensureVolumeFile, growDisk, hotplugVolume, hotunplugVolume, snapshotDisk } from './storage.js';
 import { VmLifecycle } from './vmLifecycle.js';
+import { INCOMING_SETTLE_MS, settleIncoming } from './migration.js';
 import { sampleQemuVm } from './vmSamples.js';
 import { VolumePool } from './volumePool.js';
 import { NetworkOptions, QemuNetwork } from './qemuNetwork.js';
@@ -99,7 +100,7 @@ export class QemuDriver implements HypervisorDriver {
     const out: VmInfo[] = [];
     for (const name of this.vmNames()) {
       const rec = readRecord(this.paths(name));
-      if (rec) out.push(await this.info(name, rec));
+      if (rec) out.push(await this.info(name, rec, false));
     }
     return out;
   }
@@ -419,13 +420,21 @@ export class QemuDriver implements HypervisorDriver {
     this.qmps.delete(name);
   }
 
-  async stateOf(name: string, rec: VmRecord): Promise<VmState> {
+  /**
+   * What the VM is now. `settle`: a twin whose incoming live migration has begun is reported as the state
+   * it lands in, not as the `inmigrate` pause it is in until QEMU has loaded the last of it: the source's
+   * `migrateSend` can return before that, and whatever the controller asks of the VM next (a `getVm`, a
+   * pause) must find it running. Listings do not wait.
+   */
+  async stateOf(name: string, rec: VmRecord, settle = true): Promise<VmState> {
     if (rec.suspended) return 'suspended';
     const paths = this.paths(name);
     if (isQemuAlive(readPid(paths))) {
       let status: string;
       try {
-        status = (await (await this.qmpOf(name)).execute<{ status: string }>('query-status', undefined, 5000)).status;
+        const qmp = await this.qmpOf(name);
+        status = (await qmp.execute<{ status: string }>('query-status', undefined, 5000)).status;
+        if (status === 'inmigrate' && settle) status = await settleIncoming(qmp, INCOMING_SETTLE_MS);
       } catch {
         return 'running';
       }
@@ -451,8 +460,8 @@ export class QemuDriver implements HypervisorDriver {
     if (!nextVmState(state, action)) throw new AgentError('INVALID_STATE', `cannot ${action} VM ${name}: it is ${state}`);
   }
 
-  private async info(name: string, rec: VmRecord): Promise<VmInfo> {
-    const state = await this.stateOf(name, rec);
+  private async info(name: string, rec: VmRecord, settle = true): Promise<VmInfo> {
+    const state = await this.stateOf(name, rec, settle);
     const pid = readPid(this.paths(name));
     const current = this.record(name);
     return {
