@@ -23,7 +23,7 @@ import { createRuntime, type Runtime } from '../server/runtime.js';
 import { startTemporalDevServer } from '../server/temporalDevServer.js';
 import { routeTemporalLogs } from '../server/temporalLogs.js';
 import { startWorker } from '../server/worker.js';
-import { bareWorkflow } from '../workflows/bench.js';
+import { runBareWorkflow } from './baseline.js';
 import { createDatabase, startPostgres } from '../test/support/postgres.js';
 
 const json = process.argv.includes('--json');
@@ -189,7 +189,7 @@ async function main() {
     const bareC1: number[] = [];
     for (let i = 0; i < C1_BOOTS; i++) {
       const t0 = performance.now();
-      await rt.temporal.workflow.execute(bareWorkflow, { taskQueue, workflowId: `bench-bare-c1-${randomUUID()}`, args: [BOOT_ACTIVITIES] });
+      await runBareWorkflow(rt, taskQueue, `bench-bare-c1-${randomUUID()}`, BOOT_ACTIVITIES);
       bareC1.push(performance.now() - t0);
     }
     bareC1.sort((a, b) => a - b);
@@ -203,7 +203,7 @@ async function main() {
       await Promise.all(
         Array.from({ length: CONCURRENCY }, async () => {
           while (left-- > 0) {
-            await rt.temporal.workflow.execute(bareWorkflow, { taskQueue, workflowId: `bench-bare-${randomUUID()}`, args: [BOOT_ACTIVITIES] });
+            await runBareWorkflow(rt, taskQueue, `bench-bare-${randomUUID()}`, BOOT_ACTIVITIES);
           }
         }),
       );

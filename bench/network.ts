@@ -26,7 +26,7 @@ import { createRuntime } from '../server/runtime.js';
 import { startTemporalDevServer } from '../server/temporalDevServer.js';
 import { routeTemporalLogs } from '../server/temporalLogs.js';
 import { startWorker } from '../server/worker.js';
-import { bareWorkflow } from '../workflows/bench.js';
+import { runBareWorkflow } from './baseline.js';
 import { createDatabase, startPostgres } from '../test/support/postgres.js';
 import { macOf } from '../activities/ports.js';
 import { QemuDriver } from '../hostagent/drivers/qemu/qemuDriver.js';
@@ -79,7 +79,7 @@ async function main() {
       const { operation } = await commands.allocateIp(rt, projects[n++ % 4]!, { networkId: network.id, kind: 'FLOATING' });
       await rt.temporal.workflow.getHandle(workflowIdOf(operation.id)).result();
     };
-    const bare = () => rt.temporal.workflow.execute(bareWorkflow, { taskQueue, workflowId: `bench-bare-${randomUUID()}`, args: [ALLOCATE_ACTIVITIES] });
+    const bare = () => runBareWorkflow(rt, taskQueue, `bench-bare-${randomUUID()}`, ALLOCATE_ACTIVITIES);
 
     await perSecond(20, 4, allocate); // warm-up: worker caches, JIT
     await perSecond(20, 4, bare);
