@@ -1,5 +1,5 @@
 import { recordAddressFailure, type AddressOperationInput } from './addressRunbook.js';
-import { Compensations, operationContext, steps, undoSteps } from './runbook.js';
+import { Compensations, eventSteps, operationContext, steps, undoSteps } from './runbook.js';
 
 /**
  * Allocate IP: take the network's next free address (IPAM on the network's stream); a FLOATING one asked
@@ -11,7 +11,8 @@ export async function allocateIp(input: AddressOperationInput): Promise<void> {
   const associate = address.kind === 'FLOATING' && address.instanceId !== undefined;
   const undo = new Compensations();
   try {
-    await steps.allocateAddress(ctx, { ...address, last: !associate });
+    // IPAM only appends to the network's stream: a local activity, as in a boot (runbook.ts, eventSteps).
+    await eventSteps().allocateAddress(ctx, { ...address, last: !associate });
     if (associate) {
       undo.add(() => undoSteps.releaseAddress(ctx, address));
       await steps.associateAddress(ctx, { ...address, instanceId: address.instanceId! });
