@@ -30,6 +30,14 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
+/**
+ * The client to start a workflow on the runtime's task queue with, and the start options that go with
+ * it: eager beside this process's own worker (`eagerStarter`), through the server's matching otherwise.
+ */
+export function workflowStarter(rt: Pick<Runtime, 'temporal' | 'eagerStarter'>): { client: Client; startOptions: { requestEagerStart?: true } } {
+  return rt.eagerStarter ? { client: rt.eagerStarter, startOptions: { requestEagerStart: true } } : { client: rt.temporal, startOptions: {} };
+}
+
 export async function createRuntime(config: RuntimeConfig): Promise<Runtime> {
   const key = loadOrCreateControllerKey(config.sshKeyPath);
   const db = await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { pgliteDir: config.pgliteDir });

@@ -11,7 +11,7 @@ import { failOperation, type OperationContext } from '../../activities/operation
 import { recordOnInstance } from '../../activities/instanceRecords.js';
 import type { EventMetadata, Queryable } from '../../eventstore/index.js';
 import { componentLog } from '../../server/log.js';
-import type { Runtime } from '../../server/runtime.js';
+import { workflowStarter, type Runtime } from '../../server/runtime.js';
 import type { OperationInput } from '../../workflows/runbook.js';
 
 const log = componentLog('commands');
@@ -149,14 +149,14 @@ export async function startOperationWorkflow(
   try {
     // Beside an in-process worker the first workflow task comes straight back to it (eager start);
     // when that worker has no free slot the server dispatches the task as usual.
-    const starter = rt.eagerStarter ?? rt.temporal;
-    const handle = await starter.workflow.start(workflowType, {
+    const { client, startOptions } = workflowStarter(rt);
+    const handle = await client.workflow.start(workflowType, {
       taskQueue: rt.config.taskQueue,
       workflowId: workflowIdOf(input.operationId),
       // The hold is the deployment's setting at start: a run keeps the window it began with.
       args: [rt.config.failureHoldMs ? { ...input, failureHoldMs: rt.config.failureHoldMs } : input],
       workflowIdReusePolicy: reuse,
-      ...(rt.eagerStarter ? { requestEagerStart: true } : {}),
+      ...startOptions,
     });
     return handle.firstExecutionRunId;
   } catch (e) {
