@@ -1,13 +1,10 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { commandLineOf } from './procfs.js';
 
 /** Whether `pid` is a live Node process (a pid reused by something else does not hold the data dir). */
 function liveNode(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]!.endsWith('node');
-  } catch {
-    return false;
-  }
+  return commandLineOf(pid)?.[0]?.endsWith('node') ?? false;
 }
 
 /**

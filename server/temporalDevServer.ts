@@ -6,6 +6,7 @@ import { Connection } from '@temporalio/client';
 import { killWithParent } from './childProcesses.js';
 import { componentLog } from './log.js';
 import { findTemporalCli } from './temporalCli.js';
+import { commandLineOf } from './procfs.js';
 
 const log = componentLog('temporal-dev');
 
@@ -116,13 +117,7 @@ async function stopLeftover(pidFile: string, dbFile: string, say: (m: string) =>
   } catch {
     return;
   }
-  const alive = () => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(dbFile);
-    } catch {
-      return false;
-    }
-  };
+  const alive = () => commandLineOf(pid)?.includes(dbFile) ?? false;
   if (!Number.isInteger(pid) || pid <= 0 || !alive()) {
     rmSync(pidFile, { force: true });
     return;

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../atomicFile.js';
 import { inNs } from './ip.js';
+import { commandLineOf } from '../../server/procfs.js';
 
 /**
  * DHCP for a network: one dnsmasq per network in the agent's namespace, bound to the network's bridge,
@@ -16,11 +17,7 @@ const files = (dir: string) => ({ hosts: join(dir, 'dhcp-hosts'), pid: join(dir,
 
 /** Whether `pid` is still a running dnsmasq (an exited one, even unreaped, has no command line). */
 function isDnsmasq(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dnsmasq');
-  } catch {
-    return false;
-  }
+  return commandLineOf(pid)?.some((arg) => arg.includes('dnsmasq')) ?? false;
 }
 
 function pidOf(dir: string): number | undefined {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { inSpan } from '../../../server/telemetry.js';
+import { commandLineOf } from '../../../server/procfs.js';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import { AgentError, VmSpec } from '../../driver.js';
@@ -52,7 +53,7 @@ export function isQemuAlive(pid: number | undefined): boolean {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     if (state === 'Z' || state === 'X') return false;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-system');
+    return commandLineOf(pid)?.some((arg) => arg.includes('qemu-system')) ?? false;
   } catch {
     return false;
   }
